@@ -1,0 +1,1 @@
+"""Prefect flows that orchestrate rlv2: nightly retraining, sweeps, promotion."""

@@ -1,0 +1,177 @@
+"""SPEC A1: the two agents' rewards and their parts, one function per formula.
+
+Every function takes scalars or numpy arrays (broadcast element-wise) and returns a
+float for scalar input, an ndarray otherwise. NaN or infinite inputs raise
+``ValueError`` naming the parameter; nothing here returns a silent NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from rlv2.domain import Regime
+
+FloatOrArray = float | NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class MetaRewardWeights:
+    """Weights of the meta-strategy reward (SPEC A1); a sweep may vary them."""
+
+    drawdown: float = 0.5
+    """Weight of ``max_drawdown_pct`` (subtracted)."""
+    sharpe: float = 0.2
+    """Weight of the Sharpe signal."""
+    regime: float = 0.15
+    """Weight of the regime alignment score."""
+
+
+@dataclass(frozen=True)
+class SizingRewardWeights:
+    """Weights of the position-sizing reward (SPEC A1); a sweep may vary them."""
+
+    risk: float = 0.4
+    """Weight of the risk penalty (subtracted)."""
+    volatility: float = 0.1
+    """Weight of the volatility adjustment."""
+
+
+LEVERAGE_FREE = 5.0
+"""Leverage up to which no leverage penalty applies."""
+EXPOSURE_FREE = 0.5
+"""Exposure up to which no exposure penalty applies."""
+RISK_PENALTY_CAP = 5.0
+"""Upper bound of the combined risk penalty."""
+VOL_OPTIMAL_LOW = 0.01
+"""Lower end of the optimal volatility band (fraction)."""
+VOL_OPTIMAL_HIGH = 0.03
+"""Upper end of the optimal volatility band (fraction)."""
+
+
+def finite_array(name: str, value: ArrayLike) -> NDArray[np.float64]:
+    """Return ``value`` as a float array, raising ``ValueError`` naming it if not finite."""
+    arr = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = np.flatnonzero(~np.isfinite(arr.ravel()))
+        where = f"[{int(bad[0])}]" if arr.ndim else ""
+        raise ValueError(f"{name}{where} is {arr.ravel()[bad[0]]!r}; must be finite")
+    return arr
+
+
+def _out(arr: NDArray[np.float64]) -> FloatOrArray:
+    return float(arr) if arr.ndim == 0 else arr
+
+
+def sharpe_signal(returns: ArrayLike, risk_free_rate: float = 0.0) -> FloatOrArray:
+    """Squash a return series' Sharpe ratio into [-1, 1] (SPEC A1, C).
+
+    ``tanh((mean(returns) - risk_free_rate) / std(returns))`` with the population
+    standard deviation. With fewer than two returns, or zero spread, the signal is 0.
+    A 2-D input is a batch of series along the last axis and gives one value per row.
+    """
+    r = finite_array("returns", returns)
+    finite_array("risk_free_rate", risk_free_rate)
+    if r.ndim == 0:
+        r = r.reshape(1)
+    n = r.shape[-1]
+    if n < 2:
+        return _out(np.zeros(r.shape[:-1]))
+    mean = r.mean(axis=-1)
+    std = r.std(axis=-1)
+    safe = np.where(std > 0.0, std, 1.0)
+    signal = np.where(std > 0.0, np.tanh((mean - risk_free_rate) / safe), 0.0)
+    return _out(np.asarray(signal, dtype=np.float64))
+
+
+def _regime_code(value: Any) -> int:
+    if isinstance(value, str):
+        return Regime[value.strip().upper()].value
+    return Regime(int(value)).value
+
+
+def regime_codes(name: str, value: Any) -> NDArray[np.int64]:
+    """Return regimes given as ``Regime``, names or codes as an int array; raise naming bad ones."""
+    arr = np.asarray(value, dtype=object)
+    try:
+        codes = [_regime_code(v) for v in arr.ravel()]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(
+            f"{name}: unknown regime in {value!r}; expected one of {[r.name for r in Regime]}"
+        ) from exc
+    return np.asarray(codes, dtype=np.int64).reshape(arr.shape)
+
+
+def regime_alignment(
+    predicted_regime: Any, actual_regime: Any, confidence: ArrayLike
+) -> FloatOrArray:
+    """Score a regime prediction: ``(1.0 if right else -0.5) * confidence`` (SPEC A1)."""
+    predicted = regime_codes("predicted_regime", predicted_regime)
+    actual = regime_codes("actual_regime", actual_regime)
+    conf = finite_array("confidence", confidence)
+    if np.any((conf < 0.0) | (conf > 1.0)):
+        raise ValueError(f"confidence must be in [0, 1], got {confidence!r}")
+    alignment = np.where(predicted == actual, 1.0, -0.5)
+    return _out(np.asarray(alignment * conf, dtype=np.float64))
+
+
+def risk_penalty(leverage: ArrayLike, exposure: ArrayLike) -> FloatOrArray:
+    """Penalise leverage above 5 and exposure above 0.5, capped at 5.0 (SPEC A1)."""
+    lev = finite_array("leverage", leverage)
+    exp = finite_array("exposure", exposure)
+    if np.any(lev <= 0.0):
+        raise ValueError(f"leverage must be positive, got {leverage!r}")
+    if np.any(exp < 0.0):
+        raise ValueError(f"exposure must be non-negative, got {exposure!r}")
+    leverage_penalty = np.where(lev > LEVERAGE_FREE, (lev - LEVERAGE_FREE) * 0.3, 0.0)
+    exposure_penalty = np.where(exp > EXPOSURE_FREE, (exp - EXPOSURE_FREE) * 2.0, 0.0)
+    return _out(np.minimum(leverage_penalty + exposure_penalty, RISK_PENALTY_CAP))
+
+
+def volatility_adjustment(volatility: ArrayLike) -> FloatOrArray:
+    """Reward volatility in the optimal 1-3 % band, penalise outside it (SPEC A1)."""
+    vol = finite_array("volatility", volatility)
+    if np.any(vol < 0.0):
+        raise ValueError(f"volatility must be non-negative, got {volatility!r}")
+    too_high = -0.5 * (vol - VOL_OPTIMAL_HIGH) / VOL_OPTIMAL_HIGH
+    adjustment = np.where(
+        vol < VOL_OPTIMAL_LOW, -0.2, np.where(vol <= VOL_OPTIMAL_HIGH, 0.5, too_high)
+    )
+    return _out(np.asarray(adjustment, dtype=np.float64))
+
+
+def meta_strategy_reward(
+    pnl_pct: ArrayLike,
+    max_drawdown_pct: ArrayLike,
+    sharpe_signal: ArrayLike,
+    regime_alignment_score: ArrayLike,
+    weights: MetaRewardWeights | None = None,
+) -> FloatOrArray:
+    """Reward of the meta-strategy agent for one closed position (SPEC A1)."""
+    w = weights or MetaRewardWeights()
+    reward = (
+        finite_array("pnl_pct", pnl_pct)
+        - w.drawdown * finite_array("max_drawdown_pct", max_drawdown_pct)
+        + w.sharpe * finite_array("sharpe_signal", sharpe_signal)
+        + w.regime * finite_array("regime_alignment_score", regime_alignment_score)
+    )
+    return _out(np.asarray(reward, dtype=np.float64))
+
+
+def position_sizing_reward(
+    pnl_pct: ArrayLike,
+    risk_penalty: ArrayLike,
+    volatility_adjustment: ArrayLike,
+    weights: SizingRewardWeights | None = None,
+) -> FloatOrArray:
+    """Reward of the position-sizing agent for one closed position (SPEC A1)."""
+    w = weights or SizingRewardWeights()
+    reward = (
+        finite_array("pnl_pct", pnl_pct)
+        - w.risk * finite_array("risk_penalty", risk_penalty)
+        + w.volatility * finite_array("volatility_adjustment", volatility_adjustment)
+    )
+    return _out(np.asarray(reward, dtype=np.float64))
