@@ -129,7 +129,7 @@ class RegimeRule:
     """Thresholds of the regime rule (SPEC C); see ``label_regime``."""
 
     breakout_k: float = 2.0
-    """Last return beyond this many stds of the earlier returns (and a new extreme): BREAKOUT."""
+    """A new extreme whose last return exceeds this many times the typical earlier move."""
     trend_efficiency: float = 0.5
     """Kaufman efficiency ratio at or above which the window is a TREND."""
     reversion_z: float = 1.5
@@ -154,7 +154,9 @@ def label_regime(prices: ArrayLike, rule: RegimeRule | None = None) -> Regime | 
     else RANGE), with returns ``r = diff(p) / p[:-1]``:
 
     1. BREAKOUT: the last price is a new extreme of the window (above ``max(p[:-1])``
-       or below ``min(p[:-1])``) and ``|r[-1]| > breakout_k * std(r[:-1])``.
+       or below ``min(p[:-1])``) and ``|r[-1]| > breakout_k * rms(r[:-1])``, where
+       ``rms = sqrt(mean(r²))`` is the typical size of the earlier moves (a steady trend
+       makes new highs too, but with moves of its usual size).
     2. TREND: efficiency ratio ``|p[-1] - p[0]| / Σ|Δp| >= trend_efficiency``.
     3. MEAN_REVERSION: ``|p[-1] - mean(p)| >= reversion_z * std(p)`` with ``std(p) > 0``:
        stretched from its mean without a trend, so expected to revert.
@@ -171,11 +173,11 @@ def label_regime(prices: ArrayLike, rule: RegimeRule | None = None) -> Regime | 
     codes = np.full(batch.shape[0], Regime.RANGE.value, dtype=np.int64)
     if n >= 3:
         r = np.diff(batch, axis=-1) / batch[:, :-1]
-        prior_std = r[:, :-1].std(axis=-1)
+        prior_rms = np.sqrt((r[:, :-1] ** 2).mean(axis=-1))
         new_extreme = (batch[:, -1] > batch[:, :-1].max(axis=-1)) | (
             batch[:, -1] < batch[:, :-1].min(axis=-1)
         )
-        breakout = new_extreme & (np.abs(r[:, -1]) > rule.breakout_k * prior_std)
+        breakout = new_extreme & (np.abs(r[:, -1]) > rule.breakout_k * prior_rms)
         trend = np.asarray(efficiency_ratio(batch)) >= rule.trend_efficiency
         std_p = batch.std(axis=-1)
         stretched = (std_p > 0.0) & (
