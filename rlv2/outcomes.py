@@ -1,0 +1,174 @@
+"""SPEC C, "what an action changes": the outcome of any action, derived from the price path.
+
+History records one action per decision. To learn about the others, the outcome of
+each is rebuilt from the bars after entry, by these rules (each applied here only):
+
+- **Strategy** decides the exit: a take-profit and a stop-loss on the position's
+  directional close-to-close return, in units of the entry-time volatility ``σ``
+  (per-bar return std, floored at ``sigma_floor``), and a maximum holding time in
+  bars (``DEFAULT_EXIT_RULES``). The exit is at the first bar whose close crosses a
+  barrier, else at ``max_bars``, else at the symbol's last bar (truncated).
+- **Model** decides the direction: the chosen model's own signal (+1 / -1).
+- **Weight action** scales exposure: UP × 1.25, HOLD × 1.0, DOWN × 0.75
+  (``rlv2.domain.WEIGHT_EXPOSURE_SCALE``).
+- **Size × leverage** scale return and drawdown. ``pnl_pct`` and
+  ``max_drawdown_pct`` are percent of one base margin unit (size 1.0, HOLD):
+  ``pnl_pct = 100 · size · w · L · r`` and
+  ``max_drawdown_pct = 100 · size · w · min(L · mae, 1)``, where ``r`` is the
+  directional return to the exit and ``mae`` the maximum adverse excursion from the
+  entry close, measured on the bars' highs and lows up to the exit. When
+  ``L · mae >= 1`` the adverse move wiped the margin: the position is liquidated and
+  ``pnl_pct = -100 · size · w``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numba
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from rlv2.domain import Strategy
+
+
+@dataclass(frozen=True)
+class ExitRule:
+    """When a strategy closes its position; barriers in units of entry-time volatility."""
+
+    take_profit: float
+    """Close when the directional return reaches ``+take_profit · σ``."""
+    stop_loss: float
+    """Close when it falls to ``-stop_loss · σ``."""
+    max_bars: int
+    """Close after this many bars at the latest."""
+
+
+DEFAULT_EXIT_RULES: dict[Strategy, ExitRule] = {
+    Strategy.TREND: ExitRule(take_profit=6.0, stop_loss=3.0, max_bars=48),
+    Strategy.RANGE: ExitRule(take_profit=2.0, stop_loss=2.0, max_bars=12),
+    Strategy.BREAKOUT: ExitRule(take_profit=5.0, stop_loss=2.0, max_bars=24),
+    Strategy.MEAN_REVERSION: ExitRule(take_profit=2.0, stop_loss=3.0, max_bars=16),
+}
+"""Default exit rule of each strategy: trend rides, range and reversion take profit early."""
+
+SIGMA_FLOOR = 1e-4
+"""Smallest σ used for the barriers, so a flat window still gets finite barriers."""
+
+
+class PathOutcome(NamedTuple):
+    """Where and how a position on the price path ends (per entry)."""
+
+    exit_idx: NDArray[np.int64]
+    """Bar index of the exit."""
+    ret: NDArray[np.float64]
+    """Directional close-to-close return from entry to exit."""
+    mae: NDArray[np.float64]
+    """Maximum adverse excursion (≥ 0) from the entry close, on highs/lows up to the exit."""
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk_paths(
+    close: NDArray[np.float64],
+    high: NDArray[np.float64],
+    low: NDArray[np.float64],
+    entry_idx: NDArray[np.int64],
+    last_idx: NDArray[np.int64],
+    direction: NDArray[np.int64],
+    sigma: NDArray[np.float64],
+    take_profit: NDArray[np.float64],
+    stop_loss: NDArray[np.float64],
+    max_bars: NDArray[np.int64],
+    exit_idx: NDArray[np.int64],
+    ret: NDArray[np.float64],
+    mae: NDArray[np.float64],
+) -> None:
+    for i in range(entry_idx.shape[0]):
+        e = entry_idx[i]
+        entry = close[e]
+        d = direction[i]
+        tp = take_profit[i] * sigma[i]
+        sl = -stop_loss[i] * sigma[i]
+        end = min(e + max_bars[i], last_idx[i])
+        worst = 0.0
+        j = e
+        r = 0.0
+        while j < end:
+            j += 1
+            adverse = (entry - low[j]) / entry if d > 0 else (high[j] - entry) / entry
+            if adverse > worst:
+                worst = adverse
+            r = d * (close[j] - entry) / entry
+            if r >= tp or r <= sl:
+                break
+        exit_idx[i] = j
+        ret[i] = r
+        mae[i] = worst
+
+
+def walk_paths(
+    close: ArrayLike,
+    high: ArrayLike,
+    low: ArrayLike,
+    entry_idx: ArrayLike,
+    last_idx: ArrayLike,
+    direction: ArrayLike,
+    sigma: ArrayLike,
+    rule: ExitRule | ArrayLike,
+) -> PathOutcome:
+    """Follow each entry's price path to its exit under an exit rule (see module docstring).
+
+    ``close/high/low`` are the bars of all symbols concatenated; ``last_idx[i]`` is the
+    last bar of entry ``i``'s symbol, so no path runs into another symbol. ``rule`` is one
+    ``ExitRule`` for all entries, or an array of strategy codes (one rule per entry from
+    ``DEFAULT_EXIT_RULES``).
+    """
+    c = np.ascontiguousarray(close, dtype=np.float64)
+    h = np.ascontiguousarray(high, dtype=np.float64)
+    lo = np.ascontiguousarray(low, dtype=np.float64)
+    e = np.ascontiguousarray(entry_idx, dtype=np.int64)
+    n = e.shape[0]
+    if isinstance(rule, ExitRule):
+        rules = [rule] * n
+    else:
+        rules = [DEFAULT_EXIT_RULES[Strategy(int(s))] for s in np.asarray(rule).reshape(-1)]
+    tp = np.asarray([r.take_profit for r in rules], dtype=np.float64).reshape(n)
+    sl = np.asarray([r.stop_loss for r in rules], dtype=np.float64).reshape(n)
+    mb = np.asarray([r.max_bars for r in rules], dtype=np.int64).reshape(n)
+    sig = np.maximum(np.broadcast_to(np.asarray(sigma, dtype=np.float64), (n,)), SIGMA_FLOOR)
+    out = PathOutcome(np.empty(n, np.int64), np.empty(n, np.float64), np.empty(n, np.float64))
+    _walk_paths(
+        c,
+        h,
+        lo,
+        e,
+        np.broadcast_to(np.asarray(last_idx, dtype=np.int64), (n,)).copy(),
+        np.broadcast_to(np.asarray(direction, dtype=np.int64), (n,)).copy(),
+        np.ascontiguousarray(sig),
+        tp,
+        sl,
+        mb,
+        out.exit_idx,
+        out.ret,
+        out.mae,
+    )
+    return out
+
+
+def position_pnl(
+    ret: ArrayLike,
+    mae: ArrayLike,
+    size_multiplier: ArrayLike,
+    leverage: ArrayLike,
+    weight_scale: ArrayLike = 1.0,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+    """``(pnl_pct, max_drawdown_pct, liquidated)`` of a position (see module docstring)."""
+    r = np.asarray(ret, dtype=np.float64)
+    adverse = np.asarray(mae, dtype=np.float64)
+    lev = np.asarray(leverage, dtype=np.float64)
+    scale = 100.0 * np.asarray(size_multiplier, dtype=np.float64) * np.asarray(weight_scale)
+    liquidated = lev * adverse >= 1.0
+    pnl = np.where(liquidated, -scale, scale * lev * r)
+    drawdown = scale * np.minimum(lev * adverse, 1.0)
+    return pnl, drawdown, liquidated

@@ -1,0 +1,55 @@
+"""SPEC C: outcomes of untaken actions from the price path, against hand-computed values."""
+
+import numpy as np
+import pytest
+
+from rlv2.domain import Strategy
+from rlv2.outcomes import DEFAULT_EXIT_RULES, ExitRule, position_pnl, walk_paths
+
+RULE = ExitRule(take_profit=2.0, stop_loss=3.0, max_bars=10)
+
+
+def bars(closes):
+    c = np.asarray(closes, dtype=float)
+    return c, c + 0.5, c - 0.5
+
+
+def test_take_profit_long():
+    c, h, lo = bars([100, 101, 102, 103, 99])
+    out = walk_paths(c, h, lo, [0], [4], [1], 0.01, RULE)  # tp at +2 %: bar 2
+    assert out.exit_idx[0] == 2 and out.ret[0] == pytest.approx(0.02) and out.mae[0] == 0.0
+
+
+def test_stop_loss_short_and_pnl_scaling():
+    c, h, lo = bars([100, 101, 102, 104, 90])
+    out = walk_paths(c, h, lo, [0], [4], [-1], 0.01, RULE)
+    # short: -1 %, -2 %, -4 % <= -3 % at bar 3; worst high 104.5 -> mae 4.5 %
+    assert out.exit_idx[0] == 3
+    assert out.ret[0] == pytest.approx(-0.04) and out.mae[0] == pytest.approx(0.045)
+    # size 0.5, weight UP 1.25: scale 62.5; L=2: pnl 62.5*2*-0.04 = -5, dd 62.5*0.09 = 5.625
+    pnl, dd, liq = position_pnl(out.ret, out.mae, 0.5, 2, 1.25)
+    assert pnl[0] == pytest.approx(-5.0) and dd[0] == pytest.approx(5.625) and not liq[0]
+
+
+def test_liquidation_caps_the_loss_at_the_margin():
+    # L=7, mae 0.15: 1.05 >= 1 -> liquidated, pnl -100 * size; L=6: 0.9, not liquidated
+    pnl, dd, liq = position_pnl([-0.1, -0.1], [0.15, 0.15], [0.8, 0.8], [7, 6])
+    assert liq.tolist() == [True, False]
+    assert pnl[0] == pytest.approx(-80.0) and dd[0] == pytest.approx(80.0)
+    assert pnl[1] == pytest.approx(-48.0) and dd[1] == pytest.approx(72.0)
+
+
+def test_max_bars_and_symbol_end_truncate():
+    c, h, lo = bars([100, 100.1, 100.2, 100.3, 100.4, 100.5])
+    out = walk_paths(c, h, lo, [0, 0], [5, 2], [1, 1], 0.01, ExitRule(5.0, 5.0, 3))
+    assert out.exit_idx.tolist() == [3, 2]  # max_bars 3; symbol ends at bar 2
+    assert out.ret[0] == pytest.approx(0.003)
+
+
+def test_strategy_codes_pick_their_rules():
+    c, h, lo = bars(100 * np.ones(100))
+    out = walk_paths(c, h, lo, [0, 0], [99, 99], [1, 1], 0.01, [Strategy.TREND, Strategy.RANGE])
+    assert out.exit_idx.tolist() == [
+        DEFAULT_EXIT_RULES[Strategy.TREND].max_bars,
+        DEFAULT_EXIT_RULES[Strategy.RANGE].max_bars,
+    ]
