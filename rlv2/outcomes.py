@@ -172,3 +172,28 @@ def position_pnl(
     pnl = np.where(liquidated, -scale, scale * lev * r)
     drawdown = scale * np.minimum(lev * adverse, 1.0)
     return pnl, drawdown, liquidated
+
+
+INITIAL_EQUITY = 100.0
+"""Account equity before the first trade."""
+MARGIN_UNIT = 10.0
+"""Margin one base unit (size 1.0, HOLD) puts up, in equity units: 10 % of the initial equity."""
+
+
+def account_equity(pnl_pct: ArrayLike) -> NDArray[np.float64]:
+    """Equity after each closed trade: ``INITIAL_EQUITY + MARGIN_UNIT · Σ pnl_pct / 100``."""
+    return INITIAL_EQUITY + MARGIN_UNIT * np.cumsum(np.asarray(pnl_pct, dtype=np.float64)) / 100.0
+
+
+def position_exposure(
+    size_multiplier: ArrayLike, leverage: ArrayLike, weight_scale: ArrayLike, equity: ArrayLike
+) -> NDArray[np.float64]:
+    """Exposure a position adds (SPEC C): its notional × leverage over equity.
+
+    Notional is ``size · w · MARGIN_UNIT``; one base unit at leverage 5 on the initial
+    equity is 0.5, SPEC A1's exposure threshold.
+    """
+    notional = (
+        np.asarray(size_multiplier, dtype=np.float64) * np.asarray(weight_scale) * MARGIN_UNIT
+    )
+    return notional * np.asarray(leverage, dtype=np.float64) / np.asarray(equity, dtype=np.float64)
