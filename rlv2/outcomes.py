@@ -11,14 +11,15 @@ each is rebuilt from the bars after entry, by these rules (each applied here onl
 - **Model** decides the direction: the chosen model's own signal (+1 / -1).
 - **Weight action** scales exposure: UP × 1.25, HOLD × 1.0, DOWN × 0.75
   (``rlv2.domain.WEIGHT_EXPOSURE_SCALE``).
-- **Size × leverage** scale return and drawdown. ``pnl_pct`` and
-  ``max_drawdown_pct`` are percent of one base margin unit (size 1.0, HOLD):
-  ``pnl_pct = 100 · size · w · L · r`` and
-  ``max_drawdown_pct = 100 · size · w · min(L · mae, 1)``, where ``r`` is the
-  directional return to the exit and ``mae`` the maximum adverse excursion from the
-  entry close, measured on the bars' highs and lows up to the exit. When
-  ``L · mae >= 1`` the adverse move wiped the margin: the position is liquidated and
-  ``pnl_pct = -100 · size · w``.
+- **Size × leverage** scale return and drawdown. A position puts up one margin unit
+  (``MARGIN_UNIT``); size and weight scale its notional on that margin, so its
+  effective leverage is ``e = size · w · L``. As SPEC C's units require, ``pnl_pct``
+  and ``max_drawdown_pct`` are percent of the margin put up:
+  ``pnl_pct = 100 · e · r`` and ``max_drawdown_pct = 100 · min(e · mae, 1)``, where
+  ``r`` is the directional return to the exit and ``mae`` the maximum adverse
+  excursion from the entry close, measured on the bars' highs and lows up to the
+  exit. When ``e · mae >= 1`` the adverse move wiped the margin: the position is
+  liquidated and ``pnl_pct = -100``.
 """
 
 from __future__ import annotations
@@ -166,18 +167,21 @@ def position_pnl(
     """``(pnl_pct, max_drawdown_pct, liquidated)`` of a position (see module docstring)."""
     r = np.asarray(ret, dtype=np.float64)
     adverse = np.asarray(mae, dtype=np.float64)
-    lev = np.asarray(leverage, dtype=np.float64)
-    scale = 100.0 * np.asarray(size_multiplier, dtype=np.float64) * np.asarray(weight_scale)
-    liquidated = lev * adverse >= 1.0
-    pnl = np.where(liquidated, -scale, scale * lev * r)
-    drawdown = scale * np.minimum(lev * adverse, 1.0)
+    effective = (
+        np.asarray(size_multiplier, dtype=np.float64)
+        * np.asarray(weight_scale, dtype=np.float64)
+        * np.asarray(leverage, dtype=np.float64)
+    )
+    liquidated = effective * adverse >= 1.0
+    pnl = np.where(liquidated, -100.0, 100.0 * effective * r)
+    drawdown = 100.0 * np.minimum(effective * adverse, 1.0)
     return pnl, drawdown, liquidated
 
 
 INITIAL_EQUITY = 100.0
 """Account equity before the first trade."""
 MARGIN_UNIT = 10.0
-"""Margin one base unit (size 1.0, HOLD) puts up, in equity units: 10 % of the initial equity."""
+"""Margin every position puts up, in equity units: 10 % of the initial equity."""
 
 
 def account_equity(pnl_pct: ArrayLike) -> NDArray[np.float64]:
@@ -190,8 +194,8 @@ def position_exposure(
 ) -> NDArray[np.float64]:
     """Exposure a position adds (SPEC C): its notional × leverage over equity.
 
-    Notional is ``size · w · MARGIN_UNIT``; one base unit at leverage 5 on the initial
-    equity is 0.5, SPEC A1's exposure threshold.
+    Notional is ``size · w · MARGIN_UNIT``; size 1.0, HOLD, at leverage 5 on the
+    initial equity is 0.5, SPEC A1's exposure threshold.
     """
     notional = (
         np.asarray(size_multiplier, dtype=np.float64) * np.asarray(weight_scale) * MARGIN_UNIT

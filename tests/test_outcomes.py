@@ -26,17 +26,19 @@ def test_stop_loss_short_and_pnl_scaling():
     # short: -1 %, -2 %, -4 % <= -3 % at bar 3; worst high 104.5 -> mae 4.5 %
     assert out.exit_idx[0] == 3
     assert out.ret[0] == pytest.approx(-0.04) and out.mae[0] == pytest.approx(0.045)
-    # size 0.5, weight UP 1.25: scale 62.5; L=2: pnl 62.5*2*-0.04 = -5, dd 62.5*0.09 = 5.625
+    # size 0.5, weight UP 1.25, L=2: effective leverage 1.25
+    # pnl 100*1.25*-0.04 = -5, drawdown 100*1.25*0.045 = 5.625 (percent of margin)
     pnl, dd, liq = position_pnl(out.ret, out.mae, 0.5, 2, 1.25)
     assert pnl[0] == pytest.approx(-5.0) and dd[0] == pytest.approx(5.625) and not liq[0]
 
 
 def test_liquidation_caps_the_loss_at_the_margin():
-    # L=7, mae 0.15: 1.05 >= 1 -> liquidated, pnl -100 * size; L=6: 0.9, not liquidated
-    pnl, dd, liq = position_pnl([-0.1, -0.1], [0.15, 0.15], [0.8, 0.8], [7, 6])
+    # size 1.0: L=7, mae 0.15: 1.05 >= 1 -> liquidated, the whole margin: -100
+    # size 0.8, L=7: effective 5.6, 5.6*0.15 = 0.84 < 1: pnl 100*5.6*-0.1 = -56, dd 84
+    pnl, dd, liq = position_pnl([-0.1, -0.1], [0.15, 0.15], [1.0, 0.8], [7, 7])
     assert liq.tolist() == [True, False]
-    assert pnl[0] == pytest.approx(-80.0) and dd[0] == pytest.approx(80.0)
-    assert pnl[1] == pytest.approx(-48.0) and dd[1] == pytest.approx(72.0)
+    assert pnl[0] == pytest.approx(-100.0) and dd[0] == pytest.approx(100.0)
+    assert pnl[1] == pytest.approx(-56.0) and dd[1] == pytest.approx(84.0)
 
 
 def test_max_bars_and_symbol_end_truncate():
