@@ -4,6 +4,10 @@ Meta-strategy: 4 strategies × 4 models × 3 weight actions = 48 actions, coded
 ``strategy * 12 + model * 3 + weight_action``. Position sizing: 8 size multipliers ×
 7 leverage levels = 56 actions, coded ``size_index * 7 + leverage_index``. The codes
 follow the enum and tuple orders of ``rlv2.domain`` and never change.
+
+Selection is ε-greedy through ``epsilon_greedy(q_row, epsilon, rng)`` (re-exported from
+``rlv2.qlearning``, where its one draw sequence is documented; ``rng = make_rng(seed)``),
+so the agents, ``QLearner`` and the compiled kernels all draw alike.
 """
 
 from __future__ import annotations
@@ -14,6 +18,18 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from rlv2.domain import LEVERAGES, SIZE_MULTIPLIERS, Model, Strategy, WeightAction
+from rlv2.qlearning import epsilon_greedy, make_rng
+
+__all__ = [
+    "MetaAction",
+    "MetaActionSpace",
+    "SizingAction",
+    "SizingActionSpace",
+    "epsilon_greedy",
+    "make_rng",
+    "meta_space",
+    "sizing_space",
+]
 
 N_META_ACTIONS = len(Strategy) * len(Model) * len(WeightAction)
 """Size of the meta-strategy action space (48)."""

@@ -61,3 +61,15 @@ def test_invalid_parts_raise():
 @given(st.sampled_from(SIZE_MULTIPLIERS), st.sampled_from(LEVERAGES))
 def test_sizing_parts_round_trip(size, leverage):
     assert sizing_space.decode(sizing_space.encode(size, leverage)) == (size, leverage)
+
+
+def test_epsilon_greedy_explores_and_exploits():
+    from rlv2.actions import epsilon_greedy, make_rng
+
+    q_row = np.zeros(48)
+    q_row[17] = 1.0
+    rng = make_rng(3)
+    assert all(epsilon_greedy(q_row, 0.0, rng) == 17 for _ in range(50))
+    picks = [int(epsilon_greedy(q_row, 1.0, rng)) for _ in range(2000)]
+    assert len(set(picks)) == 48  # ε = 1 explores uniformly
+    assert abs(picks.count(17) / 2000 - 1 / 48) < 0.02

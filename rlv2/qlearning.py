@@ -1,0 +1,805 @@
+"""SPEC A4: tabular Q-learning, the readable ``QLearner`` and the compiled replay kernels.
+
+Learning (SPEC A4)
+    Discounted return of an episode: ``G_0 = Σ_k γ^k r_k`` (:func:`discounted_return`).
+    Update: ``Q(s, a) ← Q(s, a) + α [target − Q(s, a)]`` with
+    ``target = r`` on a terminal transition and ``target = r + γ max_a' Q(s', a')``
+    otherwise. Defaults α = 0.01, γ = 0.99; ε starts at 0.1 and after each episode
+    becomes ``max(ε · 0.995, 0.01)``.
+
+Episodes, terminals, truncation (SPEC C)
+    A *terminal* transition stops bootstrapping; an *episode end* (``done``) only
+    decays ε and closes the episode's statistics; events after the last ``done``
+    form a *truncated* partial episode whose transitions still bootstrap. ``dones``
+    marks terminals too unless a separate ``terminals`` array is given.
+
+Randomness
+    One explicit splitmix64 generator (:func:`next_u64`, :func:`uniform`,
+    :func:`randint`) whose whole state is a 1-element ``uint64`` array, never numpy's
+    global RNG. ``QLearner`` and the kernels use the same generator and the same
+    ε-greedy draw sequence (:func:`epsilon_greedy`), so with the same seed they make
+    the same draws and produce bit-identical Q-tables (fastmath stays off).
+
+Kernels
+    :func:`replay` drives one Q-table through N events in compiled code;
+    :func:`replay_sweep` drives K Q-tables (one hyperparameter configuration each)
+    in parallel over configurations, configuration k on its own random stream
+    :func:`stream_seed` ``(seed, k)``, so that it equals a single :func:`replay`
+    with that seed whatever the thread count.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Callable
+from typing import NamedTuple, cast
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+from numpy.typing import ArrayLike, NDArray
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_GOLDEN_U64 = np.uint64(_GOLDEN)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_SHIFT_11 = np.uint64(11)
+_SHIFT_27 = np.uint64(27)
+_SHIFT_30 = np.uint64(30)
+_SHIFT_31 = np.uint64(31)
+_TWO_POW_MINUS_53 = 2.0**-53
+
+# fastmath stays off everywhere: the kernels must match QLearner bit for bit.
+_jit = numba.njit(cache=True, nogil=True)
+
+
+# --- the random stream -------------------------------------------------------------------
+
+
+@_jit
+def _mix64(z: np.uint64) -> np.uint64:
+    """Finalise a 64-bit word with splitmix64's mixing function (a bijection)."""
+    z = (z ^ (z >> _SHIFT_30)) * _MIX1
+    z = (z ^ (z >> _SHIFT_27)) * _MIX2
+    return z ^ (z >> _SHIFT_31)
+
+
+@_jit
+def next_u64(rng: NDArray[np.uint64]) -> np.uint64:
+    """Advance the splitmix64 state ``rng[0]`` (from :func:`make_rng`) and return 64 bits."""
+    rng[0] += _GOLDEN_U64
+    return _mix64(rng[0])
+
+
+@_jit
+def uniform(rng: NDArray[np.uint64]) -> float:
+    """Draw a float uniform on [0, 1): the top 53 bits of one output times 2**-53."""
+    return float(next_u64(rng) >> _SHIFT_11) * _TWO_POW_MINUS_53
+
+
+@_jit
+def randint(rng: NDArray[np.uint64], n: int) -> np.int64:
+    """Draw an integer uniform on [0, n) as one output modulo n (bias below n / 2**64)."""
+    return np.int64(next_u64(rng) % np.uint64(n))
+
+
+def _check_seed(seed: int | None) -> int:
+    """Return ``seed`` checked to lie in [0, 2**64), or fresh OS entropy when None."""
+    if seed is None:
+        return int.from_bytes(os.urandom(8), "little")
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        raise ValueError(f"seed={seed!r} is not an integer") from None
+    if not 0 <= value <= _MASK64:
+        raise ValueError(f"seed={value} out of range [0, 2**64)")
+    return value
+
+
+def make_rng(seed: int) -> NDArray[np.uint64]:
+    """Create the 1-element uint64 state of a generator seeded with ``seed``."""
+    return np.array([_check_seed(seed)], dtype=np.uint64)
+
+
+def stream_seed(seed: int, k: int) -> int:
+    """Seed of configuration k's own stream in a sweep.
+
+    ``mix64(mix64(seed) + (k + 1) · φ) mod 2**64`` with φ = 0x9E3779B97F4A7C15 and mix64
+    splitmix64's finaliser: the (k+1)-th output of a splitmix64 seeded by mix64(seed).
+    """
+    base = int(_mix64(np.uint64(_check_seed(seed))))
+    k = operator.index(k)
+    if k < 0:
+        raise ValueError(f"k={k} must be >= 0")
+    return int(_mix64(np.uint64((base + (k + 1) * _GOLDEN) & _MASK64)))
+
+
+# --- action selection --------------------------------------------------------------------
+
+
+@_jit
+def _argmax(row: NDArray[np.float64]) -> int:
+    """Index of the first maximum of ``row`` (np.argmax's tie rule)."""
+    best = 0
+    best_value = row[0]
+    for i in range(1, row.shape[0]):
+        value = row[i]
+        if value > best_value:
+            best = i
+            best_value = value
+    return best
+
+
+@_jit
+def epsilon_greedy(q_row: NDArray[np.float64], epsilon: float, rng: NDArray[np.uint64]) -> int:
+    """Choose an action from one state's Q-values; the one ε-greedy draw sequence.
+
+    Draw ``u = uniform(rng)``. If ``u < epsilon``, explore: return
+    ``randint(rng, n_actions)`` (a second draw). Otherwise exploit: return the first
+    action of maximal Q (np.argmax's tie rule), with no second draw. ``QLearner`` and
+    both kernels select actions only through this function.
+    """
+    if uniform(rng) < epsilon:
+        return int(randint(rng, q_row.shape[0]))
+    return _argmax(q_row)
+
+
+def greedy_policy(q: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Greedy action of every state: the first argmax of each row of ``q``."""
+    return np.argmax(q, axis=-1).astype(np.int64)
+
+
+# --- SPEC A4: returns and the readable learner ---------------------------------------------
+
+
+def _check_interval(name: str, value: ArrayLike, *, open_low: bool = False) -> None:
+    """Raise ValueError naming ``name`` unless every value lies in [0, 1] (or (0, 1])."""
+    arr = np.asarray(value, dtype=np.float64)
+    ok = ((arr > 0.0) if open_low else (arr >= 0.0)) & (arr <= 1.0)
+    if not np.all(ok):
+        flat = arr.reshape(-1)
+        i = int(np.flatnonzero(~ok.reshape(-1))[0])
+        where = f"{name}[{i}]" if arr.ndim else name
+        interval = "(0, 1]" if open_low else "[0, 1]"
+        raise ValueError(f"{where}={float(flat[i])!r} not in {interval}")
+
+
+def _check_hyperparameters(
+    alpha: ArrayLike,
+    gamma: ArrayLike,
+    epsilon: ArrayLike,
+    epsilon_decay: ArrayLike,
+    epsilon_min: ArrayLike,
+) -> None:
+    """Raise ValueError naming the first hyperparameter outside its range."""
+    _check_interval("alpha", alpha, open_low=True)
+    _check_interval("gamma", gamma)
+    _check_interval("epsilon", epsilon)
+    _check_interval("epsilon_decay", epsilon_decay, open_low=True)
+    _check_interval("epsilon_min", epsilon_min)
+    eps = np.asarray(epsilon, dtype=np.float64)
+    eps_min = np.asarray(epsilon_min, dtype=np.float64)
+    too_high = eps_min > eps
+    if np.any(too_high):
+        i = int(np.flatnonzero(too_high.reshape(-1))[0])
+        where = f"[{i}]" if too_high.ndim else ""
+        low = np.broadcast_to(eps_min, too_high.shape).reshape(-1)[i]
+        high = np.broadcast_to(eps, too_high.shape).reshape(-1)[i]
+        raise ValueError(
+            f"epsilon_min{where}={float(low)!r} exceeds epsilon{where}={float(high)!r}"
+        )
+
+
+def _check_index(name: str, value: int, n: int) -> int:
+    """Return ``value`` as an int, raising ValueError naming ``name`` unless in [0, n)."""
+    try:
+        i = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name}={value!r} is not an integer") from None
+    if not 0 <= i < n:
+        raise ValueError(f"{name}={i} out of range [0, {n})")
+    return i
+
+
+def discounted_return(rewards: ArrayLike, gamma: float) -> float:
+    """Discounted return of an episode from its start: ``G_0 = Σ_k γ^k r_k`` (SPEC A4)."""
+    _check_interval("gamma", gamma)
+    r = np.asarray(rewards, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(r)):
+        i = int(np.flatnonzero(~np.isfinite(r))[0])
+        raise ValueError(f"rewards[{i}]={float(r[i])!r} is not finite")
+    g = 0.0
+    # Horner's scheme from the last reward: no powers of γ, one rounding per step.
+    for reward in r[::-1]:
+        g = float(reward) + gamma * g
+    return g
+
+
+class QLearner:
+    """One tabular Q-learning agent, step by step (SPEC A4); the kernels' reference.
+
+    Drive it as the event flow of SPEC A5 does: ``select_action(s)``, then
+    ``update(s, a, r, s_next, done)`` when the reward is known, then ``end_episode()``
+    when the episode ends (``update`` never decays ε by itself).
+    """
+
+    def __init__(
+        self,
+        n_states: int,
+        n_actions: int,
+        alpha: float = 0.01,
+        gamma: float = 0.99,
+        epsilon: float = 0.1,
+        epsilon_decay: float = 0.995,
+        epsilon_min: float = 0.01,
+        seed: int | None = None,
+    ) -> None:
+        for name, n in (("n_states", n_states), ("n_actions", n_actions)):
+            if not isinstance(n, int | np.integer) or n < 1:
+                raise ValueError(f"{name}={n!r} must be a positive integer")
+        _check_hyperparameters(alpha, gamma, epsilon, epsilon_decay, epsilon_min)
+        self.n_states = int(n_states)
+        self.n_actions = int(n_actions)
+        self.alpha = float(alpha)
+        self.gamma = float(gamma)
+        self.epsilon = float(epsilon)
+        self.epsilon_decay = float(epsilon_decay)
+        self.epsilon_min = float(epsilon_min)
+        self.seed = _check_seed(seed)
+        """The seed actually used (drawn from OS entropy when none was given)."""
+        self.q = np.zeros((self.n_states, self.n_actions), dtype=np.float64)
+        self._rng = make_rng(self.seed)
+
+    def select_action(self, state: int) -> int:
+        """Choose an action in ``state`` ε-greedily (see :func:`epsilon_greedy`)."""
+        s = _check_index("state", state, self.n_states)
+        return int(epsilon_greedy(self.q[s], self.epsilon, self._rng))
+
+    def greedy_action(self, state: int) -> int:
+        """Best known action in ``state`` (first argmax), without exploring."""
+        s = _check_index("state", state, self.n_states)
+        return int(np.argmax(self.q[s]))
+
+    def update(
+        self,
+        state: int,
+        action: int,
+        reward: float,
+        next_state: int,
+        done: bool,
+        terminal: bool | None = None,
+    ) -> float:
+        """Apply one Q-learning update and return its TD error (target − old Q)."""
+        s = _check_index("state", state, self.n_states)
+        a = _check_index("action", action, self.n_actions)
+        s_next = _check_index("next_state", next_state, self.n_states)
+        r = float(reward)
+        if not np.isfinite(r):
+            raise ValueError(f"reward={r!r} is not finite")
+        # SPEC C: an episode end is also terminal unless the caller says otherwise.
+        is_terminal = bool(done) if terminal is None else bool(terminal)
+        target = r if is_terminal else r + self.gamma * float(np.max(self.q[s_next]))
+        td_error = target - float(self.q[s, a])
+        self.q[s, a] = self.q[s, a] + self.alpha * td_error
+        return td_error
+
+    def end_episode(self) -> None:
+        """Close an episode: decay ε to ``max(ε · epsilon_decay, epsilon_min)``."""
+        self.epsilon = max(self.epsilon * self.epsilon_decay, self.epsilon_min)
+
+
+# --- the compiled kernels ----------------------------------------------------------------
+
+# Exploring mode reads one reward per (N, A) row at a column known only after the
+# argmax, so without a hint every event waits for memory (measured ~3x slower at A=48).
+_PREFETCH_ROWS_AHEAD = 8
+_FLOATS_PER_CACHE_LINE = 8
+
+
+def _type_prefetch(typingctx, arr, i, j):
+    """Type and generate ``_prefetch(arr, i, j)`` for numba (it passes the typing context)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 2):
+        return None
+    sig = types.void(arr, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(
+            context, builder, array_type, array, [args[1], args[2]], wraparound=False
+        )
+        i8_ptr = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8_ptr, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        # (address, read, high temporal locality, data cache)
+        builder.call(fn, [builder.bitcast(ptr, i8_ptr), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_prefetch = cast(Callable[[NDArray[np.float64], int, int], None], intrinsic(_type_prefetch))
+"""Hint the CPU to start loading the cache line of ``arr[i, j]``; never changes results."""
+
+
+@_jit
+def _prefetch_row(rewards: NDArray[np.float64], row: int) -> None:
+    """Hint the CPU to start loading every cache line of ``rewards[row]``."""
+    n_cols = rewards.shape[1]
+    for j in range(0, n_cols, _FLOATS_PER_CACHE_LINE):
+        _prefetch(rewards, row, j)
+    _prefetch(rewards, row, n_cols - 1)
+
+
+@_jit
+def _td_update(
+    q: NDArray[np.float64],
+    s: int,
+    a: int,
+    r: float,
+    s_next: int,
+    terminal: bool,
+    alpha: float,
+    gamma: float,
+) -> float:
+    """Compiled twin of ``QLearner.update``'s arithmetic, in the same order."""
+    target = r
+    if not terminal:
+        best = q[s_next, 0]
+        for i in range(1, q.shape[1]):
+            value = q[s_next, i]
+            best = value if value > best else best
+        target = r + gamma * best
+    td_error = target - q[s, a]
+    q[s, a] = q[s, a] + alpha * td_error
+    return td_error
+
+
+@_jit
+def _replay_core(
+    q: NDArray[np.float64],
+    states: NDArray[np.int64],
+    rewards: NDArray[np.float64],
+    next_states: NDArray[np.int64],
+    dones: NDArray[np.bool_],
+    terminals: NDArray[np.bool_],
+    logged_actions: NDArray[np.int64],
+    explore: bool,
+    alpha: float,
+    gamma: float,
+    epsilon: float,
+    epsilon_decay: float,
+    epsilon_min: float,
+    rng: NDArray[np.uint64],
+    record: bool,
+    actions_out: NDArray[np.int64],
+    episode_reward: NDArray[np.float64],
+    episode_mean_abs_td: NDArray[np.float64],
+    episode_epsilon: NDArray[np.float64],
+) -> tuple[float, float, float, int, float]:
+    """Replay every event through ``q`` in place; return the run's scalar statistics."""
+    total_reward = 0.0
+    total_abs_td = 0.0
+    ep_reward = 0.0
+    ep_abs_td = 0.0
+    ep_len = 0
+    e = 0
+    n = states.shape[0]
+    for t in range(n):
+        s = states[t]
+        if explore:
+            if t + _PREFETCH_ROWS_AHEAD < n:
+                _prefetch_row(rewards, t + _PREFETCH_ROWS_AHEAD)
+            a = epsilon_greedy(q[s], epsilon, rng)
+            r = rewards[t, a]
+            if record:
+                actions_out[t] = a
+        else:
+            a = logged_actions[t]
+            r = rewards[t, 0]
+        abs_td = abs(_td_update(q, s, a, r, next_states[t], terminals[t], alpha, gamma))
+        total_reward += r
+        total_abs_td += abs_td
+        ep_reward += r
+        ep_abs_td += abs_td
+        ep_len += 1
+        if dones[t]:
+            if record:
+                episode_reward[e] = ep_reward
+                episode_mean_abs_td[e] = ep_abs_td / ep_len
+                episode_epsilon[e] = epsilon
+            e += 1
+            epsilon = max(epsilon * epsilon_decay, epsilon_min)
+            ep_reward = 0.0
+            ep_abs_td = 0.0
+            ep_len = 0
+    return epsilon, total_reward, total_abs_td, ep_len, ep_reward
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _sweep_core(
+    qs: NDArray[np.float64],
+    states: NDArray[np.int64],
+    rewards: NDArray[np.float64],
+    next_states: NDArray[np.int64],
+    dones: NDArray[np.bool_],
+    terminals: NDArray[np.bool_],
+    logged_actions: NDArray[np.int64],
+    explore: bool,
+    hyper: NDArray[np.float64],
+    rngs: NDArray[np.uint64],
+    record: bool,
+    actions_out: NDArray[np.int64],
+    episode_reward: NDArray[np.float64],
+    episode_mean_abs_td: NDArray[np.float64],
+    episode_epsilon: NDArray[np.float64],
+    scalars_out: NDArray[np.float64],
+) -> None:
+    """Run ``_replay_core`` for every configuration k, configurations in parallel.
+
+    ``hyper[k]`` is (alpha, gamma, epsilon, epsilon_decay, epsilon_min) and
+    ``rngs[k]`` configuration k's generator; ``scalars_out[k]`` receives
+    (epsilon, total_reward, total_abs_td, partial_events, partial_reward).
+    """
+    for k in numba.prange(qs.shape[0]):
+        final_epsilon, total_reward, total_abs_td, partial_events, partial_reward = _replay_core(
+            qs[k],
+            states,
+            rewards,
+            next_states,
+            dones,
+            terminals,
+            logged_actions,
+            explore,
+            hyper[k, 0],
+            hyper[k, 1],
+            hyper[k, 2],
+            hyper[k, 3],
+            hyper[k, 4],
+            rngs[k],
+            record,
+            actions_out[k],
+            episode_reward[k],
+            episode_mean_abs_td[k],
+            episode_epsilon[k],
+        )
+        scalars_out[k, 0] = final_epsilon
+        scalars_out[k, 1] = total_reward
+        scalars_out[k, 2] = total_abs_td
+        scalars_out[k, 3] = partial_events
+        scalars_out[k, 4] = partial_reward
+
+
+class ReplayStats(NamedTuple):
+    """What one :func:`replay` reports, for metrics and learning curves.
+
+    Episodes are the completed ones, each closed by a ``done``. Events after the last
+    ``done`` form a truncated partial episode: they are reported only in the
+    ``partial_*`` fields and in the run totals, never as an episode.
+    """
+
+    epsilon: float
+    """ε after the last completed episode's decay (the starting ε if none completed)."""
+    n_updates: int
+    """Number of Q-learning updates, one per event."""
+    n_episodes: int
+    """Number of completed episodes (the number of ``done`` events)."""
+    total_reward: float
+    """Sum of the rewards of all events (the chosen column in exploring mode)."""
+    mean_abs_td_error: float
+    """Mean |TD error| over all events (0.0 when there are none)."""
+    episode_reward: NDArray[np.float64]
+    """Per completed episode: the sum of its rewards, shape (n_episodes,)."""
+    episode_mean_abs_td: NDArray[np.float64]
+    """Per completed episode: its mean |TD error|, shape (n_episodes,)."""
+    episode_epsilon: NDArray[np.float64]
+    """Per completed episode: the ε it was played with (before its end-of-episode decay)."""
+    actions: NDArray[np.int64]
+    """Action of every event, shape (N,): chosen (exploring mode) or logged (off-policy)."""
+    partial_events: int
+    """Number of events after the last ``done`` (the truncated partial episode)."""
+    partial_reward: float
+    """Sum of the rewards of the truncated partial episode."""
+    seed: int
+    """Seed of the random stream used (drawn from OS entropy when none was given)."""
+
+
+class SweepStats(NamedTuple):
+    """What :func:`replay_sweep` reports: ReplayStats' fields with a leading K axis.
+
+    With ``record_curves=False`` the per-episode arrays have shape (K, 0) and ``actions``
+    has shape (K, 0) in exploring mode; in off-policy mode ``actions`` is a read-only
+    (K, N) view of the logged actions.
+    """
+
+    epsilon: NDArray[np.float64]
+    n_updates: int
+    n_episodes: int
+    total_reward: NDArray[np.float64]
+    mean_abs_td_error: NDArray[np.float64]
+    episode_reward: NDArray[np.float64]
+    episode_mean_abs_td: NDArray[np.float64]
+    episode_epsilon: NDArray[np.float64]
+    actions: NDArray[np.int64]
+    partial_events: int
+    partial_reward: NDArray[np.float64]
+    seeds: NDArray[np.uint64]
+    """Configuration k's stream seed, ``stream_seed(seed, k)``."""
+
+    def for_config(self, k: int) -> ReplayStats:
+        """Configuration k's statistics, shaped as a single :func:`replay` reports them."""
+        return ReplayStats(
+            epsilon=float(self.epsilon[k]),
+            n_updates=self.n_updates,
+            n_episodes=self.n_episodes,
+            total_reward=float(self.total_reward[k]),
+            mean_abs_td_error=float(self.mean_abs_td_error[k]),
+            episode_reward=self.episode_reward[k],
+            episode_mean_abs_td=self.episode_mean_abs_td[k],
+            episode_epsilon=self.episode_epsilon[k],
+            actions=self.actions[k],
+            partial_events=self.partial_events,
+            partial_reward=float(self.partial_reward[k]),
+            seed=int(self.seeds[k]),
+        )
+
+
+class _Events(NamedTuple):
+    """Validated, contiguous event arrays in the dtypes the kernels are compiled for."""
+
+    states: NDArray[np.int64]
+    rewards: NDArray[np.float64]
+    """Always 2-D: (N, A) in exploring mode, (N, 1) in off-policy mode."""
+    next_states: NDArray[np.int64]
+    dones: NDArray[np.bool_]
+    terminals: NDArray[np.bool_]
+    actions: NDArray[np.int64]
+    """Logged actions (N,) in off-policy mode, empty in exploring mode."""
+    explore: bool
+
+
+def _check_q(name: str, q: NDArray[np.float64], ndim: int) -> None:
+    """Raise ValueError unless ``q`` is a writeable C-contiguous float64 table to update."""
+    if not isinstance(q, np.ndarray) or q.dtype != np.float64 or q.ndim != ndim:
+        got = f"{q.dtype} array of shape {q.shape}" if isinstance(q, np.ndarray) else type(q)
+        raise ValueError(f"{name} must be a {ndim}-D float64 array, got {got}")
+    if not (q.flags.c_contiguous and q.flags.writeable):
+        raise ValueError(f"{name} must be C-contiguous and writeable (it is updated in place)")
+    if min(q.shape) < 1:
+        raise ValueError(f"{name} has an empty dimension: shape {q.shape}")
+    if not np.all(np.isfinite(q)):
+        raise ValueError(f"{name} holds NaN or inf")
+
+
+def _index_array(name: str, values: ArrayLike, n_events: int | None, n: int) -> NDArray[np.int64]:
+    """Return ``values`` as a contiguous int64 (N,) array of indices in [0, n)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    if arr.ndim != 1 or (n_events is not None and arr.shape[0] != n_events):
+        expected = "(N,)" if n_events is None else f"({n_events},)"
+        raise ValueError(f"{name} has shape {arr.shape}, expected {expected}")
+    bad = (arr < 0) | (arr >= n)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}[{i}]={arr[i]} out of range [0, {n})")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _flag_array(name: str, values: ArrayLike, n_events: int) -> NDArray[np.bool_]:
+    """Return ``values`` as a contiguous bool (N,) array."""
+    arr = np.asarray(values)
+    if arr.dtype != np.bool_:
+        raise ValueError(f"{name} must be a bool array, got dtype {arr.dtype}")
+    if arr.shape != (n_events,):
+        raise ValueError(f"{name} has shape {arr.shape}, expected ({n_events},)")
+    return np.ascontiguousarray(arr)
+
+
+def _reward_array(rewards: ArrayLike, shape: tuple[int, ...]) -> NDArray[np.float64]:
+    """Return ``rewards`` as a contiguous float64 array of ``shape`` with finite values."""
+    arr = np.asarray(rewards)
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"rewards must be a numeric array, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"rewards has shape {arr.shape}, expected {shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    # A finite sum proves every reward finite at a fraction of an element-wise pass.
+    if np.isfinite(np.sum(arr)):
+        return arr
+    finite = np.isfinite(arr)
+    if not np.all(finite):
+        where = np.unravel_index(int(np.flatnonzero(~finite.reshape(-1))[0]), shape)
+        index = ", ".join(str(int(i)) for i in where)
+        raise ValueError(f"rewards[{index}]={float(arr[where])!r} is not finite")
+    return arr
+
+
+def _check_events(
+    n_states: int,
+    n_actions: int,
+    states: ArrayLike,
+    rewards: ArrayLike,
+    next_states: ArrayLike,
+    dones: ArrayLike,
+    actions: ArrayLike | None,
+    terminals: ArrayLike | None,
+) -> _Events:
+    """Validate the event arrays against a (n_states, n_actions) table."""
+    s = _index_array("states", states, None, n_states)
+    n = s.shape[0]
+    s_next = _index_array("next_states", next_states, n, n_states)
+    d = _flag_array("dones", dones, n)
+    term = d if terminals is None else _flag_array("terminals", terminals, n)
+    if actions is None:
+        r = _reward_array(rewards, (n, n_actions))
+        a = np.empty(0, dtype=np.int64)
+    else:
+        a = _index_array("actions", actions, n, n_actions)
+        r = _reward_array(rewards, (n,)).reshape(n, 1)
+    return _Events(s, r, s_next, d, term, a, actions is None)
+
+
+def replay(
+    q: NDArray[np.float64],
+    states: ArrayLike,
+    rewards: ArrayLike,
+    next_states: ArrayLike,
+    dones: ArrayLike,
+    *,
+    alpha: float = 0.01,
+    gamma: float = 0.99,
+    epsilon: float = 0.1,
+    epsilon_decay: float = 0.995,
+    epsilon_min: float = 0.01,
+    seed: int | None = None,
+    actions: ArrayLike | None = None,
+    terminals: ArrayLike | None = None,
+) -> ReplayStats:
+    """Replay N events through the Q-table ``q`` (S, A), updating it in place, compiled.
+
+    Event t is the transition ``states[t] → next_states[t]``. Exploring mode
+    (``actions`` None, ``rewards`` (N, A)): the action is chosen by
+    :func:`epsilon_greedy` and earns ``rewards[t, a]``. Off-policy mode (``actions``
+    (N,), ``rewards`` (N,)): the logged action and reward are replayed, with no
+    random draws. ``terminals`` (default: ``dones``) stops bootstrapping; each
+    ``done`` ends an episode and decays ε. Equal, bit for bit, to the same events
+    fed to a ``QLearner`` with the same hyperparameters and seed. int64 indices,
+    float64 rewards and bool flags are used without copying.
+    """
+    _check_q("q", q, 2)
+    n_states, n_actions = q.shape
+    ev = _check_events(n_states, n_actions, states, rewards, next_states, dones, actions, terminals)
+    _check_hyperparameters(alpha, gamma, epsilon, epsilon_decay, epsilon_min)
+    seed = _check_seed(seed)
+    n = ev.states.shape[0]
+    n_episodes = int(np.count_nonzero(ev.dones))
+    actions_out = np.empty(n if ev.explore else 0, dtype=np.int64)
+    episode_reward = np.empty(n_episodes, dtype=np.float64)
+    episode_mean_abs_td = np.empty(n_episodes, dtype=np.float64)
+    episode_epsilon = np.empty(n_episodes, dtype=np.float64)
+    final_epsilon, total_reward, total_abs_td, partial_events, partial_reward = _replay_core(
+        q,
+        ev.states,
+        ev.rewards,
+        ev.next_states,
+        ev.dones,
+        ev.terminals,
+        ev.actions,
+        ev.explore,
+        float(alpha),
+        float(gamma),
+        float(epsilon),
+        float(epsilon_decay),
+        float(epsilon_min),
+        make_rng(seed),
+        True,
+        actions_out,
+        episode_reward,
+        episode_mean_abs_td,
+        episode_epsilon,
+    )
+    return ReplayStats(
+        epsilon=float(final_epsilon),
+        n_updates=n,
+        n_episodes=n_episodes,
+        total_reward=float(total_reward),
+        mean_abs_td_error=float(total_abs_td / n) if n else 0.0,
+        episode_reward=episode_reward,
+        episode_mean_abs_td=episode_mean_abs_td,
+        episode_epsilon=episode_epsilon,
+        actions=actions_out if ev.explore else ev.actions,
+        partial_events=int(partial_events),
+        partial_reward=float(partial_reward),
+        seed=seed,
+    )
+
+
+def _per_config(name: str, value: ArrayLike, k: int) -> NDArray[np.float64]:
+    """Broadcast one hyperparameter (scalar or length-K) to a float64 (K,) array."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != k):
+        raise ValueError(f"{name} has shape {arr.shape}, expected a scalar or ({k},)")
+    return np.broadcast_to(arr, (k,))
+
+
+def replay_sweep(
+    qs: NDArray[np.float64],
+    states: ArrayLike,
+    rewards: ArrayLike,
+    next_states: ArrayLike,
+    dones: ArrayLike,
+    *,
+    alpha: ArrayLike = 0.01,
+    gamma: ArrayLike = 0.99,
+    epsilon: ArrayLike = 0.1,
+    epsilon_decay: ArrayLike = 0.995,
+    epsilon_min: ArrayLike = 0.01,
+    seed: int | None = None,
+    actions: ArrayLike | None = None,
+    terminals: ArrayLike | None = None,
+    record_curves: bool = False,
+) -> SweepStats:
+    """Replay the same events through K Q-tables ``qs`` (K, S, A) in parallel, in place.
+
+    Each hyperparameter is a scalar or a length-K array. Configuration k equals
+    ``replay(qs[k], ..., seed=stream_seed(seed, k))`` exactly, whatever the number
+    of threads. The events are shared, never copied per configuration; per-episode
+    curves and chosen actions are kept only with ``record_curves=True``.
+    """
+    _check_q("qs", qs, 3)
+    n_configs, n_states, n_actions = qs.shape
+    ev = _check_events(n_states, n_actions, states, rewards, next_states, dones, actions, terminals)
+    names = ("alpha", "gamma", "epsilon", "epsilon_decay", "epsilon_min")
+    values = (alpha, gamma, epsilon, epsilon_decay, epsilon_min)
+    hyper = np.stack([_per_config(nm, v, n_configs) for nm, v in zip(names, values, strict=True)])
+    _check_hyperparameters(*hyper)
+    hyper = np.ascontiguousarray(hyper.T)
+    seed = _check_seed(seed)
+    seeds = np.array([stream_seed(seed, k) for k in range(n_configs)], dtype=np.uint64)
+    rngs = seeds.reshape(n_configs, 1).copy()
+    n = ev.states.shape[0]
+    n_episodes = int(np.count_nonzero(ev.dones))
+    n_curve = n_episodes if record_curves else 0
+    actions_out = np.empty((n_configs, n if record_curves and ev.explore else 0), dtype=np.int64)
+    episode_reward = np.empty((n_configs, n_curve), dtype=np.float64)
+    episode_mean_abs_td = np.empty((n_configs, n_curve), dtype=np.float64)
+    episode_epsilon = np.empty((n_configs, n_curve), dtype=np.float64)
+    scalars = np.empty((n_configs, 5), dtype=np.float64)
+    _sweep_core(
+        qs,
+        ev.states,
+        ev.rewards,
+        ev.next_states,
+        ev.dones,
+        ev.terminals,
+        ev.actions,
+        ev.explore,
+        hyper,
+        rngs,
+        bool(record_curves),
+        actions_out,
+        episode_reward,
+        episode_mean_abs_td,
+        episode_epsilon,
+        scalars,
+    )
+    return SweepStats(
+        epsilon=scalars[:, 0].copy(),
+        n_updates=n,
+        n_episodes=n_episodes,
+        total_reward=scalars[:, 1].copy(),
+        mean_abs_td_error=scalars[:, 2] / n if n else np.zeros(n_configs),
+        episode_reward=episode_reward,
+        episode_mean_abs_td=episode_mean_abs_td,
+        episode_epsilon=episode_epsilon,
+        actions=actions_out if ev.explore else np.broadcast_to(ev.actions, (n_configs, n)),
+        partial_events=int(scalars[0, 3]),
+        partial_reward=scalars[:, 4].copy(),
+        seeds=seeds,
+    )
