@@ -67,7 +67,7 @@ class FeatureConfig:
 
 
 def _unmask(values: Any) -> NDArray[Any]:
-    """Turn a masked fetchnumpy column into a plain array: NULL is NaN, -1, False or None."""
+    """Turn a masked fetchnumpy column into a plain array: NULL is NaN, -1, False, NaT, None."""
     if not isinstance(values, np.ma.MaskedArray):
         return np.asarray(values)
     if not np.ma.is_masked(values):
@@ -81,6 +81,8 @@ def _unmask(values: Any) -> NDArray[Any]:
         return values.astype(np.int64).filled(-1)
     if kind == "b":
         return values.filled(False)
+    if kind in "mM":
+        return values.filled(np.datetime64("NaT"))
     return values.astype(np.float64).filled(np.nan)
 
 
@@ -118,8 +120,8 @@ def load_transitions(
     """One row per decision point in ``[start, end)`` with its states, reward parts and switch.
 
     Column arrays as in ``sql/features_transitions.sql``. NULLs (a decision without a
-    trade, a trade still open) come back as NaN (floats), -1 (integers), False (flags)
-    or None (text).
+    trade, a trade still open) come back as NaN (floats), -1 (integers), False (flags),
+    NaT (times) or None (text).
     """
     config = config or FeatureConfig()
     prepare_bars(con)
@@ -134,7 +136,11 @@ def load_transitions(
     )
     con.execute(sql_text("features_window_list"), {"lookback": config.lookback_bars})
     con.execute(sql_text("features_windows"), _window_params(config))
-    return _fetch(con, sql_text("features_transitions"), {"lookback": config.lookback_bars})
+    return _fetch(
+        con,
+        sql_text("features_transitions"),
+        {"lookback": config.lookback_bars, "initial_equity": config.initial_equity},
+    )
 
 
 def window_features(

@@ -5,7 +5,8 @@
 -- Requires the temp tables decisions, window_features, account (features_*.sql).
 -- Parameters: $lookback, $window (trailing trades), $initial_equity.
 WITH acct AS (
-    SELECT closed_ts, k, winrate, account_health, equity_curve_slope, sharpe_signal FROM account
+    SELECT closed_ts, k, equity, winrate, account_health, equity_curve_slope, sharpe_signal
+    FROM account
 )
 SELECT
     d.*,
@@ -20,6 +21,7 @@ SELECT
     coalesce(ad.account_health, 1.0) AS account_health,
     coalesce(ad.equity_curve_slope, 0.0) AS equity_curve_slope,
     coalesce(ad.k, 0) AS closed_before,
+    coalesce(ad.equity, $initial_equity) AS equity,
     ac.winrate AS close_winrate,
     ac.account_health AS close_account_health,
     ac.equity_curve_slope AS close_equity_curve_slope,
