@@ -310,6 +310,25 @@ class StateSpace:
             out[f.name] = int(b) if b.ndim == 0 else b
         return out
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (name, features with edges or categories)."""
+        return {
+            "name": self.name,
+            "features": [
+                {"name": f.name, "edges": list(f.edges), "categories": list(f.categories)}
+                for f in self.features
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> StateSpace:
+        """Rebuild a state space from ``to_dict``'s output."""
+        features = tuple(
+            Feature(f["name"], edges=tuple(f["edges"]), categories=tuple(f["categories"]))
+            for f in spec["features"]
+        )
+        return cls(str(spec["name"]), features)
+
     def label(self, index: int) -> str:
         """Readable description of one state, e.g. ``regime=TREND, volatility<0.01, ...``."""
         bins = self.decode(index)

@@ -210,3 +210,11 @@ def test_sizing_encode_decode_round_trip(slope, exposure, conf, winrate, vol):
     assert SIZING_STATE_SPACE.decode(index) == {
         k: int(v) for k, v in SIZING_STATE_SPACE.bins(features).items()
     }
+
+
+def test_state_space_dict_round_trip():
+    import json
+
+    space = meta_state_space({"volatility": (0.005, 0.02)})
+    again = type(space).from_dict(json.loads(json.dumps(space.to_dict())))
+    assert again == space and again.n_states == space.n_states
