@@ -19,6 +19,14 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from rlv2.outcomes import INITIAL_EQUITY, MARGIN_UNIT
+from rlv2.replay import (
+    SimulationInputs,
+    counterfactual_paths,
+    decision_order,
+    path_windows,
+    simulation_inputs,
+    traded_mask,
+)
 from rlv2.states import PRESSURE_WINDOW, VOLATILITY_WINDOW, WINRATE_WINDOW, RegimeRule
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -166,3 +174,57 @@ def window_features(
     finally:
         con.unregister("requested_windows")
     return out
+
+
+def decision_bounds(con: duckdb.DuckDBPyConnection) -> tuple[Any, Any, int]:
+    """First and last decision time and the number of decision points in the history."""
+    row = con.execute(sql_text("decision_bounds")).fetchone()
+    if row is None or row[0] is None:
+        return None, None, 0
+    return row[0], row[1], int(row[2])
+
+
+def holdout_start(con: duckdb.DuckDBPyConnection, holdout_fraction: float) -> Any:
+    """Decision time that leaves the last ``holdout_fraction`` of decision points after it."""
+    row = con.execute(sql_text("decision_split"), {"holdout_fraction": holdout_fraction}).fetchone()
+    return None if row is None else row[0]
+
+
+@dataclass(frozen=True)
+class WindowData:
+    """Everything the replay needs about one time window, as arrays."""
+
+    start: datetime | None
+    end: datetime | None
+    transitions: Arrays
+    """Columns of ``sql/features_transitions.sql``, one row per decision point."""
+    bars: Arrays
+    inputs: SimulationInputs
+    """Traded decisions (closed inside the window) with their counterfactual paths."""
+
+    @property
+    def n_trades(self) -> int:
+        """Traded decisions the replay uses."""
+        return len(self.inputs.rows)
+
+
+def load_window(
+    con: duckdb.DuckDBPyConnection,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    config: FeatureConfig | None = None,
+) -> WindowData:
+    """Load one window ``[start, end)``: transitions, bars, and counterfactual paths.
+
+    Only trades closed before ``end`` are used, and no counterfactual path runs past
+    the last bar before ``end``, so a training window never sees its holdout.
+    """
+    config = config or FeatureConfig()
+    tr = load_transitions(con, start, end, config)
+    bars = load_bars(con)
+    rows = decision_order(tr, traded_mask(tr, end))
+    paths = counterfactual_paths(tr, bars, rows, end)
+    lo, hi = path_windows(tr, rows, paths, config.lookback_bars)
+    windows = window_features(con, lo, hi, config)
+    inputs = simulation_inputs(tr, bars, rows, paths, windows)
+    return WindowData(start, end, tr, bars, inputs)

@@ -8,16 +8,16 @@ closed with RL on, at its signal and at its close, is one transition per agent:
 the state at the signal (meta) or the trade (sizing), the logged action, the reward
 computed at close (SPEC A1), and the state at close. Transitions apply in close order
 (ties by decision). ``train_logged_agents`` drives the agents event by event exactly as
-a live consumer does; ``train_logged_kernel`` feeds the same transitions to the compiled
-kernel; a test proves the Q-tables identical.
+a live consumer does; ``kernel_inputs(agent, "logged", ...)`` feeds the same transitions
+to the compiled kernel; a test proves the Q-tables identical.
 
 **Simulated** (the agents choose their own actions). On each decision point where the
 system traded with RL on, the agents replace its choices; the outcome of whatever
 they choose comes from the price path (``rlv2.outcomes``), and the path-dependent
 account features (win rate, account health, equity slope, exposure, Sharpe signal)
 are recomputed from the simulated trades (``simulate``). Decision points the system
-passed are not traded. The compiled fast path (``counterfactual_rewards`` +
-``train_simulated_kernel``) feeds the exploring kernel one reward matrix per agent;
+passed are not traded. The compiled fast path (``kernel_inputs(agent, "explore", ...)``,
+built on ``counterfactual_rewards``) feeds the exploring kernel one reward matrix per agent;
 it can do so only by holding the account features at their logged values and the
 next state at the logged close (a kernel takes one next state per event), and it
 applies each transition at its decision time. ``simulate`` has none of these limits
@@ -130,14 +130,21 @@ def _name_codes(values: NDArray[Any], enum: Any) -> NDArray[np.int64]:
     return np.asarray([lookup.get(v, -1) if v is not None else -1 for v in values], np.int64)
 
 
-def traded_mask(tr: Arrays) -> NDArray[np.bool_]:
-    """Decisions the system traded with RL on at the signal and at the close."""
-    return (
+def traded_mask(tr: Arrays, closed_before: Any = None) -> NDArray[np.bool_]:
+    """Decisions the system traded with RL on at the signal and at the close.
+
+    With ``closed_before`` (a time), only trades closed before it: a training window
+    must not learn from closes that fall into the holdout after it.
+    """
+    mask = (
         (tr["trade_id"] >= 0)
         & (tr["exit_idx"] >= 0)
         & tr["rl_at_signal"].astype(bool)
         & tr["rl_at_close"].astype(bool)
     )
+    if closed_before is not None:
+        mask &= tr["closed_ts"] < np.datetime64(closed_before)
+    return mask
 
 
 def episode_ends(closed_ts: NDArray[Any], episode: str) -> NDArray[np.bool_]:
@@ -285,36 +292,6 @@ def logged_transitions(tr: Arrays, config: ReplayConfig) -> LoggedTransitions:
     )
 
 
-def train_logged_kernel(
-    lt: LoggedTransitions,
-    q_meta: NDArray[np.float64],
-    q_sizing: NDArray[np.float64],
-    config: ReplayConfig,
-) -> tuple[ReplayStats, ReplayStats]:
-    """Off-policy Q-learning of both agents on logged transitions, compiled; Q in place."""
-    meta = replay(
-        q_meta,
-        lt.meta_states,
-        lt.meta_rewards,
-        lt.meta_next_states,
-        lt.dones,
-        actions=lt.meta_actions,
-        terminals=lt.terminals,
-        **config.hyperparameters("meta_strategy"),
-    )
-    sizing = replay(
-        q_sizing,
-        lt.sizing_states,
-        lt.sizing_rewards,
-        lt.sizing_next_states,
-        lt.dones,
-        actions=lt.sizing_actions,
-        terminals=lt.terminals,
-        **config.hyperparameters("position_sizing"),
-    )
-    return meta, sizing
-
-
 def make_agents(
     config: ReplayConfig,
 ) -> tuple[MetaStrategyAgent, PositionSizingAgent, EpisodeTracker]:
@@ -415,8 +392,29 @@ def decision_order(tr: Arrays, mask: NDArray[np.bool_]) -> NDArray[np.int64]:
     return rows[np.argsort(tr["decision_id"][rows], kind="stable")].astype(np.int64)
 
 
-def counterfactual_paths(tr: Arrays, bars: Arrays, rows: NDArray[np.int64]) -> PathOutcome:
-    """Walk the 8 counterfactual paths of each decision; arrays of shape (D * 8,)."""
+def last_bar_before(tr: Arrays, bars: Arrays, rows: NDArray[np.int64], end: Any) -> Any:
+    """Per row, the last bar of its symbol stamped before ``end`` (None: the symbol's last)."""
+    last = tr["last_idx"][rows].astype(np.int64)
+    if end is None:
+        return last
+    first = tr["first_idx"][rows].astype(np.int64)
+    cut = last.copy()
+    for f in np.unique(first):
+        sel = first == f
+        l_idx = int(last[sel][0])
+        n_before = np.searchsorted(bars["ts"][f : l_idx + 1], np.datetime64(end), side="left")
+        cut[sel] = f + n_before - 1
+    return np.maximum(cut, tr["bar_idx"][rows].astype(np.int64))
+
+
+def counterfactual_paths(
+    tr: Arrays, bars: Arrays, rows: NDArray[np.int64], end: Any = None
+) -> PathOutcome:
+    """Walk the 8 counterfactual paths of each decision; arrays of shape (D * 8,).
+
+    With ``end``, no path runs past the last bar before it (walk-forward: a training
+    window never looks at the holdout's prices).
+    """
     strategies = np.tile(np.repeat(np.arange(len(Strategy)), 2), len(rows))
     directions = np.tile(np.asarray([-1, 1]), len(rows) * len(Strategy))
     per_path = np.repeat(rows, N_PATHS)
@@ -425,7 +423,7 @@ def counterfactual_paths(tr: Arrays, bars: Arrays, rows: NDArray[np.int64]) -> P
         bars["high"],
         bars["low"],
         tr["bar_idx"][per_path],
-        tr["last_idx"][per_path],
+        np.repeat(last_bar_before(tr, bars, rows, end), N_PATHS),
         directions,
         tr["volatility"][per_path],
         strategies,
@@ -568,19 +566,23 @@ def simulate(
     config: ReplayConfig,
     *,
     policy: str = "egreedy",
+    sizing_policy: str | None = None,
     learn: bool = True,
     tracker: EpisodeTracker | None = None,
     winrate_window: int = 20,
 ) -> SimulationResult:
     """Run the agents over the decisions in time order, outcomes from the price path.
 
-    ``policy``: ``egreedy`` (training), ``greedy`` (evaluation of a Q-table) or
-    ``logged`` (the behaviour policy's own actions through the same outcome model).
-    With ``learn`` the agents make their TD updates at each close (SPEC A5 step 3);
-    ε decays at each close (one position, one episode).
+    ``policy`` (and ``sizing_policy`` for the sizing agent, default the same):
+    ``egreedy`` (training), ``greedy`` (evaluation of a Q-table) or ``logged`` (the
+    behaviour policy's own actions through the same outcome model). With ``learn`` the
+    agents make their TD updates at each close (SPEC A5 step 3); ε decays at each close
+    (one position, one episode).
     """
-    if policy not in ("egreedy", "greedy", "logged"):
-        raise ValueError(f"policy={policy!r}: expected egreedy, greedy or logged")
+    sizing_policy = sizing_policy or policy
+    for name, value in (("policy", policy), ("sizing_policy", sizing_policy)):
+        if value not in ("egreedy", "greedy", "logged"):
+            raise ValueError(f"{name}={value!r}: expected egreedy, greedy or logged")
     account = _Account(window=winrate_window)
     pending: list[tuple[Any, int, int]] = []
     opened: dict[int, _Open] = {}
@@ -678,7 +680,7 @@ def simulate(
             )
         )
         sizing_action = _choose(
-            sizing, sizing_state, d, policy, int(inputs.logged_sizing[d]), learn
+            sizing, sizing_state, d, sizing_policy, int(inputs.logged_sizing[d]), learn
         )
         size, leverage = sizing_space.decode(sizing_action)
         w_scale = float(WEIGHT_SCALES[weight])
@@ -771,42 +773,90 @@ def counterfactual_rewards(
     return np.asarray(r_meta, np.float64), np.asarray(r_sizing, np.float64)
 
 
-def train_simulated_kernel(
-    inputs: SimulationInputs,
-    tr: Arrays,
-    q_meta: NDArray[np.float64],
-    q_sizing: NDArray[np.float64],
-    config: ReplayConfig,
-) -> tuple[ReplayStats, ReplayStats]:
-    """Exploring Q-learning of both agents on counterfactual rewards, compiled; Q in place.
+class KernelInputs(NamedTuple):
+    """One agent's events as the kernels take them (``rlv2.qlearning.replay``)."""
 
-    States and next states are the logged ones (see ``counterfactual_rewards``);
-    transitions apply in decision order, one episode each by default.
+    states: NDArray[np.int64]
+    rewards: NDArray[np.float64]
+    """(N,) in off-policy mode, (N, A) counterfactual rewards in exploring mode."""
+    next_states: NDArray[np.int64]
+    dones: NDArray[np.bool_]
+    terminals: NDArray[np.bool_]
+    actions: NDArray[np.int64] | None
+    """The logged actions (off-policy mode) or None (exploring mode)."""
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``replay`` / ``replay_sweep`` after ``q``."""
+        return {
+            "states": self.states,
+            "rewards": self.rewards,
+            "next_states": self.next_states,
+            "dones": self.dones,
+            "terminals": self.terminals,
+            "actions": self.actions,
+        }
+
+
+AGENTS = ("meta_strategy", "position_sizing")
+MODES = ("logged", "explore")
+
+
+def kernel_inputs(
+    agent: str,
+    mode: str,
+    tr: Arrays,
+    config: ReplayConfig,
+    inputs: SimulationInputs | None = None,
+) -> KernelInputs:
+    """Build one agent's kernel events: ``logged`` transitions or ``explore`` rewards.
+
+    ``explore`` needs the simulation inputs and is the compiled fast path of the
+    simulated mode (see ``counterfactual_rewards`` for what it holds fixed).
     """
+    if agent not in AGENTS:
+        raise ValueError(f"agent={agent!r}: expected one of {AGENTS}")
+    if mode == "logged":
+        lt = logged_transitions(tr, config)
+        if agent == "meta_strategy":
+            return KernelInputs(
+                lt.meta_states,
+                lt.meta_rewards,
+                lt.meta_next_states,
+                lt.dones,
+                lt.terminals,
+                lt.meta_actions,
+            )
+        return KernelInputs(
+            lt.sizing_states,
+            lt.sizing_rewards,
+            lt.sizing_next_states,
+            lt.dones,
+            lt.terminals,
+            lt.sizing_actions,
+        )
+    if mode != "explore":
+        raise ValueError(f"mode={mode!r}: expected one of {MODES}")
+    if inputs is None:
+        raise ValueError("mode='explore' needs the simulation inputs")
     rows = inputs.rows
     r_meta, r_sizing = counterfactual_rewards(inputs, tr, config)
     dones = episode_ends(tr["closed_ts"][rows], config.episode)
     terminals = np.zeros(len(rows), dtype=bool)
-    meta_states = np.atleast_1d(config.meta_space.encode(meta_features(tr, rows, False)))
-    meta_next = np.atleast_1d(config.meta_space.encode(meta_features(tr, rows, True)))
-    sizing_states = np.atleast_1d(config.sizing_space.encode(sizing_features(tr, rows, False)))
-    sizing_next = np.atleast_1d(config.sizing_space.encode(sizing_features(tr, rows, True)))
-    meta = replay(
-        q_meta,
-        meta_states,
-        r_meta,
-        meta_next,
-        dones,
-        terminals=terminals,
-        **config.hyperparameters("meta_strategy"),
+    if agent == "meta_strategy":
+        states = config.meta_space.encode(meta_features(tr, rows, False))
+        next_states = config.meta_space.encode(meta_features(tr, rows, True))
+        rewards = r_meta
+    else:
+        states = config.sizing_space.encode(sizing_features(tr, rows, False))
+        next_states = config.sizing_space.encode(sizing_features(tr, rows, True))
+        rewards = r_sizing
+    return KernelInputs(
+        np.atleast_1d(states), rewards, np.atleast_1d(next_states), dones, terminals, None
     )
-    sizing = replay(
-        q_sizing,
-        sizing_states,
-        r_sizing,
-        sizing_next,
-        dones,
-        terminals=terminals,
-        **config.hyperparameters("position_sizing"),
-    )
-    return meta, sizing
+
+
+def train_kernel(
+    q: NDArray[np.float64], events: KernelInputs, config: ReplayConfig, agent: str
+) -> ReplayStats:
+    """Q-learning of one agent over its kernel events, compiled; ``q`` updated in place."""
+    return replay(q, **events.kwargs(), **config.hyperparameters(agent))

@@ -1,0 +1,236 @@
+"""The pipeline's domain steps: split the history, train an agent, evaluate, gate.
+
+Pure of Prefect and MLflow: ``flows/`` wraps these functions in tasks and
+``rlv2.tracking`` records what they return. Data comes in through ``rlv2.history``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rlv2.actions import meta_space, sizing_space
+from rlv2.agents import MetaStrategyAgent, PositionSizingAgent, TabularAgent
+from rlv2.evaluation import PromotionDecision, compare_policies, policy_metrics, visited_share
+from rlv2.history import FeatureConfig, WindowData
+from rlv2.qlearning import ReplayStats, stream_seed
+from rlv2.replay import (
+    AGENTS,
+    MODES,
+    ReplayConfig,
+    SimulationResult,
+    kernel_inputs,
+    simulate,
+    train_kernel,
+)
+from rlv2.states import StateSpace
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run is configured by; logged whole as the run's config."""
+
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    """Hyperparameters, reward weights, state bins, episode window."""
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    """Windows and rules of the feature SQL."""
+    mode: str = "explore"
+    """``explore``: counterfactual rewards, the simulated mode's compiled path;
+    ``logged``: off-policy on the system's own actions."""
+    epochs: int = 20
+    """Passes over the training window; ε carries over from pass to pass."""
+    holdout_fraction: float = 0.2
+    """Share of the decision time span kept as the final holdout window."""
+    metric: str = "reward"
+    """Per-trade quantity the promotion gate compares: ``reward`` (the agent's own SPEC A1
+    reward), ``pnl_pct``, ``meta_reward`` or ``sizing_reward``."""
+    margin: float = 0.0
+    """How much the candidate's mean metric must exceed the champion's."""
+    n_boot: int = 2000
+    """Bootstrap resamples of the gate's confidence interval."""
+    confidence: float = 0.95
+    """Confidence level of the gate's interval."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r}: expected one of {MODES}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs={self.epochs} must be >= 1")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction={self.holdout_fraction} must be in (0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready configuration, state spaces as their bin edges."""
+        out = asdict(self)
+        out["replay"]["meta_space"] = self.replay.meta_space.to_dict()
+        out["replay"]["sizing_space"] = self.replay.sizing_space.to_dict()
+        return json.loads(json.dumps(out, default=str))
+
+    def with_hyperparameters(self, **changes: Any) -> TrainConfig:
+        """A copy with some ``ReplayConfig`` fields changed."""
+        return replace(self, replay=replace(self.replay, **changes))
+
+
+class Split(NamedTuple):
+    """A walk-forward split: training ``[train_start, holdout_start)``, then the holdout."""
+
+    train_start: datetime
+    holdout_start: datetime
+    holdout_end: datetime
+
+
+def walk_forward_split(first: datetime, last: datetime, holdout_start: datetime) -> Split:
+    """Training ``[first, holdout_start)`` and holdout ``[holdout_start, last]``, disjoint."""
+    if first is None or last is None or not first < holdout_start <= last:
+        raise ValueError(
+            f"cannot split decisions from {first} to {last} at {holdout_start}: "
+            "the history needs decisions on both sides"
+        )
+    return Split(first, holdout_start, last + timedelta(microseconds=1))
+
+
+def space_of(agent: str, config: ReplayConfig) -> StateSpace:
+    """The state space of an agent under a configuration."""
+    return config.meta_space if agent == "meta_strategy" else config.sizing_space
+
+
+def n_actions(agent: str) -> int:
+    """Size of an agent's action space."""
+    return meta_space.n if agent == "meta_strategy" else sizing_space.n
+
+
+class AgentTraining(NamedTuple):
+    """A trained Q-table with its learning curves over all epochs."""
+
+    agent: str
+    q: NDArray[np.float64]
+    epochs: list[ReplayStats]
+    n_events: int
+
+    def curves(self) -> dict[str, NDArray[np.float64]]:
+        """Per-episode reward, ε and mean |TD error|, epochs concatenated."""
+        return {
+            "episode_reward": np.concatenate([s.episode_reward for s in self.epochs]),
+            "epsilon": np.concatenate([s.episode_epsilon for s in self.epochs]),
+            "mean_abs_td": np.concatenate([s.episode_mean_abs_td for s in self.epochs]),
+        }
+
+    def summary(self) -> dict[str, float]:
+        """Final figures of the training: reward per event, |TD|, ε, coverage."""
+        last = self.epochs[-1]
+        return {
+            "events_per_epoch": float(self.n_events),
+            "last_epoch_mean_reward": last.total_reward / max(last.n_updates, 1),
+            "last_epoch_mean_abs_td": last.mean_abs_td_error,
+            "final_epsilon": last.epsilon,
+            "visited_share": visited_share(self.q),
+        }
+
+
+def train_agent(
+    agent: str,
+    window: WindowData,
+    config: TrainConfig,
+    warm_start: NDArray[np.float64] | None = None,
+) -> AgentTraining:
+    """Train one agent on a window with the compiled kernel, ``epochs`` passes."""
+    if agent not in AGENTS:
+        raise ValueError(f"agent={agent!r}: expected one of {AGENTS}")
+    space = space_of(agent, config.replay)
+    shape = (space.n_states, n_actions(agent))
+    if warm_start is not None and warm_start.shape != shape:
+        raise ValueError(
+            f"warm start Q-table of {agent} has shape {warm_start.shape}, expected {shape} "
+            "(were the state bins changed?)"
+        )
+    q = np.zeros(shape) if warm_start is None else np.array(warm_start, dtype=np.float64)
+    events = kernel_inputs(agent, config.mode, window.transitions, config.replay, window.inputs)
+    stats: list[ReplayStats] = []
+    epsilon = config.replay.epsilon
+    for epoch in range(config.epochs):
+        run_config = replace(
+            config.replay, epsilon=epsilon, seed=stream_seed(config.replay.seed, epoch)
+        )
+        result = train_kernel(q, events, run_config, agent)
+        stats.append(result)
+        epsilon = result.epsilon
+    return AgentTraining(agent, q, stats, len(events.states))
+
+
+def agent_from_q(agent: str, q: NDArray[np.float64], config: ReplayConfig) -> TabularAgent:
+    """An agent acting greedily from a given Q-table (for evaluation)."""
+    cls = MetaStrategyAgent if agent == "meta_strategy" else PositionSizingAgent
+    built = cls(space_of(agent, config), **config.hyperparameters(agent))
+    built.q[...] = q
+    return built
+
+
+def evaluate(
+    window: WindowData,
+    config: TrainConfig,
+    meta_q: NDArray[np.float64] | None,
+    sizing_q: NDArray[np.float64] | None,
+) -> tuple[SimulationResult, dict[str, float]]:
+    """Simulate greedy policies on a window; a ``None`` Q-table means the logged behaviour."""
+    zeros_meta = np.zeros((config.replay.meta_space.n_states, meta_space.n))
+    zeros_sizing = np.zeros((config.replay.sizing_space.n_states, sizing_space.n))
+    meta = agent_from_q("meta_strategy", zeros_meta if meta_q is None else meta_q, config.replay)
+    sizing = agent_from_q(
+        "position_sizing", zeros_sizing if sizing_q is None else sizing_q, config.replay
+    )
+    result = simulate(
+        window.inputs,
+        meta,  # type: ignore[arg-type]
+        sizing,  # type: ignore[arg-type]
+        config.replay,
+        policy="logged" if meta_q is None else "greedy",
+        sizing_policy="logged" if sizing_q is None else "greedy",
+        learn=False,
+        winrate_window=config.features.winrate_window,
+    )
+    metrics = policy_metrics(
+        result, config.replay.meta_space.n_states, config.replay.sizing_space.n_states
+    )
+    return result, metrics
+
+
+def promotion_gate(
+    agent: str,
+    window: WindowData,
+    config: TrainConfig,
+    candidate_q: NDArray[np.float64],
+    production_q: NDArray[np.float64] | None,
+    partner_q: NDArray[np.float64] | None,
+    champion_name: str,
+) -> tuple[PromotionDecision, dict[str, float], dict[str, float]]:
+    """Champion/challenger for one agent on the holdout, the other agent held fixed.
+
+    The other agent plays ``partner_q`` (its production table; None: the logged
+    behaviour) in both runs; the champion is ``production_q`` or, with none yet, the
+    logged behaviour policy. Returns the decision and both runs' metrics.
+    """
+    if agent == "meta_strategy":
+        cand_result, cand_metrics = evaluate(window, config, candidate_q, partner_q)
+        champ_result, champ_metrics = evaluate(window, config, production_q, partner_q)
+    else:
+        cand_result, cand_metrics = evaluate(window, config, partner_q, candidate_q)
+        champ_result, champ_metrics = evaluate(window, config, partner_q, production_q)
+    metric = config.metric
+    if metric == "reward":
+        metric = "meta_reward" if agent == "meta_strategy" else "sizing_reward"
+    decision = compare_policies(
+        cand_result,
+        champ_result,
+        metric=metric,
+        margin=config.margin,
+        n_boot=config.n_boot,
+        confidence=config.confidence,
+        seed=config.replay.seed,
+        champion_name=champion_name,
+    )
+    return decision, cand_metrics, champ_metrics
