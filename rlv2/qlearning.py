@@ -744,13 +744,16 @@ def replay_sweep(
     actions: ArrayLike | None = None,
     terminals: ArrayLike | None = None,
     record_curves: bool = False,
+    seeds: ArrayLike | None = None,
 ) -> SweepStats:
     """Replay the same events through K Q-tables ``qs`` (K, S, A) in parallel, in place.
 
     Each hyperparameter is a scalar or a length-K array. Configuration k equals
     ``replay(qs[k], ..., seed=stream_seed(seed, k))`` exactly, whatever the number
-    of threads. The events are shared, never copied per configuration; per-episode
-    curves and chosen actions are kept only with ``record_curves=True``.
+    of threads; ``seeds`` (length K) gives each configuration's seed explicitly
+    instead, so that a sweep's child equals ``replay(..., seed=seeds[k])``. The events
+    are shared, never copied per configuration; per-episode curves and chosen actions
+    are kept only with ``record_curves=True``.
     """
     _check_q("qs", qs, 3)
     n_configs, n_states, n_actions = qs.shape
@@ -760,8 +763,14 @@ def replay_sweep(
     hyper = np.stack([_per_config(nm, v, n_configs) for nm, v in zip(names, values, strict=True)])
     _check_hyperparameters(*hyper)
     hyper = np.ascontiguousarray(hyper.T)
-    seed = _check_seed(seed)
-    seeds = np.array([stream_seed(seed, k) for k in range(n_configs)], dtype=np.uint64)
+    if seeds is None:
+        seed = _check_seed(seed)
+        seeds = np.array([stream_seed(seed, k) for k in range(n_configs)], dtype=np.uint64)
+    else:
+        given = [_check_seed(int(s)) for s in np.asarray(seeds).reshape(-1)]
+        if len(given) != n_configs:
+            raise ValueError(f"seeds has {len(given)} entries, expected K={n_configs}")
+        seeds = np.array(given, dtype=np.uint64)
     rngs = seeds.reshape(n_configs, 1).copy()
     n = ev.states.shape[0]
     n_episodes = int(np.count_nonzero(ev.dones))

@@ -471,6 +471,19 @@ def test_sweep_broadcasts_scalars() -> None:
         assert qs[k].tobytes() == q.tobytes()
 
 
+def test_sweep_with_explicit_seeds_equals_replays_with_those_seeds() -> None:
+    events = random_events(15, 7, 4, 400)
+    seeds = [7, 123456789, 2**63 + 5]
+    qs = np.zeros((3, 7, 4))
+    replay_sweep(qs, *events, alpha=[0.1, 0.2, 0.3], gamma=0.9, seeds=seeds)
+    for k, alpha in enumerate([0.1, 0.2, 0.3]):
+        q = np.zeros((7, 4))
+        replay(q, *events, alpha=alpha, gamma=0.9, seed=seeds[k])
+        assert qs[k].tobytes() == q.tobytes()
+    with pytest.raises(ValueError, match="seeds has 2 entries"):
+        replay_sweep(qs, *events, seeds=[1, 2])
+
+
 def test_sweep_independent_of_thread_count() -> None:
     events = random_events(14, 7, 4, 4000)
     threads = min(2, numba.config.NUMBA_NUM_THREADS)
