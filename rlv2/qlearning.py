@@ -767,7 +767,9 @@ def replay_sweep(
         seed = _check_seed(seed)
         seeds = np.array([stream_seed(seed, k) for k in range(n_configs)], dtype=np.uint64)
     else:
-        given = [_check_seed(int(s)) for s in np.asarray(seeds).reshape(-1)]
+        # A list, not np.asarray: a list of Python ints above 2**63 would become float64.
+        listed = seeds.reshape(-1).tolist() if isinstance(seeds, np.ndarray) else list(seeds)
+        given = [_check_seed(int(s)) for s in listed]
         if len(given) != n_configs:
             raise ValueError(f"seeds has {len(given)} entries, expected K={n_configs}")
         seeds = np.array(given, dtype=np.uint64)
