@@ -767,8 +767,8 @@ def replay_sweep(
         seed = _check_seed(seed)
         seeds = np.array([stream_seed(seed, k) for k in range(n_configs)], dtype=np.uint64)
     else:
-        # A list, not np.asarray: a list of Python ints above 2**63 would become float64.
-        listed = seeds.reshape(-1).tolist() if isinstance(seeds, np.ndarray) else list(seeds)
+        # dtype=object: a list of Python ints above 2**63 would otherwise become float64.
+        listed = np.asarray(seeds, dtype=object).reshape(-1).tolist()
         given = [_check_seed(int(s)) for s in listed]
         if len(given) != n_configs:
             raise ValueError(f"seeds has {len(given)} entries, expected K={n_configs}")
