@@ -184,9 +184,12 @@ def decision_bounds(con: duckdb.DuckDBPyConnection) -> tuple[Any, Any, int]:
     return row[0], row[1], int(row[2])
 
 
-def holdout_start(con: duckdb.DuckDBPyConnection, holdout_fraction: float) -> Any:
-    """Decision time that leaves the last ``holdout_fraction`` of decision points after it."""
-    row = con.execute(sql_text("decision_split"), {"holdout_fraction": holdout_fraction}).fetchone()
+def holdout_start(
+    con: duckdb.DuckDBPyConnection, holdout_fraction: float, end: datetime | None = None
+) -> Any:
+    """Decision time after which lie the last ``holdout_fraction`` of decisions before ``end``."""
+    params = {"holdout_fraction": holdout_fraction, "end": end or LATEST}
+    row = con.execute(sql_text("decision_split"), params).fetchone()
     return None if row is None else row[0]
 
 

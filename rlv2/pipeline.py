@@ -18,7 +18,7 @@ from rlv2.actions import meta_space, sizing_space
 from rlv2.agents import MetaStrategyAgent, PositionSizingAgent, TabularAgent
 from rlv2.evaluation import PromotionDecision, compare_policies, policy_metrics, visited_share
 from rlv2.history import FeatureConfig, WindowData
-from rlv2.qlearning import ReplayStats, stream_seed
+from rlv2.qlearning import ReplayStats, replay_sweep, stream_seed
 from rlv2.replay import (
     AGENTS,
     MODES,
@@ -160,6 +160,36 @@ def train_agent(
         stats.append(result)
         epsilon = result.epsilon
     return AgentTraining(agent, q, stats, len(events.states))
+
+
+def train_agent_sweep(
+    agent: str, window: WindowData, config: TrainConfig, hypers: list[dict[str, Any]]
+) -> list[AgentTraining]:
+    """Train K kernel-hyperparameter configurations of one agent in one ``replay_sweep`` pass.
+
+    Each dict of ``hypers`` sets alpha, gamma, epsilon, epsilon_decay, epsilon_min and
+    seed; configuration k gives the byte-identical Q-table ``train_agent`` gives with
+    ``config.with_hyperparameters(**hypers[k])`` (same per-epoch seeds).
+    """
+    space = space_of(agent, config.replay)
+    k = len(hypers)
+    qs = np.zeros((k, space.n_states, n_actions(agent)))
+    events = kernel_inputs(agent, config.mode, window.transitions, config.replay, window.inputs)
+    fixed = {
+        name: np.asarray([float(h[name]) for h in hypers])
+        for name in ("alpha", "gamma", "epsilon_decay", "epsilon_min")
+    }
+    epsilon = np.asarray([float(h["epsilon"]) for h in hypers])
+    per_config: list[list[ReplayStats]] = [[] for _ in range(k)]
+    for epoch in range(config.epochs):
+        seeds = [stream_seed(int(h["seed"]), epoch) for h in hypers]
+        stats = replay_sweep(
+            qs, **events.kwargs(), **fixed, epsilon=epsilon, seeds=seeds, record_curves=True
+        )
+        epsilon = stats.epsilon
+        for i in range(k):
+            per_config[i].append(stats.for_config(i))
+    return [AgentTraining(agent, qs[i], per_config[i], len(events.states)) for i in range(k)]
 
 
 def agent_from_q(agent: str, q: NDArray[np.float64], config: ReplayConfig) -> TabularAgent:
