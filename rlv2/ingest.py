@@ -1,0 +1,528 @@
+"""Loads the trading system's history into the data contract (``rlv2 ingest``).
+
+A source is a CSV or Parquet file, a table of another DuckDB file, or a table of a
+PostgreSQL database (through DuckDB's postgres extension, read-only). One ingest loads one
+source into one contract table (``sql/schema.sql``) in one transaction:
+
+1. stage: read every column as VARCHAR, number the data rows (``sql/ingest_read_*.sql``,
+   ``ingest_source.sql``); a CSV record that cannot be split into columns is set aside;
+2. map: name each contract column's source column (:func:`plan_columns`);
+3. type and check: parse the values, apply the contract's rules, compare keys with the
+   stored rows (``ingest_typed_*``, ``ingest_unparsed``, ``ingest_rules_*``,
+   ``ingest_triage``);
+4. load the valid new rows, quarantine the others with source row, column and reason, and
+   log the counts: ``read = loaded + duplicate + quarantined``, always.
+
+A source that cannot be read at all raises :class:`IngestError` and changes nothing.
+Re-ingesting a source loads nothing twice: its rows count as duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from rlv2 import store
+
+CONTRACT_TABLES: tuple[str, ...] = ("candles", "signals", "trades", "positions", "policy")
+"""The tables a source can be loaded into, in the order they must be filled."""
+
+SOURCE_FORMATS: tuple[str, ...] = ("csv", "parquet", "duckdb", "postgres")
+"""The kinds of source :func:`ingest` reads."""
+
+REPORTED_PROBLEMS = 20
+"""How many quarantine rows an :class:`IngestReport` carries for display."""
+
+_SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".duckdb": "duckdb",
+    ".ddb": "duckdb",
+    ".db": "duckdb",
+}
+_POSTGRES_URI_PREFIXES = ("postgresql://", "postgres://")
+_POSTGRES_PREFIXES = ("postgresql:", "postgres:")
+
+
+class IngestError(Exception):
+    """A source that cannot be ingested; the message names the source and the cause."""
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """What to load, from where, and how to read it."""
+
+    source: str
+    """A file path, or ``postgres:DSN`` (a libpq ``key=value`` string or a URI)."""
+    table: str
+    """The contract table to load: one of :data:`CONTRACT_TABLES`."""
+    source_format: str | None = None
+    """One of :data:`SOURCE_FORMATS`; None infers it from the prefix or file suffix."""
+    source_table: str | None = None
+    """Table (or ``schema.table``) of a DuckDB or PostgreSQL source; None: ``table``."""
+    column_map: Mapping[str, str] = field(default_factory=dict)
+    """Contract column -> source column, for columns whose names differ."""
+    symbol: str | None = None
+    """The symbol of every row, for a source without a symbol column."""
+    ts_format: str | None = None
+    """strptime format of the timestamp columns (e.g. ``%m/%d/%Y``); None: ISO 8601."""
+    header: bool = True
+    """Whether a CSV's first line names its columns (else: column0, column1, ...)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason one source row was quarantined."""
+
+    source_row: int
+    """1-based data row of the source (a CSV header is not counted)."""
+    column_name: str | None
+    """The contract column at fault; None when the record had no columns."""
+    reason: str
+    """What is wrong, with the offending value."""
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """Where each contract column's values come from."""
+
+    sources: Mapping[str, str]
+    """Contract column -> source column."""
+    constants: Mapping[str, str]
+    """Contract column -> the value of every row."""
+    nulls: tuple[str, ...]
+    """Nullable contract columns the source lacks: NULL in every row."""
+    ignored: tuple[str, ...]
+    """Source columns that feed no contract column."""
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """The outcome of one committed ingest; every row read is counted exactly once."""
+
+    ingest_id: int
+    source: str
+    """The source as logged (a DSN without its password)."""
+    source_format: str
+    target_table: str
+    content_sha256: str
+    rows_read: int
+    rows_loaded: int
+    rows_duplicate: int
+    """Rows identical to a stored row or to an earlier row of the source."""
+    rows_quarantined: int
+    ignored_columns: tuple[str, ...]
+    null_columns: tuple[str, ...]
+    problems: tuple[Problem, ...]
+    """The first :data:`REPORTED_PROBLEMS` quarantine rows; all are in ``quarantine``."""
+
+    def __post_init__(self) -> None:
+        """Refuse a report whose counts do not add up (a bug, never a data problem)."""
+        counted = self.rows_loaded + self.rows_duplicate + self.rows_quarantined
+        if self.rows_read != counted:
+            raise AssertionError(
+                f"ingest of {self.source}: read {self.rows_read} rows but loaded "
+                f"{self.rows_loaded} + duplicate {self.rows_duplicate} + quarantined "
+                f"{self.rows_quarantined} = {counted}"
+            )
+
+
+def detect_format(source: str, source_format: str | None = None) -> str:
+    """Return the format of ``source``: the one given, else from its prefix or suffix."""
+    if source_format is not None:
+        if source_format not in SOURCE_FORMATS:
+            raise IngestError(
+                f"unknown source format {source_format!r}: expected one of {SOURCE_FORMATS}"
+            )
+        return source_format
+    if source.startswith(_POSTGRES_PREFIXES):
+        return "postgres"
+    for suffix in reversed(Path(source).suffixes):
+        if suffix.lower() in _SUFFIX_FORMATS:
+            return _SUFFIX_FORMATS[suffix.lower()]
+    raise IngestError(
+        f"{source}: cannot tell its format from the name; give one of {SOURCE_FORMATS}"
+    )
+
+
+def postgres_dsn(source: str) -> str:
+    """Return the libpq DSN or URI of a ``postgres:DSN`` source."""
+    if source.startswith(_POSTGRES_URI_PREFIXES):
+        return source
+    for prefix in _POSTGRES_PREFIXES:
+        if source.startswith(prefix):
+            return source[len(prefix) :]
+    return source
+
+
+def redact_dsn(dsn: str) -> str:
+    """Return ``dsn`` with any password replaced by ``***``, fit to be logged."""
+    dsn = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn, flags=re.I)
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", dsn)
+
+
+def plan_columns(
+    source_columns: Sequence[str],
+    contract_columns: Sequence[tuple[str, bool]],
+    column_map: Mapping[str, str],
+    constants: Mapping[str, str],
+    *,
+    source: str,
+    table: str,
+) -> ColumnPlan:
+    """Name the source column (or constant) of each contract column.
+
+    A contract column takes, in this order: the source column ``column_map`` names; the
+    constant in ``constants``; the source column whose name matches it ignoring case and
+    separators (``Adj Close`` matches ``adj_close``); else NULL where the contract allows.
+    ``contract_columns`` are (name, nullable) pairs. Raises :class:`IngestError` naming
+    the columns when a required column has no source or a name is ambiguous.
+    """
+    targets = [name for name, _ in contract_columns]
+    for target in [*column_map, *constants]:
+        if target not in targets:
+            raise IngestError(
+                f"{target!r} is not a column of {table} (columns: {', '.join(targets)})"
+            )
+    by_name: dict[str, list[str]] = {}
+    for column in source_columns:
+        by_name.setdefault(_normalise(column), []).append(column)
+    described = f"{source} (columns: {', '.join(source_columns)})"
+    sources = {
+        target: _find_source_column(wanted, source_columns, by_name, described)
+        for target, wanted in column_map.items()
+    }
+    for target in targets:
+        matches = by_name.get(target, [])
+        if target in sources or not matches:
+            continue
+        if target in constants:
+            raise IngestError(
+                f"{described} has a column {matches[0]!r} for {target} and a constant "
+                f"{target} was given too: drop one"
+            )
+        if len(matches) > 1:
+            raise IngestError(
+                f"{described}: columns {' and '.join(map(repr, matches))} both match "
+                f"{target}; choose one with --map {target}=SOURCE"
+            )
+        sources[target] = matches[0]
+    missing = [
+        name
+        for name, nullable in contract_columns
+        if name not in sources and name not in constants and not nullable
+    ]
+    if missing:
+        hint = " (or --symbol SYMBOL)" if "symbol" in missing else ""
+        raise IngestError(
+            f"{described} has no column for {table} column(s) {', '.join(missing)}: "
+            f"name the source column with --map TARGET=SOURCE{hint}"
+        )
+    used = set(sources.values())
+    return ColumnPlan(
+        sources=sources,
+        constants=dict(constants),
+        nulls=tuple(
+            name for name, _ in contract_columns if name not in sources and name not in constants
+        ),
+        ignored=tuple(column for column in source_columns if column not in used),
+    )
+
+
+def ingest(con: duckdb.DuckDBPyConnection, request: IngestRequest) -> IngestReport:
+    """Load one source into one contract table, in one transaction; return the counts."""
+    if request.table not in CONTRACT_TABLES:
+        raise IngestError(f"unknown table {request.table!r}: expected one of {CONTRACT_TABLES}")
+    source_format = detect_format(request.source, request.source_format)
+    source = _describe_source(request, source_format)
+    if request.source_table is not None and source_format not in ("duckdb", "postgres"):
+        raise IngestError(f"{source}: a source table applies to DuckDB and PostgreSQL sources")
+    if source_format == "postgres":
+        _load_postgres_extension(con, source)
+    is_file = source_format in ("csv", "parquet")
+    file_sha256 = _file_sha256(request.source) if is_file else None
+    started_at = _utc_now()
+    # Staging writes temporary tables only, so it runs before the transaction: inside one,
+    # DuckDB's rowid (which numbers the rows in source order) would not start at 0.
+    try:
+        _stage(con, request, source_format, source)
+    except BaseException:
+        store.execute(con, "ingest_cleanup")
+        raise
+    con.begin()
+    try:
+        report = _ingest_in_transaction(
+            con, request, source_format, source, file_sha256, started_at
+        )
+    except duckdb.Error as error:
+        con.rollback()
+        raise IngestError(
+            f"ingest of {source} into {request.table} failed: {_first_line(error)}"
+        ) from error
+    except BaseException:
+        con.rollback()
+        raise
+    finally:
+        store.execute(con, "ingest_cleanup")
+    con.commit()
+    return report
+
+
+def _ingest_in_transaction(
+    con: duckdb.DuckDBPyConnection,
+    request: IngestRequest,
+    source_format: str,
+    source: str,
+    file_sha256: str | None,
+    started_at: datetime,
+) -> IngestReport:
+    """Run the steps of :func:`ingest` inside its transaction."""
+    store.apply_schema(con)
+    plan = _plan_for(con, request, source)
+    _project(con, plan)
+    table = request.table
+    store.execute(con, f"ingest_typed_{table}", {"ts_format": request.ts_format})
+    store.execute(con, "ingest_unparsed", {"table": table, "ts_format": request.ts_format})
+    store.execute(con, f"ingest_rules_{table}")
+    store.execute(con, "ingest_triage")
+    rows_read, rows_to_load, rows_duplicate, rows_quarantined, rows_with_two_verdicts = _fetch_one(
+        store.execute(con, "ingest_counts")
+    )
+    if rows_with_two_verdicts:
+        raise AssertionError(f"ingest of {source}: {rows_with_two_verdicts} rows got two verdicts")
+    (rows_loaded,) = _fetch_one(store.execute(con, f"ingest_insert_{table}"))
+    if rows_loaded != rows_to_load:
+        raise AssertionError(
+            f"ingest of {source}: inserted {rows_loaded} rows of {rows_to_load} to load"
+        )
+    if file_sha256 is not None:
+        content_sha256 = file_sha256
+    else:
+        (content_sha256,) = _fetch_one(store.execute(con, "ingest_source_digest"))
+    (ingest_id,) = _fetch_one(store.execute(con, "ingest_next_id"))
+    report = IngestReport(
+        ingest_id=ingest_id,
+        source=source,
+        source_format=source_format,
+        target_table=table,
+        content_sha256=content_sha256,
+        rows_read=rows_read,
+        rows_loaded=rows_loaded,
+        rows_duplicate=rows_duplicate,
+        rows_quarantined=rows_quarantined,
+        ignored_columns=plan.ignored,
+        null_columns=plan.nulls,
+        problems=(),
+    )
+    options = {key: value for key, value in asdict(request).items() if key != "source"}
+    options["column_map"] = dict(request.column_map)
+    store.execute(
+        con,
+        "ingest_log_insert",
+        {
+            "ingest_id": ingest_id,
+            "source": source,
+            "source_format": source_format,
+            "target_table": table,
+            "content_sha256": content_sha256,
+            "options": json.dumps(options),
+            "rows_read": rows_read,
+            "rows_loaded": rows_loaded,
+            "rows_duplicate": rows_duplicate,
+            "rows_quarantined": rows_quarantined,
+            "started_at": started_at,
+            "finished_at": _utc_now(),
+        },
+    )
+    store.execute(
+        con,
+        "ingest_quarantine_insert",
+        {
+            "ingest_id": ingest_id,
+            "source": source,
+            "target_table": table,
+            "ingested_at": started_at,
+        },
+    )
+    problems = store.execute(
+        con, "ingest_problems", {"ingest_id": ingest_id, "limit": REPORTED_PROBLEMS}
+    ).fetchall()
+    return replace(report, problems=tuple(Problem(*problem) for problem in problems))
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection, request: IngestRequest, source_format: str, source: str
+) -> None:
+    """Read the source into ``ingest_source`` (numbered rows, all VARCHAR)."""
+    store.execute(con, "ingest_setup")
+    try:
+        if source_format == "csv":
+            store.execute(
+                con, "ingest_read_csv", {"path": request.source, "header": request.header}
+            )
+            store.execute(con, "ingest_rejected_csv", {"header": request.header})
+        elif source_format == "parquet":
+            store.execute(con, "ingest_read_parquet", {"path": request.source})
+        else:
+            _stage_attached(con, request, source_format)
+    except duckdb.Error as error:
+        raise IngestError(
+            f"cannot read {source} as {source_format}: {_first_line(error)}"
+        ) from None
+    store.execute(con, "ingest_source")
+
+
+def _stage_attached(
+    con: duckdb.DuckDBPyConnection, request: IngestRequest, source_format: str
+) -> None:
+    """Read a table of an attached DuckDB or PostgreSQL database into ``ingest_read``."""
+    if source_format == "duckdb":
+        attach, location = store.sql_text("ingest_attach_duckdb"), request.source
+    else:
+        attach, location = store.sql_text("ingest_attach_postgres"), postgres_dsn(request.source)
+    con.execute(attach.format(location=_sql_literal(location)))
+    try:
+        store.execute(con, "ingest_read_attached", {"table": request.source_table or request.table})
+    finally:
+        store.execute(con, "ingest_detach")
+
+
+def _plan_for(con: duckdb.DuckDBPyConnection, request: IngestRequest, source: str) -> ColumnPlan:
+    """Plan the column mapping of the staged source onto the request's table."""
+    source_columns = [c for c in con.table("ingest_source").columns if c != "source_row"]
+    contract_columns = store.execute(con, "contract_columns", {"table": request.table}).fetchall()
+    constants = {"symbol": request.symbol} if request.symbol is not None else {}
+    return plan_columns(
+        source_columns,
+        contract_columns,
+        request.column_map,
+        constants,
+        source=source,
+        table=request.table,
+    )
+
+
+def _project(con: duckdb.DuckDBPyConnection, plan: ColumnPlan) -> None:
+    """Create ``ingest_raw``: source_row and the contract's columns, renamed from the source.
+
+    The one statement built in code, since its identifiers come from the source's header;
+    they are quoted, and constants are bound as parameters.
+    """
+    columns = ["source_row"]
+    params: dict[str, str] = {}
+    for target in [*plan.sources, *plan.constants, *plan.nulls]:
+        if target in plan.sources:
+            columns.append(f"{_quote(plan.sources[target])}::VARCHAR AS {_quote(target)}")
+        elif target in plan.constants:
+            params[f"constant_{target}"] = plan.constants[target]
+            columns.append(f"$constant_{target}::VARCHAR AS {_quote(target)}")
+        else:
+            columns.append(f"NULL::VARCHAR AS {_quote(target)}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE ingest_raw AS SELECT {', '.join(columns)} "
+        "FROM ingest_source ORDER BY source_row",
+        params or None,
+    )
+
+
+def _load_postgres_extension(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """Load DuckDB's postgres extension, installing it first if it is not yet."""
+    try:
+        store.execute(con, "ingest_load_postgres")
+        return
+    except duckdb.Error:
+        pass
+    try:
+        store.execute(con, "ingest_install_postgres")
+        store.execute(con, "ingest_load_postgres")
+    except duckdb.Error as error:
+        raise IngestError(
+            f"cannot read {source}: DuckDB {duckdb.__version__} has no postgres extension "
+            f"and could not install it ({_first_line(error)}); run `INSTALL postgres` in "
+            "DuckDB once with network access"
+        ) from None
+
+
+def _describe_source(request: IngestRequest, source_format: str) -> str:
+    """Name the source for messages and the log: DSNs without passwords, tables after #."""
+    if source_format == "postgres":
+        dsn = redact_dsn(postgres_dsn(request.source))
+        location = dsn if dsn.startswith(_POSTGRES_URI_PREFIXES) else f"postgres:{dsn}"
+    else:
+        location = request.source
+    if source_format in ("duckdb", "postgres"):
+        return f"{location}#{request.source_table or request.table}"
+    return location
+
+
+def _file_sha256(path: str) -> str:
+    """Return the sha256 of a file's bytes; raise :class:`IngestError` if it is unreadable."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as error:
+        raise IngestError(f"cannot read {path}: {error.strerror or error}") from None
+    return digest.hexdigest()
+
+
+def _find_source_column(
+    wanted: str, source_columns: Sequence[str], by_name: Mapping[str, list[str]], described: str
+) -> str:
+    """Return the source column named ``wanted``: exactly, else ignoring case/separators."""
+    if wanted in source_columns:
+        return wanted
+    matches = by_name.get(_normalise(wanted), [])
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise IngestError(f"{described}: {wanted!r} matches {' and '.join(map(repr, matches))}")
+    raise IngestError(f"{described} has no column {wanted!r}")
+
+
+def _normalise(name: str) -> str:
+    """Fold a column name for matching: lower case, runs of non-alphanumerics as ``_``."""
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().casefold()).strip("_")
+
+
+def _sql_literal(text: str) -> str:
+    """Quote a string as an SQL literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _quote(identifier: str) -> str:
+    """Quote an SQL identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _fetch_one(cursor: duckdb.DuckDBPyConnection) -> tuple:
+    """Return the one row a query yields."""
+    row = cursor.fetchone()
+    if row is None:
+        raise AssertionError("query returned no row")
+    return row
+
+
+def _first_line(error: BaseException) -> str:
+    """Return the first line of an error's message (DuckDB appends pages of context).
+
+    Any password in it is masked: a failed ATTACH may quote the DSN.
+    """
+    message = str(error).strip()
+    return redact_dsn(message.splitlines()[0]) if message else type(error).__name__
+
+
+def _utc_now() -> datetime:
+    """Return the current UTC time without a time zone, as the contract stores times."""
+    return datetime.now(UTC).replace(tzinfo=None)

@@ -1,0 +1,81 @@
+"""The edge to DuckDB: opens the database, runs the queries in ``sql/``, returns arrays.
+
+Every query lives in its own file ``sql/NAME.sql`` and is run by name; this module holds
+no SQL of its own. A connection opened here reads and writes timestamps in UTC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+"""The repository's ``sql/`` folder (found beside the package in an editable install)."""
+
+SqlParams = Mapping[str, Any] | None
+"""Named parameters of a query file (``$name`` in the SQL)."""
+
+
+def connect(db_path: str | PathLike[str], read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB database at ``db_path`` (created if missing, unless read-only)."""
+    con = duckdb.connect(str(db_path), read_only=read_only)
+    # Contract timestamps are UTC; without this, casts through TIMESTAMPTZ would use the
+    # machine's zone.
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def sql_text(name: str) -> str:
+    """Return the text of the query file ``sql/NAME.sql``."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"bad SQL file name {name!r}: expected lower_snake_case, no suffix")
+    path = SQL_DIR / f"{name}.sql"
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no SQL file {path}") from None
+
+
+def execute(
+    con: duckdb.DuckDBPyConnection, name: str, params: SqlParams = None
+) -> duckdb.DuckDBPyConnection:
+    """Run the query file ``sql/NAME.sql`` with named ``params``; return the cursor."""
+    return con.execute(sql_text(name), dict(params) if params else None)
+
+
+def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the data contract's types and tables (``sql/schema.sql``) where missing."""
+    execute(con, "schema")
+
+
+def query_arrays(
+    con: duckdb.DuckDBPyConnection, name: str, params: SqlParams = None
+) -> dict[str, np.ndarray]:
+    """Run the query file ``sql/NAME.sql``; return its columns as numpy arrays by name.
+
+    A column with NULLs comes back as a ``numpy.ma.MaskedArray``; an ENUM column as an
+    array of its labels (``enum_code(column)`` in the query gives the domain's codes).
+    """
+    columns = execute(con, name, params).fetchnumpy()
+    return {column: np.asanyarray(values) for column, values in columns.items()}
+
+
+def fingerprint(db_path: str | PathLike[str]) -> str:
+    """Return a sha256 of the contract tables' contents in the database at ``db_path``.
+
+    The rows of every table are hashed in key order (``sql/contract_digest.sql``); the
+    ingest bookkeeping is left out, so re-ingesting the same data keeps the fingerprint.
+    Opens the database read-only: call it while no other connection of this process
+    holds the file open for writing.
+    """
+    with connect(db_path, read_only=True) as con:
+        rows = execute(con, "contract_digest").fetchall()
+    lines = "".join(f"{table} {count} {digest}\n" for table, count, digest in rows)
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()

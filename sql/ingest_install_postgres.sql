@@ -1,0 +1,2 @@
+-- Installs DuckDB's postgres extension (downloads it: needs the network once).
+INSTALL postgres;

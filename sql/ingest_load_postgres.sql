@@ -1,0 +1,2 @@
+-- Loads DuckDB's postgres extension, installed earlier.
+LOAD postgres;

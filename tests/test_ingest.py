@@ -1,0 +1,666 @@
+"""`rlv2 ingest` and rlv2.ingest on real DuckDB files: the real price files of data/, one
+fixture per table with one of each kind of bad row, other source formats, idempotence, and
+sources that cannot be read at all."""
+
+import csv
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rlv2 import store
+from rlv2.cli import main
+from rlv2.ingest import (
+    CONTRACT_TABLES,
+    IngestError,
+    IngestRequest,
+    ingest,
+    plan_columns,
+    redact_dsn,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data"
+FIXTURES = Path(__file__).resolve().parent / "data"
+SPX_CSV = DATA / "sp500_1d.csv"
+EURUSD_CSV = DATA / "eurusd_1h.csv"
+SPX_ARGS = [str(SPX_CSV), "--table", "candles", "--symbol", "SPX", "--map", "ts=Date"]
+SPX_ARGS += ["--ts-format", "%m/%d/%Y"]
+EURUSD_ARGS = [str(EURUSD_CSV), "--table", "candles", "--symbol", "EURUSD", "--map", "ts=column0"]
+
+
+def csv_rows(path):
+    """The header and data rows of a CSV, as Python's csv module reads them."""
+    with open(path, newline="") as stream:
+        header, *rows = list(csv.reader(stream))
+    return header, rows
+
+
+def table_counts(db_path):
+    """Row counts of every table of the database, to show that a failure changed nothing."""
+    with store.connect(db_path, read_only=True) as con:
+        tables = [
+            row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        ]
+        return {
+            table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables
+        }
+
+
+def fixture_request(table):
+    return IngestRequest(source=str(FIXTURES / f"{table}_bad.csv"), table=table)
+
+
+# --- the real files of data/ ------------------------------------------------------------
+
+
+def test_both_real_files_load_through_the_cli(tmp_path, capsys):
+    db = tmp_path / "real.duckdb"
+    _, spx = csv_rows(SPX_CSV)
+    _, eurusd = csv_rows(EURUSD_CSV)
+
+    assert main(["ingest", "--db", str(db), *SPX_ARGS]) == 0
+    out = capsys.readouterr().out
+    assert f"read {len(spx)} = loaded {len(spx)} + duplicates 0 + quarantined 0" in out
+    assert "ignored source columns: Adj Close" in out
+    assert main(["ingest", "--db", str(db), *EURUSD_ARGS]) == 0
+    out = capsys.readouterr().out
+    assert f"read {len(eurusd)} = loaded {len(eurusd)} + duplicates 0 + quarantined 0" in out
+
+    with store.connect(db, read_only=True) as con:
+        counts = dict(
+            con.execute("SELECT symbol, count(*) FROM candles GROUP BY symbol").fetchall()
+        )
+        first_spx = con.execute(
+            "SELECT ts, open, high, low, close, volume FROM candles WHERE symbol = 'SPX' "
+            "ORDER BY ts LIMIT 1"
+        ).fetchone()
+        last_eurusd = con.execute(
+            "SELECT ts, open, high, low, close, volume FROM candles WHERE symbol = 'EURUSD' "
+            "ORDER BY ts DESC LIMIT 1"
+        ).fetchone()
+    assert counts == {"SPX": len(spx), "EURUSD": len(eurusd)}
+    date, open_, high, low, close, _adj_close, volume = spx[0]
+    assert first_spx == (
+        dt.datetime.strptime(date, "%m/%d/%Y"),
+        *map(float, (open_, high, low, close, volume)),
+    )
+    stamp, *prices = eurusd[-1]
+    assert last_eurusd == (dt.datetime.fromisoformat(stamp), *map(float, prices))
+
+
+def test_a_real_file_loads_through_the_installed_command(tmp_path):
+    script = Path(sys.executable).with_name("rlv2")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "rlv2.cli"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RLV2_DB": str(tmp_path / "env.duckdb")}
+    _, eurusd = csv_rows(EURUSD_CSV)
+
+    done = subprocess.run(
+        [*command, "ingest", *EURUSD_ARGS], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"read {len(eurusd)} = loaded {len(eurusd)} + duplicates 0" in done.stdout
+
+    missing = tmp_path / "no_such_file.csv"
+    failed = subprocess.run(
+        [*command, "ingest", str(missing), "--table", "candles", "--symbol", "X"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert failed.returncode == 1
+    assert str(missing) in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
+def test_reingesting_a_file_loads_nothing_twice(tmp_path):
+    db = tmp_path / "again.duckdb"
+    _, spx = csv_rows(SPX_CSV)
+    assert main(["ingest", "--db", str(db), *SPX_ARGS]) == 0
+    fingerprint = store.fingerprint(db)
+
+    with store.connect(db) as con:
+        report = ingest(
+            con,
+            IngestRequest(
+                source=str(SPX_CSV),
+                table="candles",
+                symbol="SPX",
+                column_map={"ts": "Date"},
+                ts_format="%m/%d/%Y",
+            ),
+        )
+        logged = con.execute(
+            "SELECT rows_read, rows_loaded, rows_duplicate, rows_quarantined, content_sha256 "
+            "FROM ingest_log ORDER BY ingest_id"
+        ).fetchall()
+    assert (report.rows_read, report.rows_loaded, report.rows_duplicate) == (len(spx), 0, len(spx))
+    assert report.rows_quarantined == 0
+    assert logged[0][:4] == (len(spx), len(spx), 0, 0)
+    assert logged[1][:4] == (len(spx), 0, len(spx), 0)
+    assert logged[0][4] == logged[1][4] == report.content_sha256
+    assert table_counts(db)["candles"] == len(spx)
+    assert store.fingerprint(db) == fingerprint
+
+
+# --- one fixture per table, one of each kind of bad row -----------------------------------
+
+EXPECTED_PROBLEMS = {
+    "candles": {
+        (2, "open"): "price must be finite and > 0, got nan",
+        (3, "low"): "price must be finite and > 0, got -95.0",
+        (4, "high"): "high 90.0 is below low 95.0",
+        (5, "ts"): "cannot parse 'not a time' as a timestamp",
+        (6, "volume"): "volume must be finite and >= 0, got -3.0",
+        (9, "symbol, ts"): "rows 9, 10 give this key different values",
+        (10, "symbol, ts"): "rows 9, 10 give this key different values",
+        (11, "symbol"): "missing value",
+        (12, "high"): "high 104.0 is below open 100.0 or close 105.0",
+        (13, "open"): "cannot parse 'abc' as a number",
+        (14, None): "malformed CSV record: Expected Number of Columns: 7 Found: 5",
+        (16, None): "malformed CSV record: Expected Number of Columns: 7 Found: 8",
+        (17, "high"): "price must be finite and > 0, got inf",
+    },
+    "signals": {
+        (3, "model"): "unknown value 'RF' (expected one of XGB, LGBM, NHITS, PATCHTST)",
+        (4, "predicted_regime"): "unknown value 'SIDEWAYS' (expected one of TREND, RANGE, BREAKOUT",
+        (5, "confidence"): "confidence must be in [0, 1], got 1.5",
+        (6, "direction"): "direction must be -1 or +1, got 0",
+        (7, "confidence"): "confidence must be in [0, 1], got -0.1",
+        (8, "signal_id"): "cannot parse 'x8' as an integer",
+        (9, "model"): "rows 9, 10 give this (symbol, ts, model) different signal_ids",
+        (10, "model"): "rows 9, 10 give this (symbol, ts, model) different signal_ids",
+        (12, "confidence"): "confidence must be in [0, 1], got nan",
+    },
+    "trades": {
+        (3, "signal_id"): "no signal with signal_id 999 is stored (ingest signals first)",
+        (4, "size_multiplier"): "size_multiplier must be one of 0.2, 0.4, 0.6, 0.8, 1.0, 1.3",
+        (5, "leverage"): "leverage must be an integer from 1 to 7, got 8",
+        (6, "leverage"): "cannot parse '2.5' as an integer",
+        (7, "side"): "side must be -1 or +1, got 0",
+        (8, "strategy"): "unknown value 'SCALPING'",
+        (9, "weight_action"): "unknown value 'WEIGHT_MAX'",
+        (10, "action_prob"): "action_prob must be in (0, 1], got 1.2",
+        (11, "ts"): "trade at 2024-01-01 09:59:00 precedes its signal at 2024-01-01 10:00:00",
+        (12, "symbol"): "symbol ETHUSDT differs from its signal's symbol BTCUSDT",
+        (13, "portfolio_exposure"): "portfolio_exposure must be finite and >= 0, got -0.1",
+        (15, "entry_price"): "price must be finite and > 0, got 0.0",
+    },
+    "positions": {
+        (3, "trade_id"): "no trade with trade_id 777 is stored (ingest trades first)",
+        (4, "closed_ts"): "closed at 2023-12-31 23:00:00 before its trade opened at 2024-01-01",
+        (5, "max_drawdown_pct"): "max_drawdown_pct must be in [0, 100]",
+        (6, "exit_price"): "price must be finite and > 0, got -5.0",
+        (7, "pnl_pct"): "pnl_pct must be finite and >= -100 (percent of margin), got -150.0",
+        (8, "pnl_pct"): "pnl_pct must be finite and >= -100 (percent of margin), got inf",
+        (9, "closed_ts"): "cannot parse '01/01/2024 05:00' as a timestamp",
+    },
+    "policy": {
+        (3, "enable_rl"): "cannot parse 'maybe' as a boolean",
+        (4, "ts"): "missing value",
+        (5, "ts"): "rows 5, 6 give this key different values",
+        (6, "ts"): "rows 5, 6 give this key different values",
+    },
+}
+"""Per table: (source_row, column) of each quarantine row -> a part of its reason."""
+
+EXPECTED_DUPLICATES = {"candles": [8], "signals": [11], "trades": [14], "positions": [10]}
+"""Per table: the source rows that repeat an earlier row of the fixture."""
+
+
+def load_fixtures_before(con, table):
+    """Ingest the fixtures of the tables that ``table`` refers to (signals before trades...)."""
+    for earlier in CONTRACT_TABLES[: CONTRACT_TABLES.index(table)]:
+        ingest(con, fixture_request(earlier))
+
+
+@pytest.mark.parametrize("table", CONTRACT_TABLES)
+def test_bad_rows_are_quarantined_and_the_good_rows_load(tmp_path, table):
+    path = FIXTURES / f"{table}_bad.csv"
+    header, rows = csv_rows(path)
+    lines = path.read_text().splitlines()
+    expected = EXPECTED_PROBLEMS[table]
+    bad_rows = {row for row, _ in expected}
+    duplicate_rows = EXPECTED_DUPLICATES.get(table, [])
+    good_rows = [n for n in range(1, len(rows) + 1) if n not in bad_rows | set(duplicate_rows)]
+
+    with store.connect(tmp_path / f"{table}.duckdb") as con:
+        store.apply_schema(con)
+        load_fixtures_before(con, table)
+        before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        report = ingest(con, fixture_request(table))
+        quarantined = con.execute(
+            "SELECT source_row, column_name, reason, raw_record, source_file, target_table "
+            "FROM quarantine WHERE ingest_id = ?",
+            [report.ingest_id],
+        ).fetchall()
+        stored = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
+
+    assert report.rows_read == len(rows)
+    assert report.rows_quarantined == len(bad_rows)
+    assert report.rows_duplicate == len(duplicate_rows)
+    assert report.rows_loaded == stored == len(good_rows)
+    assert {(row, column) for row, column, *_ in quarantined} == set(expected)
+    for row, column, reason, raw_record, source_file, target_table in quarantined:
+        assert expected[(row, column)] in reason
+        assert (source_file, target_table) == (str(path), table)
+        if column is None:  # a malformed record keeps its text: line source_row + 1
+            assert json.loads(raw_record) == {"line": lines[row]}
+        else:  # the row as read, under the source's own column names
+            assert json.loads(raw_record) == {
+                name: value or None for name, value in zip(header, rows[row - 1], strict=True)
+            }
+
+
+def test_a_timestamp_with_an_offset_is_stored_in_utc(tmp_path):
+    with store.connect(tmp_path / "utc.duckdb") as con:
+        ingest(con, fixture_request("candles"))
+        stamps = [row[0] for row in con.execute("SELECT ts FROM candles ORDER BY ts").fetchall()]
+    # row 15 of the fixture is 2024-01-01T14:00:00+02:00
+    assert dt.datetime(2024, 1, 1, 12, 0) in stamps
+
+
+def test_a_key_stored_with_other_values_is_a_conflict(tmp_path):
+    changed = tmp_path / "changed.csv"
+    changed.write_text(
+        "symbol,ts,open,high,low,close,volume\n"
+        "BTCUSDT,2024-01-01 00:00:00,100,110,95,106,12.5\n"
+        "BTCUSDT,2024-01-01 06:00:00,100,110,95,105,\n"
+    )
+    with store.connect(tmp_path / "conflict.duckdb") as con:
+        ingest(con, fixture_request("candles"))
+        report = ingest(con, IngestRequest(source=str(changed), table="candles"))
+        (reason,) = con.execute(
+            "SELECT reason FROM quarantine WHERE ingest_id = ? AND source_row = 1",
+            [report.ingest_id],
+        ).fetchone()
+        (close,) = con.execute(
+            "SELECT close FROM candles WHERE ts = '2024-01-01 00:00:00'"
+        ).fetchone()
+    assert (report.rows_loaded, report.rows_duplicate, report.rows_quarantined) == (0, 1, 1)
+    assert reason.startswith("key already stored with other values")
+    assert close == 105.0
+
+
+def test_a_second_trade_on_a_stored_signal_is_quarantined(tmp_path):
+    second = tmp_path / "second.csv"
+    header, rows = csv_rows(FIXTURES / "trades_bad.csv")
+    second.write_text(",".join(header) + "\n" + ",".join(["99", *rows[0][1:]]) + "\n")
+    with store.connect(tmp_path / "second.duckdb") as con:
+        load_fixtures_before(con, "trades")
+        ingest(con, fixture_request("trades"))
+        report = ingest(con, IngestRequest(source=str(second), table="trades"))
+        problems = con.execute(
+            "SELECT column_name, reason FROM quarantine WHERE ingest_id = ?", [report.ingest_id]
+        ).fetchall()
+    assert problems == [("signal_id", "signal 1 is already followed by stored trade 1")]
+
+
+# --- other source formats -------------------------------------------------------------------
+
+
+def eurusd_arrow_table(tz):
+    """The real EUR/USD bars as an Arrow table with other names and typed columns."""
+    _, rows = csv_rows(EURUSD_CSV)
+    stamps = [dt.datetime.fromisoformat(row[0]).replace(tzinfo=dt.UTC) for row in rows]
+    if tz is None:
+        stamps = [stamp.replace(tzinfo=None) for stamp in stamps]
+    columns = {"bar_time": pa.array(stamps, pa.timestamp("us", tz=tz))}
+    for index, name in enumerate(["O", "H", "L", "C"], start=1):
+        columns[name] = pa.array([float(row[index]) for row in rows], pa.float64())
+    columns["Vol"] = pa.array([int(row[5]) for row in rows], pa.int64())
+    return pa.table(columns)
+
+
+def loaded_candles(db_path, symbol):
+    with store.connect(db_path, read_only=True) as con:
+        return con.execute(
+            "SELECT ts, open, high, low, close, volume FROM candles WHERE symbol = ? ORDER BY ts",
+            [symbol],
+        ).fetchall()
+
+
+MAP_OHLCV = ["--map", "open=O", "--map", "high=H", "--map", "low=L", "--map", "close=C"]
+MAP_OHLCV += ["--map", "volume=Vol"]
+
+
+@pytest.mark.parametrize("tz", [None, "UTC", "Europe/Berlin"])
+def test_a_parquet_file_loads_like_the_csv(tmp_path, tz):
+    parquet = tmp_path / "eurusd.parquet"
+    table = eurusd_arrow_table(tz)
+    pq.write_table(table, parquet)
+    db = tmp_path / "parquet.duckdb"
+    assert main(["ingest", "--db", str(db), *EURUSD_ARGS]) == 0
+    args = [str(parquet), "--table", "candles", "--symbol", "PQ", "--map", "ts=bar_time"]
+    assert main(["ingest", "--db", str(db), *args, *MAP_OHLCV]) == 0
+    assert loaded_candles(db, "PQ") == loaded_candles(db, "EURUSD")
+    assert len(loaded_candles(db, "PQ")) == table.num_rows
+
+
+def test_a_table_of_another_duckdb_file_loads(tmp_path, capsys):
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE SCHEMA market")
+        # Typed columns as DuckDB infers them from the file: Date becomes a DATE.
+        con.execute("CREATE TABLE market.spx AS SELECT * FROM read_csv(?)", [str(SPX_CSV)])
+    db = tmp_path / "target.duckdb"
+    _, spx = csv_rows(SPX_CSV)
+    args = [str(other), "--source-table", "market.spx", "--table", "candles", "--symbol", "SPX"]
+    assert main(["ingest", "--db", str(db), *args, "--map", "ts=Date"]) == 0
+    assert f"read {len(spx)} = loaded {len(spx)}" in capsys.readouterr().out
+    assert main(["ingest", "--db", str(db), *SPX_ARGS]) == 0
+    assert f"loaded 0 + duplicates {len(spx)}" in capsys.readouterr().out
+    with store.connect(db, read_only=True) as con:
+        (source,) = con.execute("SELECT source FROM ingest_log WHERE ingest_id = 1").fetchone()
+    assert source == f"{other}#market.spx"
+
+
+# --- sources that cannot be read, usage errors ------------------------------------------------
+
+
+def unreadable_sources(tmp_path):
+    """(description, command-line arguments, text the error must contain)."""
+    directory = tmp_path / "a_directory.csv"
+    directory.mkdir()
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"this is not parquet\n" * 10)
+    not_duckdb = tmp_path / "notes.duckdb"
+    not_duckdb.write_text("not a database\n")
+    real_duckdb = tmp_path / "real.duckdb"
+    with duckdb.connect(str(real_duckdb)) as con:
+        con.execute("CREATE TABLE t AS SELECT 1 AS a")
+    prose = DATA / "README.md"
+    missing = tmp_path / "missing.csv"
+    candles = ["--table", "candles", "--symbol", "X"]
+    return [
+        ("missing file", [str(missing), *candles], str(missing)),
+        ("a directory", [str(directory), *candles], str(directory)),
+        ("not Parquet", [str(garbage), *candles], str(garbage)),
+        ("not DuckDB", [str(not_duckdb), *candles], str(not_duckdb)),
+        ("no such table", [str(real_duckdb), "--source-table", "nope", *candles], "nope"),
+        ("prose as CSV", [str(prose), "--format", "csv", *candles], "has no column for"),
+        ("unknown format", [str(tmp_path / "x.xlsx"), *candles], "cannot tell its format"),
+        ("unknown column", [str(SPX_CSV), *candles, "--map", "ts=Datum"], "no column 'Datum'"),
+        ("constant clash", [str(FIXTURES / "candles_bad.csv"), *candles], "a constant symbol"),
+    ]
+
+
+def test_an_unreadable_source_fails_cleanly_and_changes_nothing(tmp_path, capsys):
+    db = tmp_path / "kept.duckdb"
+    assert main(["ingest", "--db", str(db), *SPX_ARGS]) == 0
+    counts = table_counts(db)
+    fingerprint = store.fingerprint(db)
+    capsys.readouterr()
+    for description, args, named in unreadable_sources(tmp_path):
+        assert main(["ingest", "--db", str(db), *args]) == 1, description
+        err = capsys.readouterr().err
+        assert err.startswith("rlv2 ingest: error: "), description
+        assert named in err, (description, err)
+        assert table_counts(db) == counts, description
+    assert store.fingerprint(db) == fingerprint
+
+
+def test_a_failed_ingest_creates_no_database(tmp_path, capsys):
+    db = tmp_path / "new.duckdb"
+    assert (
+        main(["ingest", "--db", str(db), str(tmp_path / "missing.csv"), "--table", "policy"]) == 1
+    )
+    assert not db.exists()
+    assert main(["ingest", "--db", str(db), str(DATA / "README.md"), "--table", "policy"]) == 1
+    assert "cannot tell its format" in capsys.readouterr().err
+    assert not db.exists()
+
+
+def test_the_api_rolls_back_a_failed_ingest(tmp_path):
+    with store.connect(tmp_path / "api.duckdb") as con:
+        ingest(con, fixture_request("candles"))
+        before = con.execute("SELECT count(*) FROM ingest_log").fetchone()
+        with pytest.raises(IngestError, match="garbage.parquet"):
+            garbage = tmp_path / "garbage.parquet"
+            garbage.write_bytes(b"PAR1 not really")
+            ingest(con, IngestRequest(source=str(garbage), table="candles", symbol="X"))
+        assert con.execute("SELECT count(*) FROM ingest_log").fetchone() == before
+        # the connection is usable afterwards, with no temporary tables left behind
+        temp = con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone()
+        assert temp == (0,)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ingest", "x.csv", "--table", "nope"],
+        ["ingest", "x.csv", "--table", "candles", "--map", "ts"],
+        ["ingest", "x.csv", "--source", "y.csv", "--table", "candles"],
+        ["ingest", "--table", "candles"],
+        ["no-such-command"],
+    ],
+)
+def test_usage_errors_exit_with_2(argv, capsys):
+    assert main(argv) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_every_ingest_option_has_help(capsys):
+    assert main(["ingest", "--help"]) == 0
+    out = capsys.readouterr().out
+    for option in ["--db", "--table", "--format", "--source", "--source-table", "--map"]:
+        assert option in out
+    for option in ["--symbol", "--ts-format", "--no-header"]:
+        assert option in out
+
+
+def test_a_csv_with_only_a_header_reads_no_rows(tmp_path, capsys):
+    header_only = tmp_path / "policy.csv"
+    header_only.write_text("ts,enable_rl\n")
+    assert (
+        main(["ingest", "--db", str(tmp_path / "e.duckdb"), str(header_only), "--table", "policy"])
+        == 0
+    )
+    assert "read 0 = loaded 0 + duplicates 0 + quarantined 0" in capsys.readouterr().out
+
+
+def test_a_headerless_csv_names_its_columns_by_position(tmp_path):
+    headerless = tmp_path / "policy.csv"
+    headerless.write_text("2024-01-01 00:00:00,true\n2024-01-02 00:00:00,false\n")
+    with store.connect(tmp_path / "h.duckdb") as con:
+        report = ingest(
+            con,
+            IngestRequest(
+                source=str(headerless),
+                table="policy",
+                header=False,
+                column_map={"ts": "column0", "enable_rl": "column1"},
+            ),
+        )
+    assert (report.rows_read, report.rows_loaded) == (2, 2)
+
+
+# --- column mapping and DSNs ----------------------------------------------------------------
+
+
+CANDLE_COLUMNS = [(name, name == "volume") for name in ["symbol", "ts", "open", "high", "low"]]
+CANDLE_COLUMNS += [("close", False), ("volume", True)]
+
+
+def test_plan_columns_matches_headers_ignoring_case_and_separators():
+    plan = plan_columns(
+        ["Date", "OPEN", "High", "Low", "Close", "Adj Close", "Volume"],
+        CANDLE_COLUMNS,
+        {"ts": "date"},
+        {"symbol": "SPX"},
+        source="spx.csv",
+        table="candles",
+    )
+    assert plan.sources == {
+        "ts": "Date",
+        "open": "OPEN",
+        "high": "High",
+        "low": "Low",
+        "close": "Close",
+        "volume": "Volume",
+    }
+    assert plan.constants == {"symbol": "SPX"}
+    assert plan.ignored == ("Adj Close",)
+
+
+def test_plan_columns_leaves_a_missing_nullable_column_null_and_names_a_missing_required_one():
+    plan = plan_columns(
+        ["symbol", "ts", "open", "high", "low", "close"],
+        CANDLE_COLUMNS,
+        {},
+        {},
+        source="s",
+        table="c",
+    )
+    assert plan.nulls == ("volume",)
+    with pytest.raises(IngestError, match=r"has no column for c column\(s\) low, close"):
+        plan_columns(
+            ["symbol", "ts", "open", "high"], CANDLE_COLUMNS, {}, {}, source="s", table="c"
+        )
+    with pytest.raises(IngestError, match="both match close"):
+        plan_columns(
+            ["symbol", "ts", "open", "high", "low", "Close", "close "],
+            CANDLE_COLUMNS,
+            {},
+            {},
+            source="s",
+            table="c",
+        )
+    with pytest.raises(IngestError, match="'price' is not a column of c"):
+        plan_columns(["a"], CANDLE_COLUMNS, {"price": "a"}, {}, source="s", table="c")
+
+
+def test_redact_dsn_removes_passwords():
+    assert redact_dsn("host=db user=rl password=s3cret dbname=live") == (
+        "host=db user=rl password=*** dbname=live"
+    )
+    assert redact_dsn("postgresql://rl:s3cret@db:5432/live") == "postgresql://rl:***@db:5432/live"
+
+
+# --- PostgreSQL through DuckDB's postgres extension -------------------------------------------
+
+
+def postgres_bin_dir():
+    """The folder of initdb and pg_ctl, or None."""
+    for name in ("initdb", "pg_ctl", "postgres"):
+        if found := shutil.which(name):
+            folder = Path(found).resolve().parent
+            if (folder / "initdb").exists() and (folder / "pg_ctl").exists():
+                return folder
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    return candidates[-1] if candidates else None
+
+
+def duckdb_postgres_unavailable():
+    """Why DuckDB cannot load its postgres extension here, or None if it can."""
+    with duckdb.connect() as con:
+        try:
+            con.execute("LOAD postgres")
+            return None
+        except duckdb.Error:
+            pass
+        try:
+            con.execute("INSTALL postgres")
+            con.execute("LOAD postgres")
+            return None
+        except duckdb.Error as error:
+            first_line = str(error).splitlines()[0]
+            return f"DuckDB {duckdb.__version__} cannot load its postgres extension: {first_line}"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def postgres_server():
+    """A throw-away PostgreSQL cluster on a loopback port; yields the port."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
+    if shutil.which("psql") is None:
+        pytest.skip("no psql to load the test rows")
+    # PostgreSQL refuses to run as root: run it as the postgres user then.
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    home = Path(tempfile.mkdtemp(prefix="rlv2-pg-"))
+    data_dir = home / "data"
+    port = free_port()
+    if as_user:
+        shutil.chown(home, "postgres")
+    try:
+        subprocess.run(
+            [*as_user, str(bin_dir / "initdb"), "-D", str(data_dir), "-A", "trust", "-U", "rlv2"],
+            check=True,
+            capture_output=True,
+        )
+        options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options, "-w"]
+            + ["-l", str(home / "log"), "start"],
+            check=True,
+            capture_output=True,
+        )
+        yield port
+    finally:
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "stop"],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def duckdb_postgres():
+    """Skip unless DuckDB can load its postgres extension (a download, unless installed)."""
+    if reason := duckdb_postgres_unavailable():
+        pytest.skip(reason)
+
+
+@pytest.mark.server
+def test_a_postgres_table_loads_read_only(duckdb_postgres, postgres_server, tmp_path, capsys):
+    psql = ["psql", "-h", "127.0.0.1", "-p", str(postgres_server), "-U", "rlv2", "-d", "postgres"]
+    subprocess.run(
+        [*psql, "-v", "ON_ERROR_STOP=1", "-c", POSTGRES_ROWS], check=True, capture_output=True
+    )
+    db = tmp_path / "from_pg.duckdb"
+    dsn = f"postgres:host=127.0.0.1 port={postgres_server} dbname=postgres user=rlv2 password=pw"
+    args = ["--source", dsn, "--source-table", "market.bars", "--table", "candles"]
+    assert main(["ingest", "--db", str(db), *args, "--map", "ts=bar_time"]) == 0
+    assert "read 4 = loaded 3 + duplicates 0 + quarantined 1" in capsys.readouterr().out
+    assert main(["ingest", "--db", str(db), *args, "--map", "ts=bar_time"]) == 0
+    assert "read 4 = loaded 0 + duplicates 3 + quarantined 1" in capsys.readouterr().out
+    with store.connect(db, read_only=True) as con:
+        stamps = con.execute("SELECT ts FROM candles ORDER BY ts").fetchall()
+        sources = con.execute("SELECT DISTINCT source FROM ingest_log").fetchall()
+        problems = con.execute("SELECT source_row, column_name FROM quarantine").fetchall()
+    assert stamps[0] == (dt.datetime(2024, 1, 1, 0, 0),)  # 02:00+02 in UTC
+    assert sources == [(f"postgres:{dsn[len('postgres:') :].replace('pw', '***')}#market.bars",)]
+    assert set(problems) == {(4, "high")}
+
+
+POSTGRES_ROWS = """
+CREATE SCHEMA market;
+CREATE TABLE market.bars (
+    symbol text, bar_time timestamptz, open float8, high float8, low float8, close float8,
+    volume bigint
+);
+INSERT INTO market.bars VALUES
+    ('BTCUSDT', '2024-01-01 02:00:00+02', 100, 110, 95, 105, 10),
+    ('BTCUSDT', '2024-01-01 01:00:00+00', 105, 112, 101, 111, NULL),
+    ('BTCUSDT', '2024-01-01 02:00:00+00', 111, 115, 108, 109, 7),
+    ('BTCUSDT', '2024-01-01 03:00:00+00', 109, 100, 105, 104, 7);
+"""

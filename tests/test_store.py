@@ -1,0 +1,144 @@
+"""rlv2.store and the data contract of sql/schema.sql, on real DuckDB files."""
+
+import datetime as dt
+import itertools
+
+import duckdb
+import numpy as np
+import pytest
+
+from rlv2 import store
+from rlv2.domain import LEVERAGES, SIZE_MULTIPLIERS, Model, Regime, WeightAction
+
+SIGNAL = "INSERT INTO signals VALUES (1, '2024-01-01 00:00', 'BTCUSDT', 'XGB', 1, 0.7, 'TREND')"
+TRADE = (
+    "INSERT INTO trades VALUES (1, 1, '2024-01-01 00:01', 'BTCUSDT', 1, 42000, 1.0, 3, 0.3, "
+    "'TREND', 'WEIGHT_UP', 0.9)"
+)
+
+
+@pytest.fixture
+def con(tmp_path):
+    with store.connect(tmp_path / "contract.duckdb") as connection:
+        store.apply_schema(connection)
+        yield connection
+
+
+def test_sql_text_reads_a_query_file_by_name():
+    assert "CREATE TABLE IF NOT EXISTS candles" in store.sql_text("schema")
+
+
+def test_sql_text_names_the_missing_file():
+    with pytest.raises(FileNotFoundError, match=r"sql/no_such_query\.sql"):
+        store.sql_text("no_such_query")
+    with pytest.raises(ValueError, match="bad SQL file name"):
+        store.sql_text("../pyproject")
+
+
+def test_apply_schema_is_idempotent(con):
+    store.apply_schema(con)
+    tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert tables == {
+        "candles",
+        "signals",
+        "trades",
+        "positions",
+        "policy",
+        "ingest_log",
+        "quarantine",
+    }
+
+
+def test_connections_read_timestamps_in_utc(con):
+    (value,) = con.execute("SELECT '2024-01-01 12:00:00+02:00'::TIMESTAMPTZ::TIMESTAMP").fetchone()
+    assert value == dt.datetime(2024, 1, 1, 10, 0)
+
+
+@pytest.mark.parametrize(
+    ("enum_type", "domain_enum"),
+    [("regime_enum", Regime), ("model_enum", Model), ("weight_action_enum", WeightAction)],
+)
+def test_enum_types_list_the_domain_values_in_code_order(con, enum_type, domain_enum):
+    (values,) = con.execute(f"SELECT enum_range(NULL::{enum_type})").fetchone()
+    assert values == [member.name for member in sorted(domain_enum)]
+
+
+def test_every_sizing_action_of_the_domain_is_accepted(con):
+    con.execute(SIGNAL)
+    for size, leverage in itertools.product(SIZE_MULTIPLIERS, LEVERAGES):
+        con.execute(
+            "INSERT INTO trades VALUES (1, 1, '2024-01-01 00:01', 'BTCUSDT', 1, 42000, ?, ?, "
+            "0.3, 'TREND', 'WEIGHT_UP', NULL)",
+            [size, leverage],
+        )
+        con.execute("DELETE FROM trades")
+
+
+BAD_INSERTS = {
+    "NaN price": "INSERT INTO candles VALUES ('X', '2024-01-01', 'NaN', 2, 1, 1.5, 1)",
+    "infinite price": "INSERT INTO candles VALUES ('X', '2024-01-01', 1, 'inf', 1, 1.5, 1)",
+    "zero price": "INSERT INTO candles VALUES ('X', '2024-01-01', 0, 2, 1, 1.5, 1)",
+    "high below low": "INSERT INTO candles VALUES ('X', '2024-01-01', 1.5, 1, 2, 1.5, 1)",
+    "close above high": "INSERT INTO candles VALUES ('X', '2024-01-01', 1.5, 2, 1, 2.5, 1)",
+    "negative volume": "INSERT INTO candles VALUES ('X', '2024-01-01', 1.5, 2, 1, 1.5, -1)",
+    "padded symbol": "INSERT INTO candles VALUES (' X', '2024-01-01', 1.5, 2, 1, 1.5, 1)",
+    "direction 0": "INSERT INTO signals VALUES (2, '2024-01-01', 'X', 'XGB', 0, 0.5, 'TREND')",
+    "confidence 1.5": "INSERT INTO signals VALUES (2, '2024-01-01', 'X', 'XGB', 1, 1.5, 'TREND')",
+    "unknown model": "INSERT INTO signals VALUES (2, '2024-01-01', 'X', 'RF', 1, 0.5, 'TREND')",
+    "unknown regime": "INSERT INTO signals VALUES (2, '2024-01-01', 'X', 'XGB', 1, 0.5, 'UP')",
+    "second forecast of a model": (
+        "INSERT INTO signals VALUES (2, '2024-01-01 00:00', 'BTCUSDT', 'XGB', -1, 0.5, 'TREND')"
+    ),
+    "size 0.5": TRADE.replace("42000, 1.0, 3", "42000, 0.5, 3"),
+    "leverage 8": TRADE.replace("42000, 1.0, 3", "42000, 1.0, 8"),
+    "leverage 0": TRADE.replace("42000, 1.0, 3", "42000, 1.0, 0"),
+    "side 0": TRADE.replace("'BTCUSDT', 1,", "'BTCUSDT', 0,"),
+    "negative exposure": TRADE.replace("3, 0.3,", "3, -0.3,"),
+    "action_prob 0": TRADE.replace("0.9)", "0)"),
+    "action_prob 1.2": TRADE.replace("0.9)", "1.2)"),
+    "unknown weight action": TRADE.replace("'WEIGHT_UP'", "'WEIGHT_MAX'"),
+    "trade without its signal": TRADE.replace("VALUES (1, 1,", "VALUES (1, 99,"),
+    "position without its trade": "INSERT INTO positions VALUES (99, '2024-01-02', 42000, 1, 1)",
+    "negative drawdown": "INSERT INTO positions VALUES (1, '2024-01-02', 42000, 1, -1)",
+    "loss beyond the margin": "INSERT INTO positions VALUES (1, '2024-01-02', 42000, -101, 100)",
+    "missing flag": "INSERT INTO policy VALUES ('2024-01-01', NULL)",
+}
+
+
+@pytest.mark.parametrize("statement", BAD_INSERTS.values(), ids=BAD_INSERTS.keys())
+def test_contract_rejects_a_bad_row(con, statement):
+    con.execute(SIGNAL)
+    con.execute(TRADE)
+    with pytest.raises(duckdb.Error):
+        con.execute(statement)
+
+
+def test_query_arrays_returns_numpy_columns(con):
+    columns = store.query_arrays(con, "contract_columns", {"table": "positions"})
+    assert isinstance(columns["column_name"], np.ndarray)
+    assert columns["column_name"].tolist() == [
+        "trade_id",
+        "closed_ts",
+        "exit_price",
+        "pnl_pct",
+        "max_drawdown_pct",
+    ]
+
+
+def test_fingerprint_follows_the_contents_not_the_bookkeeping(tmp_path):
+    db_path = tmp_path / "fp.duckdb"
+    with store.connect(db_path) as con:
+        store.apply_schema(con)
+    empty = store.fingerprint(db_path)
+    assert empty == store.fingerprint(db_path)
+    with store.connect(db_path) as con:
+        con.execute(SIGNAL)
+    with_signal = store.fingerprint(db_path)
+    assert with_signal != empty
+    with store.connect(db_path) as con:
+        con.execute(
+            "INSERT INTO ingest_log VALUES (1, 'x.csv', 'csv', 'signals', ?, '{}', 0, 0, 0, 0, "
+            "'2024-01-01', '2024-01-01')",
+            ["0" * 64],
+        )
+    assert store.fingerprint(db_path) == with_signal
