@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from rlv2 import __version__, store
+from rlv2 import __version__, cli_pipeline, store
 from rlv2.ingest import (
     CONTRACT_TABLES,
     REPORTED_PROBLEMS,
@@ -169,7 +169,10 @@ def run_ingest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_ingest_command,)
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    add_ingest_command,
+    *cli_pipeline.COMMANDS,
+)
 """The subcommands of ``rlv2``, registered in this order."""
 
 

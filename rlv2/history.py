@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -28,22 +27,12 @@ from rlv2.replay import (
     traded_mask,
 )
 from rlv2.states import PRESSURE_WINDOW, VOLATILITY_WINDOW, WINRATE_WINDOW, RegimeRule
-
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-"""Where the project's SQL files live (one query per file, by name)."""
+from rlv2.store import sql_text
 
 EARLIEST = datetime(1900, 1, 1)
 LATEST = datetime(2200, 1, 1)
 
 Arrays = dict[str, NDArray[Any]]
-
-
-def sql_text(name: str) -> str:
-    """The text of ``sql/NAME.sql``; raise naming the file if it is missing."""
-    path = SQL_DIR / f"{name}.sql"
-    if not path.is_file():
-        raise FileNotFoundError(f"SQL file {path} not found")
-    return path.read_text()
 
 
 @dataclass(frozen=True)

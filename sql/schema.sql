@@ -26,7 +26,11 @@ CREATE TYPE IF NOT EXISTS weight_action_enum AS ENUM ('WEIGHT_UP', 'WEIGHT_DOWN'
 CREATE TABLE IF NOT EXISTS candles (
     -- Instrument, as the trading system names it (e.g. 'BTCUSDT'); no surrounding blanks.
     symbol VARCHAR NOT NULL CHECK (symbol <> '' AND symbol = trim(symbol)),
-    -- Opening time of the bar, UTC, as published by the source.
+    -- Time stamp of the bar, UTC. rlv2 treats a bar as known at decision time t when
+    -- ts <= t (no look-ahead), so stamp bars by their close time. Sources that label bars
+    -- by their opening time (both bundled files) can be loaded as published as long as
+    -- the signals use the same labels, each label standing for that bar's close: the
+    -- demo history does exactly that.
     ts TIMESTAMP NOT NULL,
     -- Open, high, low and close price of the bar.
     open DOUBLE NOT NULL CHECK (isfinite(open) AND open > 0),
