@@ -1,0 +1,25 @@
+"""Shared fixtures: a demo DuckDB history built once from the bundled real bars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlv2 import store
+from rlv2.demo import build_demo_database
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DuckDB file holding the bundled bars and the demo history (read it, don't write)."""
+    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    build_demo_database(path)
+    return path
+
+
+@pytest.fixture
+def demo_con(demo_db: Path):
+    """A read-only connection to the demo database."""
+    with store.connect(demo_db, read_only=True) as con:
+        yield con

@@ -1,0 +1,76 @@
+"""Evaluation metrics and the champion/challenger comparison, on hand-made runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rlv2.evaluation import compare_policies, max_drawdown_pct, per_trade_sharpe, policy_metrics
+from rlv2.replay import SimulationResult
+
+
+def run(pnl, decisions=None, meta_reward=None) -> SimulationResult:
+    pnl = np.asarray(pnl, dtype=float)
+    n = len(pnl)
+    return SimulationResult(
+        decision=np.arange(n) if decisions is None else np.asarray(decisions),
+        meta_state=np.zeros(n, np.int64),
+        meta_action=np.arange(n) % 3,
+        sizing_state=np.arange(n) % 2,
+        sizing_action=np.zeros(n, np.int64),
+        pnl_pct=pnl,
+        max_drawdown_pct=np.abs(pnl),
+        liquidated=np.zeros(n, bool),
+        meta_reward=pnl if meta_reward is None else np.asarray(meta_reward, dtype=float),
+        sizing_reward=pnl / 2,
+        equity=100.0 + 0.1 * np.cumsum(pnl),
+    )
+
+
+def test_max_drawdown_hand_value():
+    # 100 -> 110 -> 99 -> 105: worst fall 11 from the peak 110 = 10 %
+    assert max_drawdown_pct(np.array([110.0, 99.0, 105.0])) == pytest.approx(10.0)
+    assert max_drawdown_pct(np.array([101.0, 102.0])) == 0.0
+
+
+def test_policy_metrics_hand_values():
+    m = policy_metrics(run([10.0, -5.0, 20.0, 0.0]), n_meta_states=2, n_sizing_states=2)
+    assert m["n_trades"] == 4 and m["total_pnl_pct"] == 25.0 and m["mean_pnl_pct"] == 6.25
+    assert m["win_rate"] == 0.5  # 0 is not a win
+    # equity 101, 100.5, 102.5, 102.5: fall 0.5 from 101
+    assert m["max_drawdown_pct"] == pytest.approx(0.5 / 101 * 100)
+    assert m["sharpe"] == pytest.approx(6.25 / np.std([10.0, -5.0, 20.0, 0.0]))
+    # meta pairs (state 0, actions 0,1,2): 3 of 2*48
+    assert m["meta_visited_share"] == pytest.approx(3 / 96)
+    assert per_trade_sharpe(np.array([1.0])) == 0.0
+
+
+def test_clear_winner_is_promoted_and_tie_is_not():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 1, 400)
+    better = compare_policies(run(base + 0.5), run(base), metric="pnl_pct")
+    assert better.promote and better.difference == pytest.approx(0.5)
+    assert better.ci_low > 0 and better.n == 400
+    tie = compare_policies(run(base), run(base), metric="pnl_pct")
+    assert not tie.promote and "does not exclude 0" in tie.reason
+    worse = compare_policies(run(base - 0.1), run(base), metric="pnl_pct")
+    assert not worse.promote and "below margin" in worse.reason
+
+
+def test_margin_and_noise_block_promotion():
+    rng = np.random.default_rng(1)
+    champion = rng.normal(0, 1, 300)
+    noisy = champion + rng.normal(0.05, 3.0, 300)  # small gain, much noise
+    d = compare_policies(run(noisy), run(champion), metric="pnl_pct")
+    assert not d.promote
+    clear = compare_policies(run(champion + 0.5), run(champion), metric="pnl_pct", margin=1.0)
+    assert not clear.promote and "below margin 1" in clear.reason
+
+
+def test_only_common_decisions_are_compared():
+    a = run([1.0, 2.0, 3.0], decisions=[0, 1, 2])
+    b = run([0.0, 0.0, 0.0], decisions=[1, 2, 3])
+    d = compare_policies(a, b, metric="pnl_pct", n_boot=200)
+    assert d.n == 2 and d.candidate_value == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="metric"):
+        compare_policies(a, b, metric="sortino")

@@ -1,0 +1,107 @@
+"""States and rewards computed in DuckDB agree with the Python core, with no look-ahead."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from rlv2 import history, rewards, states, store
+from rlv2.outcomes import account_equity
+
+
+@pytest.fixture(scope="module")
+def transitions(demo_db):
+    with store.connect(demo_db, read_only=True) as con:
+        tr = history.load_transitions(con)
+        bars = history.load_bars(con)
+    return tr, bars
+
+
+def test_every_decision_point_is_loaded(transitions, demo_con):
+    tr, _ = transitions
+    n_points = demo_con.execute("SELECT count(DISTINCT (symbol, ts)) FROM signals").fetchone()[0]
+    assert len(tr["decision_id"]) == n_points
+    assert np.array_equal(tr["decision_id"], np.arange(n_points))
+    n_trades = demo_con.execute("SELECT count(*) FROM trades").fetchone()[0]
+    assert int((tr["trade_id"] >= 0).sum()) == n_trades
+
+
+def test_market_features_equal_python_formulas_on_real_bars(transitions):
+    tr, bars = transitions
+    close = bars["close"]
+    for i in range(len(tr["decision_id"])):
+        hi, first = int(tr["bar_idx"][i]), int(tr["first_idx"][i])
+        window = close[max(hi - 19, first) : hi + 1]
+        assert tr["volatility"][i] == pytest.approx(states.volatility(window), rel=1e-9, abs=1e-15)
+        assert tr["market_pressure"][i] == pytest.approx(
+            states.market_pressure(window[-5:]), rel=1e-9, abs=1e-12
+        )
+        assert tr["regime"][i] == states.label_regime(window).name
+        exit_idx = int(tr["exit_idx"][i])
+        if exit_idx >= 0:
+            held = close[hi : exit_idx + 1]
+            assert tr["actual_regime"][i] == states.label_regime(held).name
+
+
+def test_all_four_regimes_occur(transitions):
+    tr, _ = transitions
+    assert set(tr["regime"]) == {"TREND", "RANGE", "BREAKOUT", "MEAN_REVERSION"}
+
+
+def test_account_features_equal_python_formulas(demo_con):
+    history.prepare_bars(demo_con)
+    demo_con.execute(
+        store.sql_text("features_account"),
+        {"initial_equity": 100.0, "margin_unit": 10.0, "window": 20},
+    )
+    acct = demo_con.execute("SELECT * FROM account ORDER BY k").fetchnumpy()
+    pnl = acct["pnl_pct"]
+    equity = account_equity(pnl)
+    np.testing.assert_allclose(acct["equity"], equity, rtol=1e-12)
+    for k in range(0, len(pnl), 37):
+        tail = pnl[max(0, k - 19) : k + 1]
+        assert acct["winrate"][k] == pytest.approx(states.trailing_winrate(pnl[: k + 1]))
+        assert acct["sharpe_signal"][k] == pytest.approx(
+            rewards.sharpe_signal(tail / 100.0), abs=1e-12
+        )
+        assert acct["equity_curve_slope"][k] == pytest.approx(
+            states.equity_curve_slope(equity[max(0, k - 19) : k + 1]), rel=1e-9, abs=1e-15
+        )
+        assert acct["account_health"][k] == pytest.approx(
+            states.account_health(np.r_[100.0, equity[: k + 1]])
+        )
+
+
+def test_no_look_ahead_changing_later_bars_changes_no_earlier_state(demo_db, tmp_path):
+    copy = tmp_path / "perturbed.duckdb"
+    shutil.copy(demo_db, copy)
+    with store.connect(copy, read_only=True) as con:
+        before = history.load_transitions(con)
+    cut = before["ts"][len(before["ts"]) // 2]
+    with store.connect(copy) as con:
+        con.execute(
+            "UPDATE candles SET close = close * 1.37, high = high * 1.37, low = low * 1.37, "
+            "open = open * 1.37 WHERE ts > ?",
+            [cut],
+        )
+        after = history.load_transitions(con)
+    early = before["ts"] <= cut
+    assert early.sum() > 100
+    for column in ("volatility", "market_pressure", "regime", "confidence", "bar_idx"):
+        assert np.array_equal(before[column][early], after[column][early]), column
+    late = ~early
+    assert not np.allclose(before["market_pressure"][late], after["market_pressure"][late])
+
+
+def test_window_features_match_requested_order(demo_con):
+    history.prepare_bars(demo_con)
+    lo = np.array([30, 0, 10, 30])
+    hi = np.array([49, 4, 29, 49])
+    out = history.window_features(demo_con, lo, hi)
+    bars = history.load_bars(demo_con)
+    for i in range(4):
+        window = bars["close"][lo[i] : hi[i] + 1]
+        assert out["volatility"][i] == pytest.approx(states.volatility(window), rel=1e-9)
+        assert out["regime"][i] == states.label_regime(window).name
