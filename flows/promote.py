@@ -41,9 +41,10 @@ def gate_agent(
         "holdout_start": str(holdout.start),
         "holdout_end": str(holdout.end),
     }
-    tracking.record_decision(agent, version, figures)
     if decision.promote:
-        tracking.promote(agent, version, figures)
+        tracking.promote(agent, version, figures)  # records the decision itself
+    else:
+        tracking.record_decision(agent, version, {**figures, "decision": "refused"})
     verdict = "PROMOTED" if decision.promote else "refused"
     print(f"{agent} v{version}: {verdict} vs {champion_name}: {decision.reason}")
     return {"agent": agent, "version": version, **figures}

@@ -1,0 +1,739 @@
+"""The edge to MLflow: training runs, curves, Q-table artifacts, the registry and its aliases.
+
+Stores
+    ``configure()`` points MLflow's tracking and registry URIs at ``tracking_uri()``:
+    ``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store ``<cwd>/mlflow.db``
+    (the registry needs a database store). Experiments ``rlv2`` (training runs) and
+    ``rlv2-promotions`` (the promotion log) are created on demand; with a SQLite store
+    their artifacts go to ``mlartifacts/<experiment>`` beside the database file, never to
+    wherever the process happens to run.
+
+Registry
+    Each agent is a registered model (``MODEL_NAMES``) whose versions are pyfunc models
+    (``rlv2.serving.QTablePolicy``). Only aliases are used, never the deprecated stages:
+    ``production`` is what a live consumer loads (``models:/rlv2-position-sizing@production``),
+    ``previous`` is what ``rollback`` returns to.
+
+Idempotence
+    A version carries the tag ``q_sha256`` (``q_sha256()``: the Q-table's bytes and the state
+    space's JSON). ``log_policy_model`` looks the digest up before logging anything, so a rerun
+    returns the existing version instead of registering a duplicate. The digest is passed to
+    ``create_model_version`` with the version itself, so no version ever lacks it.
+
+Crash safety of promotion
+    ``promote`` moves ``previous`` onto the outgoing production version first, then
+    ``production`` onto the candidate, then writes the promotion log. Interrupted after the
+    first step, ``production`` still names the outgoing version (complete and valid); after
+    the second, the promotion is done and a rerun only completes the missing log entry.
+    ``rollback`` likewise moves ``production`` before it removes ``previous``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types.schema import AnyType, ColSpec, Schema
+from numpy.typing import ArrayLike, NDArray
+
+import rlv2
+from rlv2 import serving
+from rlv2.qlearning import greedy_policy
+from rlv2.serving import MODEL_NAMES, PRODUCTION_ALIAS, QTablePolicy, check_agent, check_q_table
+from rlv2.states import StateSpace
+
+__all__ = [
+    "EXPERIMENT",
+    "MODEL_NAMES",
+    "PREVIOUS_ALIAS",
+    "PRODUCTION_ALIAS",
+    "PROMOTION_EXPERIMENT",
+    "configure",
+    "flatten_params",
+    "load_q_table",
+    "log_config",
+    "log_curves",
+    "log_policy_model",
+    "log_q_table",
+    "promote",
+    "production_version",
+    "promotion_log",
+    "provenance",
+    "q_sha256",
+    "record_decision",
+    "rollback",
+    "start_run",
+    "status",
+    "tracking_uri",
+]
+
+_log = logging.getLogger(__name__)
+
+EXPERIMENT = "rlv2"
+"""Experiment of the training runs."""
+PROMOTION_EXPERIMENT = "rlv2-promotions"
+"""Experiment whose runs are the promotion log, one run per decision."""
+PREVIOUS_ALIAS = "previous"
+"""Alias of the version that was production before the last promotion."""
+ARTIFACTS_DIR = "mlartifacts"
+"""Directory, beside a SQLite store's database file, that holds its experiments' artifacts."""
+
+MAX_KEY_LENGTH = 250
+"""MLflow's limit on a param, metric or tag key."""
+MAX_PARAM_LENGTH = 6000
+"""MLflow's limit on a param value; longer values are cut and marked."""
+METRICS_PER_BATCH = 1000
+"""MLflow's limit on metrics in one ``log_batch`` call."""
+FULL_HASH_MAX_BYTES = 1 << 30
+"""Database files up to 1 GiB are fingerprinted by sha256; larger ones by size and mtime."""
+
+DECIDED_PRODUCTION = ("promoted", "rolled_back")
+"""Promotion-log decisions that put a version in production."""
+PROMOTION_TAG_PREFIX = "promotion."
+"""Prefix of the model-version tags that hold the latest promotion decision's figures."""
+
+
+# --- stores and experiments ---------------------------------------------------------------
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store ``<cwd>/mlflow.db``."""
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+    )
+
+
+def _sqlite_artifact_location(uri: str, experiment: str) -> str | None:
+    """``mlartifacts/<experiment>`` beside a SQLite store's file; None for other stores."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri[len(prefix) :] in ("", ":memory:"):
+        return None
+    db_file = Path(uri[len(prefix) :].split("?", 1)[0]).resolve()
+    return (db_file.parent / ARTIFACTS_DIR / experiment).as_uri()
+
+
+def experiment_id(name: str) -> str:
+    """Id of the experiment ``name``, created (or restored) if needed."""
+    client = MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        location = _sqlite_artifact_location(mlflow.get_tracking_uri(), name)
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException as err:  # created concurrently by another process
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise err
+    if found.lifecycle_stage == "deleted":
+        client.restore_experiment(found.experiment_id)
+    return found.experiment_id
+
+
+def configure(uri: str | None = None) -> str:
+    """Point MLflow's tracking and registry at ``uri`` (default ``tracking_uri()``)."""
+    uri = uri or tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    for name in (EXPERIMENT, PROMOTION_EXPERIMENT):
+        experiment_id(name)
+    return uri
+
+
+# --- runs and params ----------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    """A param or tag value as text: enums by name, sequences as JSON, numbers as Python prints."""
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
+        return json.dumps([_jsonable(v) for v in items])
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-ready form of ``value`` (enums by name, numpy as Python, anything else as text)."""
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    if is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _param_text(key: str, value: Any) -> str:
+    """``_text(value)``, cut to MLflow's param limit with a marker giving the full length."""
+    text = _text(value)
+    if len(text) <= MAX_PARAM_LENGTH:
+        return text
+    marker = f"...[{len(text)} chars]"
+    _log.warning("param %s: value of %d chars cut to %d", key, len(text), MAX_PARAM_LENGTH)
+    return text[: MAX_PARAM_LENGTH - len(marker)] + marker
+
+
+def flatten_params(params: Mapping[str, Any] | Any, prefix: str = "") -> dict[str, str]:
+    """Flatten nested mappings (and dataclasses) to ``a.b`` keys with text values for MLflow."""
+    if isinstance(params, Mapping):
+        items: Mapping[str, Any] = params
+    elif is_dataclass(params) and not isinstance(params, type):
+        items = asdict(params)
+    else:
+        raise TypeError(f"params must be a mapping or a dataclass, got {type(params).__name__}")
+    flat: dict[str, str] = {}
+    for key, value in items.items():
+        name = f"{prefix}{key}"
+        if (is_dataclass(value) and not isinstance(value, type)) or isinstance(value, Mapping):
+            flat.update(flatten_params(value, f"{name}."))
+            continue
+        if len(name) > MAX_KEY_LENGTH:
+            raise ValueError(f"param key {name[:60]!r}...: longer than {MAX_KEY_LENGTH} chars")
+        flat[name] = _param_text(name, value)
+    return flat
+
+
+@contextmanager
+def start_run(
+    run_name: str,
+    params: Mapping[str, Any] | Any,
+    tags: Mapping[str, Any] | None = None,
+    nested: bool = False,
+    experiment: str = EXPERIMENT,
+) -> Iterator[mlflow.ActiveRun]:
+    """Open an MLflow run in ``experiment`` with flattened ``params``; yield the active run."""
+    with mlflow.start_run(
+        run_name=run_name,
+        experiment_id=experiment_id(experiment),
+        nested=nested,
+        tags={k: _text(v) for k, v in (tags or {}).items()},
+    ) as run:
+        mlflow.log_params(flatten_params(params))
+        yield run
+
+
+def _active_run_id(what: str) -> str:
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError(f"{what} needs an active run: open one with rlv2.tracking.start_run")
+    return run.info.run_id
+
+
+# --- provenance ---------------------------------------------------------------------------
+
+
+def _db_fingerprint(db_path: str | Path) -> dict[str, Any]:
+    path = Path(db_path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"provenance: database file {path} not found")
+    stat = path.stat()
+    if stat.st_size <= FULL_HASH_MAX_BYTES:
+        with path.open("rb") as f:
+            method, fingerprint = "sha256", hashlib.file_digest(f, "sha256").hexdigest()
+    else:
+        method, fingerprint = "size+mtime", f"{stat.st_size}:{stat.st_mtime_ns}"
+    return {
+        "path": str(path),
+        "size_bytes": stat.st_size,
+        "fingerprint": fingerprint,
+        "fingerprint_method": method,
+    }
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=Path(rlv2.__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("rlv2", "numpy", "numba", "pandas", "duckdb", "mlflow", "prefect"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def provenance(db_path: str | Path) -> dict[str, Any]:
+    """Where a run's inputs came from: database fingerprint, git commit, package versions.
+
+    The database file is fingerprinted by the sha256 of its bytes up to
+    ``FULL_HASH_MAX_BYTES`` (1 GiB), beyond that by ``"<size>:<mtime_ns>"``;
+    ``db.fingerprint_method`` says which. ``git.commit`` is ``git rev-parse HEAD`` of the
+    tree holding the ``rlv2`` package (``"unknown"`` outside a repository); ``git.dirty``
+    whether it has uncommitted changes. Pass it to ``start_run`` as (part of) ``params``.
+    """
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain") if commit else None
+    return {
+        "db": _db_fingerprint(db_path),
+        "git": {
+            "commit": commit or "unknown",
+            "dirty": "unknown" if status is None else bool(status),
+        },
+        "versions": _versions(),
+    }
+
+
+# --- curves and artifacts -----------------------------------------------------------------
+
+
+def log_curves(prefix: str, **series: ArrayLike) -> None:
+    """Log per-episode series as metrics ``<prefix>.<name>`` with steps 0..n-1, in batches."""
+    run_id = _active_run_id("log_curves")
+    client = MlflowClient()
+    timestamp = int(datetime.now(UTC).timestamp() * 1000)
+    metrics: list[Metric] = []
+    for name, values in series.items():
+        key = f"{prefix}.{name}"
+        arr = np.asarray(values, dtype=np.float64).reshape(-1)
+        metrics.extend(Metric(key, v, timestamp, step) for step, v in enumerate(arr.tolist()))
+    for start in range(0, len(metrics), METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_BATCH])
+
+
+def q_table_frame(agent: str, q: ArrayLike, state_space: StateSpace) -> pd.DataFrame:
+    """One row per visited state (any nonzero Q): bin labels, greedy action, max Q, all Q."""
+    arr = check_q_table(agent, q, state_space)
+    states = np.flatnonzero(np.any(arr != 0.0, axis=1))
+    bins = state_space.decode(states)
+    greedy = greedy_policy(arr[states]) if states.size else np.zeros(0, dtype=np.int64)
+    labels = serving.action_labels(agent)
+    frame = pd.DataFrame({"state": states})
+    for feature in state_space.features:
+        frame[feature.name] = [feature.label(int(b)) for b in np.atleast_1d(bins[feature.name])]
+    frame["greedy_action"] = greedy
+    frame["greedy_label"] = [labels[a] for a in greedy]
+    frame["max_q"] = arr[states, greedy]
+    q_columns = pd.DataFrame(arr[states], columns=pd.Index(labels))
+    return pd.concat([frame, q_columns], axis=1)
+
+
+def log_q_table(agent: str, q: ArrayLike, state_space: StateSpace) -> None:
+    """Log ``q_tables/<agent>.npy`` and a readable ``q_tables/<agent>.csv`` to the active run."""
+    run_id = _active_run_id("log_q_table")
+    arr = check_q_table(check_agent(agent), q, state_space)
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / f"{agent}.npy", arr)
+        q_table_frame(agent, arr, state_space).to_csv(Path(tmp) / f"{agent}.csv", index=False)
+        MlflowClient().log_artifacts(run_id, tmp, artifact_path="q_tables")
+
+
+def log_config(config: Mapping[str, Any] | Any) -> None:
+    """Log the run's full configuration as ``config.json`` (params hold a flattened copy)."""
+    run_id = _active_run_id("log_config")
+    text = json.dumps(_jsonable(config), indent=2, sort_keys=True)
+    MlflowClient().log_text(run_id, text, "config.json")
+
+
+# --- the registry -------------------------------------------------------------------------
+
+
+def q_sha256(q: ArrayLike, state_space: StateSpace) -> str:
+    """Digest of a Q-table and its state space: the identity of a registered version."""
+    arr = np.ascontiguousarray(q, dtype=np.float64)
+    header = json.dumps({"shape": list(arr.shape), "state_space": state_space.to_dict()})
+    digest = hashlib.sha256(header.encode())
+    digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+def _version_with_digest(name: str, digest: str) -> ModelVersion | None:
+    found = MlflowClient().search_model_versions(
+        f"name = '{name}' and tags.q_sha256 = '{digest}'",
+        order_by=["version_number ASC"],
+    )
+    return found[0] if found else None
+
+
+def _signature(agent: str, state_space: StateSpace, q: NDArray[np.float64]) -> ModelSignature:
+    """Signature inferred from an example; a categorical feature (regime) takes names or codes."""
+    example = serving.example_features(state_space)
+    with warnings.catch_warnings():
+        # state, action and leverage are integers that are never missing
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        signature = infer_signature(example, serving.greedy_actions(q, state_space, agent, example))
+    categorical = {f.name for f in state_space.features if f.categories}
+    inputs = Schema(
+        [
+            ColSpec(AnyType(), spec.name) if spec.name in categorical else spec
+            for spec in signature.inputs.inputs
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=signature.outputs)
+
+
+def _requirements() -> list[str]:
+    """Pinned requirements of the pyfunc model (``rlv2`` itself must be installed to serve)."""
+    versions = _versions()
+    return [
+        f"{p}=={versions[p]}"
+        for p in ("mlflow", "numpy", "numba", "pandas", "rlv2")
+        if p in versions
+    ]
+
+
+@contextmanager
+def _run_for(agent: str) -> Iterator[mlflow.ActiveRun]:
+    """The active run, or a new run in the training experiment if there is none."""
+    active = mlflow.active_run()
+    if active is not None:
+        yield active
+        return
+    with mlflow.start_run(
+        run_name=f"{agent}-policy", experiment_id=experiment_id(EXPERIMENT)
+    ) as run:
+        yield run
+
+
+def log_policy_model(
+    agent: str,
+    q: ArrayLike,
+    state_space: StateSpace,
+    registered: bool = True,
+    tags: Mapping[str, Any] | None = None,
+) -> ModelVersion | None:
+    """Log the agent's greedy policy as a pyfunc model and register it, once per Q-table.
+
+    Returns the registered version, or None with ``registered=False``. If a version of
+    the agent's model already has this Q-table's ``q_sha256``, it is returned as is and
+    nothing is logged. Logs into the active run, or a new ``<agent>-policy`` run.
+    """
+    name = MODEL_NAMES[check_agent(agent)]
+    arr = check_q_table(agent, q, state_space)
+    digest = q_sha256(arr, state_space)
+    if registered:
+        existing = _version_with_digest(name, digest)
+        if existing is not None:
+            _log.info(
+                "%s: Q-table %s already registered as version %s",
+                name,
+                digest[:12],
+                existing.version,
+            )
+            return existing
+    with _run_for(agent) as run, tempfile.TemporaryDirectory() as tmp:
+        q_path, space_path = Path(tmp) / "q.npy", Path(tmp) / "space.json"
+        np.save(q_path, arr)
+        space_path.write_text(json.dumps({"agent": agent, "state_space": state_space.to_dict()}))
+        info = mlflow.pyfunc.log_model(
+            name=f"{agent}_policy",
+            python_model=QTablePolicy(),
+            artifacts={
+                serving.Q_TABLE_ARTIFACT: str(q_path),
+                serving.SPACE_ARTIFACT: str(space_path),
+            },
+            signature=_signature(agent, state_space, arr),
+            input_example=serving.example_features(state_space),
+            pip_requirements=_requirements(),
+            tags={"agent": agent, "q_sha256": digest},
+        )
+        run_id = run.info.run_id
+    if not registered:
+        return None
+    version_tags = {k: _text(v) for k, v in (tags or {}).items()}
+    version_tags.update({"agent": agent, "q_sha256": digest, "run_id": run_id})
+    return mlflow.register_model(info.model_uri, name, tags=version_tags)
+
+
+def _by_alias(agent: str, alias: str) -> ModelVersion | None:
+    try:
+        return MlflowClient().get_model_version_by_alias(MODEL_NAMES[check_agent(agent)], alias)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def production_version(agent: str) -> ModelVersion | None:
+    """The agent's version aliased ``production``, or None."""
+    return _by_alias(agent, PRODUCTION_ALIAS)
+
+
+def _get_version(agent: str, version: int | str) -> ModelVersion:
+    name = MODEL_NAMES[check_agent(agent)]
+    try:
+        return MlflowClient().get_model_version(name, str(version))
+    except MlflowException as err:
+        raise ValueError(f"{name}: no version {version} in the registry") from err
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _log_entry(agent: str, version: int | str, decision: str, figures: Mapping[str, Any]) -> str:
+    """Write one promotion-log run (params, numeric metrics, tags); return its timestamp."""
+    timestamp = _now()
+    client = MlflowClient()
+    tags = {
+        "agent": agent,
+        "model_name": MODEL_NAMES[agent],
+        "version": str(version),
+        "decision": decision,
+        "timestamp": timestamp,
+    }
+    run = client.create_run(
+        experiment_id(PROMOTION_EXPERIMENT),
+        run_name=f"{agent}-v{version}-{decision}",
+        tags=tags,
+    )
+    params = [Param(k, v) for k, v in flatten_params(figures).items()]
+    metrics = [
+        Metric(k, float(v), int(datetime.now(UTC).timestamp() * 1000), 0)
+        for k, v in figures.items()
+        if isinstance(v, int | float | np.number) and not isinstance(v, bool)
+    ]
+    client.log_batch(run.info.run_id, metrics=metrics, params=params)
+    client.set_terminated(run.info.run_id)
+    return timestamp
+
+
+def record_decision(agent: str, candidate_version: int | str, decision: Mapping[str, Any]) -> None:
+    """Record a promotion decision on the candidate version's tags and in the promotion log.
+
+    ``decision`` holds ``decision`` ("promoted" or "refused") and its figures (metric,
+    candidate, champion, metric_diff, ci_low, ci_high, margin, n, reason, ...). Every item
+    becomes a ``promotion.<key>`` tag on the version (replacing an earlier decision's) and a
+    param of a run in ``rlv2-promotions``; numeric items are also that run's metrics.
+    """
+    if "decision" not in decision:
+        raise ValueError("record_decision: the decision dict needs a 'decision' item")
+    version = _get_version(agent, candidate_version)
+    figures = {k: v for k, v in decision.items() if k != "decision"}
+    timestamp = _log_entry(agent, version.version, str(decision["decision"]), figures)
+    client = MlflowClient()
+    items = {**{k: _text(v) for k, v in decision.items()}, "timestamp": timestamp}
+    tags = {f"{PROMOTION_TAG_PREFIX}{k}": v for k, v in items.items()}
+    for key, value in tags.items():
+        client.set_model_version_tag(version.name, version.version, key, value)
+    for key in version.tags:
+        if key.startswith(PROMOTION_TAG_PREFIX) and key not in tags:
+            client.delete_model_version_tag(version.name, version.version, key)
+
+
+def _latest_production_entry(agent: str) -> dict[str, Any] | None:
+    """The newest promotion-log entry that put a version of ``agent`` in production."""
+    log = promotion_log(agent, limit=200)
+    hits = log[log["decision"].isin(DECIDED_PRODUCTION)] if not log.empty else log
+    return None if hits.empty else hits.iloc[0].to_dict()
+
+
+def promote(agent: str, version: int | str, figures: Mapping[str, Any]) -> None:
+    """Make ``version`` the agent's production version; the outgoing one becomes ``previous``.
+
+    ``previous`` is set before ``production``, so an interruption never leaves
+    ``production`` off a complete version; the decision and ``figures`` are recorded
+    (``record_decision``) last. Promoting the current production version only records the
+    decision if the log lacks it (completing an interrupted promotion).
+    """
+    candidate = _get_version(agent, version)
+    current = production_version(agent)
+    client = MlflowClient()
+    if current is not None and current.version == candidate.version:
+        latest = _latest_production_entry(agent)
+        if latest is not None and str(latest["version"]) == str(candidate.version):
+            _log.info("%s v%s is already production", candidate.name, candidate.version)
+            return
+        outgoing = _by_alias(agent, PREVIOUS_ALIAS)  # an interrupted promotion set it
+    else:
+        outgoing = current
+        if outgoing is not None:
+            client.set_registered_model_alias(candidate.name, PREVIOUS_ALIAS, outgoing.version)
+        client.set_registered_model_alias(candidate.name, PRODUCTION_ALIAS, candidate.version)
+    champion = {"champion_version": outgoing.version} if outgoing is not None else {}
+    record_decision(agent, candidate.version, {**champion, **figures, "decision": "promoted"})
+
+
+def rollback(agent: str, reason: str = "") -> ModelVersion:
+    """Move ``production`` back to ``previous``; tag the rolled-back version; drop ``previous``.
+
+    Raises ``ValueError`` if the agent has no ``previous`` version. The rollback is a
+    ``rolled_back`` entry in the promotion log.
+    """
+    name = MODEL_NAMES[check_agent(agent)]
+    restored = _by_alias(agent, PREVIOUS_ALIAS)
+    if restored is None:
+        raise ValueError(
+            f"{name}: no '{PREVIOUS_ALIAS}' version to roll back to "
+            "(nothing was promoted over a production version, or it was already rolled back)"
+        )
+    current = production_version(agent)
+    client = MlflowClient()
+    outgoing = current if current is not None and current.version != restored.version else None
+    if outgoing is not None:
+        client.set_model_version_tag(name, outgoing.version, "rolled_back_at", _now())
+    client.set_registered_model_alias(name, PRODUCTION_ALIAS, restored.version)
+    client.delete_registered_model_alias(name, PREVIOUS_ALIAS)
+    figures: dict[str, Any] = {"reason": reason} if reason else {}
+    if outgoing is not None:
+        figures["rolled_back_version"] = int(outgoing.version)
+    _log_entry(agent, restored.version, "rolled_back", figures)
+    return client.get_model_version(name, str(restored.version))
+
+
+# --- reading back -------------------------------------------------------------------------
+
+_LOG_COLUMNS = ["timestamp", "agent", "version", "decision", "model_name", "run_id"]
+
+
+def promotion_log(agent: str | None = None, limit: int = 50) -> pd.DataFrame:
+    """Promotion decisions and rollbacks, newest first: one row per log entry with figures."""
+    client = MlflowClient()
+    found = client.get_experiment_by_name(PROMOTION_EXPERIMENT)
+    if found is None:
+        return pd.DataFrame(columns=_LOG_COLUMNS)
+    filter_string = f"tags.agent = '{check_agent(agent)}'" if agent else ""
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=filter_string,
+        max_results=limit,
+        order_by=["attributes.start_time DESC", "tags.timestamp DESC"],
+    )
+    rows = []
+    for run in runs:
+        tags = run.data.tags
+        rows.append(
+            {
+                **run.data.params,
+                **run.data.metrics,
+                "timestamp": pd.Timestamp(tags.get("timestamp")),
+                "agent": tags.get("agent"),
+                "version": int(tags.get("version", "0")),
+                "decision": tags.get("decision"),
+                "model_name": tags.get("model_name"),
+                "run_id": run.info.run_id,
+            }
+        )
+    if not rows:
+        return pd.DataFrame(columns=_LOG_COLUMNS)
+    log = pd.DataFrame(rows)
+    log = log[_LOG_COLUMNS + [c for c in log.columns if c not in _LOG_COLUMNS]]
+    return log.sort_values("timestamp", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _since(agent: str, version: ModelVersion) -> str:
+    """When ``version`` became production: its newest log entry doing so, else its creation."""
+    log = promotion_log(agent, limit=200)
+    if not log.empty:
+        hits = log[
+            (log["version"] == int(version.version)) & log["decision"].isin(DECIDED_PRODUCTION)
+        ]
+        if not hits.empty:
+            return hits.iloc[0]["timestamp"].isoformat()
+    created = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
+    return created.isoformat(timespec="milliseconds")
+
+
+def status() -> list[dict[str, Any]]:
+    """Per agent: production version, its run, since when, its promotion figures, previous."""
+    rows = []
+    for agent, name in MODEL_NAMES.items():
+        production = production_version(agent)
+        previous = _by_alias(agent, PREVIOUS_ALIAS)
+        figures = {
+            k[len(PROMOTION_TAG_PREFIX) :]: v
+            for k, v in (production.tags if production else {}).items()
+            if k.startswith(PROMOTION_TAG_PREFIX)
+        }
+        rows.append(
+            {
+                "agent": agent,
+                "model_name": name,
+                "production_version": int(production.version) if production else None,
+                "run_id": production.run_id if production else None,
+                "since": _since(agent, production) if production else None,
+                "figures": figures,
+                "previous_version": int(previous.version) if previous else None,
+            }
+        )
+    return rows
+
+
+def load_q_table(
+    agent: str, alias: str = PRODUCTION_ALIAS, version: int | str | None = None
+) -> tuple[NDArray[np.float64], StateSpace] | None:
+    """The Q-table and state space of the agent's aliased (or numbered) version, or None."""
+    if version is not None:
+        name = _get_version(agent, version).name
+        uri = f"models:/{name}/{version}"
+    else:
+        if _by_alias(agent, alias) is None:
+            return None
+        uri = serving.model_uri(agent, alias)
+    policy = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    if not isinstance(policy, QTablePolicy):
+        raise TypeError(f"{uri} is not an rlv2 Q-table policy")
+    return policy.q.copy(), policy.state_space
+
+
+def latest_version(agent: str) -> str | None:
+    """The newest registered version of the agent's model, or None."""
+    name = MODEL_NAMES[check_agent(agent)]
+    versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    if not versions:
+        return None
+    return str(max(int(v.version) for v in versions))
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Log summary metrics to the active run (non-finite values are skipped, with a warning)."""
+    finite = {k: float(v) for k, v in metrics.items() if np.isfinite(float(v))}
+    for key in sorted(set(metrics) - set(finite)):
+        _log.warning("metric %s is not finite (%r); not logged", key, metrics[key])
+    if finite:
+        mlflow.log_metrics(finite, step=step)
+
+
+def log_table(frame: pd.DataFrame, artifact_file: str) -> None:
+    """Log a DataFrame to the active run as a CSV artifact."""
+    run_id = _active_run_id("log_table")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(artifact_file).name
+        frame.to_csv(path, index=False)
+        folder = str(Path(artifact_file).parent)
+        MlflowClient().log_artifact(run_id, str(path), None if folder == "." else folder)
