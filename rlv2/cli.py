@@ -198,8 +198,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as error:
         print(error, file=sys.stderr)
         return EXIT_USAGE
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        # Failures of the pipeline commands whose message names the file or parameter.
+        print(f"rlv2 {argv_command(argv)}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     except SystemExit as exit_request:  # --help and --version
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_OK
+
+
+def argv_command(argv: Sequence[str] | None) -> str:
+    """The subcommand named on a command line, for error messages."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    return next((w for w in words if not w.startswith("-")), "")
 
 
 def _add_db_option(parser: argparse.ArgumentParser) -> None:

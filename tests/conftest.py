@@ -23,3 +23,12 @@ def demo_con(demo_db: Path):
     """A read-only connection to the demo database."""
     with store.connect(demo_db, read_only=True) as con:
         yield con
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One ephemeral Prefect API for the whole session (it takes seconds to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
