@@ -248,7 +248,7 @@ def ingest(con: duckdb.DuckDBPyConnection, request: IngestRequest) -> IngestRepo
     if request.source_table is not None and source_format not in ("duckdb", "postgres"):
         raise IngestError(f"{source}: a source table applies to DuckDB and PostgreSQL sources")
     if source_format == "postgres":
-        _load_postgres_extension(con, source)
+        load_postgres_extension(con, source)
     is_file = source_format in ("csv", "parquet")
     file_sha256 = _file_sha256(request.source) if is_file else None
     started_at = _utc_now()
@@ -435,21 +435,42 @@ def _project(con: duckdb.DuckDBPyConnection, plan: ColumnPlan) -> None:
     )
 
 
-def _load_postgres_extension(con: duckdb.DuckDBPyConnection, source: str) -> None:
-    """Load DuckDB's postgres extension, installing it first if it is not yet."""
+def bundled_postgres_extension() -> Path | None:
+    """The postgres extension file shipped by ``duckdb-extension-postgres-scanner``, if any."""
+    try:
+        import duckdb_extension_postgres_scanner as package  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    path = (
+        Path(package.__file__).parent
+        / "extensions"
+        / f"v{duckdb.__version__}"
+        / "postgres_scanner.duckdb_extension"
+    )
+    return path if path.is_file() else None
+
+
+def load_postgres_extension(con: duckdb.DuckDBPyConnection, source: str = "postgres") -> None:
+    """Load DuckDB's postgres extension: installed, else the PyPI-shipped file, else INSTALL."""
     try:
         store.execute(con, "ingest_load_postgres")
         return
     except duckdb.Error:
         pass
+    shipped = bundled_postgres_extension()
     try:
+        if shipped is not None:
+            location = "'" + str(shipped).replace("'", "''") + "'"
+            con.execute(store.sql_text("ingest_load_postgres_file").format(location=location))
+            return
         store.execute(con, "ingest_install_postgres")
         store.execute(con, "ingest_load_postgres")
     except duckdb.Error as error:
         raise IngestError(
             f"cannot read {source}: DuckDB {duckdb.__version__} has no postgres extension "
-            f"and could not install it ({_first_line(error)}); run `INSTALL postgres` in "
-            "DuckDB once with network access"
+            f"and could not install it ({_first_line(error)}); install the package "
+            f"duckdb-extension-postgres-scanner=={duckdb.__version__}, or run "
+            "`INSTALL postgres` in DuckDB once with network access"
         ) from None
 
 

@@ -25,6 +25,7 @@ from rlv2.ingest import (
     IngestError,
     IngestRequest,
     ingest,
+    load_postgres_extension,
     plan_columns,
     redact_dsn,
 )
@@ -566,17 +567,10 @@ def duckdb_postgres_unavailable():
     """Why DuckDB cannot load its postgres extension here, or None if it can."""
     with duckdb.connect() as con:
         try:
-            con.execute("LOAD postgres")
+            load_postgres_extension(con)
             return None
-        except duckdb.Error:
-            pass
-        try:
-            con.execute("INSTALL postgres")
-            con.execute("LOAD postgres")
-            return None
-        except duckdb.Error as error:
-            first_line = str(error).splitlines()[0]
-            return f"DuckDB {duckdb.__version__} cannot load its postgres extension: {first_line}"
+        except IngestError as error:
+            return str(error)
 
 
 def free_port():
