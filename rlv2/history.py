@@ -75,12 +75,12 @@ def _unmask(values: Any) -> NDArray[Any]:
         out[np.ma.getmaskarray(values)] = None
         return out
     if kind in "iu":
-        return values.astype(np.int64).filled(-1)
+        return np.ma.filled(values.astype(np.int64), -1)
     if kind == "b":
         return values.filled(False)
     if kind in "mM":
         return values.filled(np.datetime64("NaT"))
-    return values.astype(np.float64).filled(np.nan)
+    return np.ma.filled(values.astype(np.float64), np.nan)
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> Arrays:

@@ -184,7 +184,15 @@ def train_agent_sweep(
     for epoch in range(config.epochs):
         seeds = [stream_seed(int(h["seed"]), epoch) for h in hypers]
         stats = replay_sweep(
-            qs, **events.kwargs(), **fixed, epsilon=epsilon, seeds=seeds, record_curves=True
+            qs,
+            **events.kwargs(),
+            alpha=fixed["alpha"],
+            gamma=fixed["gamma"],
+            epsilon_decay=fixed["epsilon_decay"],
+            epsilon_min=fixed["epsilon_min"],
+            epsilon=epsilon,
+            seeds=seeds,
+            record_curves=True,
         )
         epsilon = stats.epsilon
         for i in range(k):

@@ -767,7 +767,7 @@ def counterfactual_rewards(
     r_sizing = position_sizing_reward(
         pnl_s,
         risk_penalty(np.broadcast_to(levs[None, :], exposure.shape), exposure),
-        volatility_adjustment(inputs.volatility)[:, None],
+        np.asarray(volatility_adjustment(inputs.volatility))[:, None],
         config.sizing_weights,
     )
     return np.asarray(r_meta, np.float64), np.asarray(r_sizing, np.float64)

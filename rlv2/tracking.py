@@ -653,7 +653,10 @@ def promotion_log(agent: str | None = None, limit: int = 50) -> pd.DataFrame:
         return pd.DataFrame(columns=_LOG_COLUMNS)
     log = pd.DataFrame(rows)
     log = log[_LOG_COLUMNS + [c for c in log.columns if c not in _LOG_COLUMNS]]
-    return log.sort_values("timestamp", ascending=False, kind="stable").reset_index(drop=True)
+    newest_first = log.sort_values(  # pyright: ignore[reportCallIssue]
+        "timestamp", ascending=False, kind="stable"
+    )
+    return newest_first.reset_index(drop=True)
 
 
 def _since(agent: str, version: ModelVersion) -> str:
