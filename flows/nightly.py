@@ -48,7 +48,7 @@ def log_training(
         versions = {}
         for agent, result in trained.items():
             space = pipeline.space_of(agent, config.replay)
-            tracking.log_curves(agent, **result.curves())
+            tracking.log_curves(agent, **result.curves(pipeline.CURVE_POINTS))
             tracking.log_metrics({f"{agent}.{k}": v for k, v in result.summary().items()})
             tracking.log_q_table(agent, result.q, space)
             version = tracking.log_policy_model(agent, result.q, space)

@@ -202,7 +202,7 @@ def log_sweep(
             cfg = apply_config(base, r["config"])
             child_params = {**cfg.to_dict(), "config_index": i}
             with tracking.start_run(f"{agent}-{i}", params=child_params, nested=True) as child:
-                tracking.log_curves(agent, **r["training"].curves())
+                tracking.log_curves(agent, **r["training"].curves(pipeline.CURVE_POINTS))
                 tracking.log_metrics({f"validation.{k}": v for k, v in r["metrics"].items()})
                 rows.append(
                     {

@@ -131,12 +131,17 @@ def walk_paths(
     e = np.ascontiguousarray(entry_idx, dtype=np.int64)
     n = e.shape[0]
     if isinstance(rule, ExitRule):
-        rules = [rule] * n
+        tp = np.full(n, rule.take_profit, dtype=np.float64)
+        sl = np.full(n, rule.stop_loss, dtype=np.float64)
+        mb = np.full(n, rule.max_bars, dtype=np.int64)
     else:
-        rules = [DEFAULT_EXIT_RULES[Strategy(int(s))] for s in np.asarray(rule).reshape(-1)]
-    tp = np.asarray([r.take_profit for r in rules], dtype=np.float64).reshape(n)
-    sl = np.asarray([r.stop_loss for r in rules], dtype=np.float64).reshape(n)
-    mb = np.asarray([r.max_bars for r in rules], dtype=np.int64).reshape(n)
+        codes = np.asarray(rule, dtype=np.int64).reshape(n)
+        if np.any((codes < 0) | (codes >= len(Strategy))):
+            raise ValueError(f"rule: strategy codes must be in [0, {len(Strategy)})")
+        table = [DEFAULT_EXIT_RULES[s] for s in Strategy]
+        tp = np.asarray([r.take_profit for r in table], dtype=np.float64)[codes]
+        sl = np.asarray([r.stop_loss for r in table], dtype=np.float64)[codes]
+        mb = np.asarray([r.max_bars for r in table], dtype=np.int64)[codes]
     sig = np.maximum(np.broadcast_to(np.asarray(sigma, dtype=np.float64), (n,)), SIGMA_FLOOR)
     out = PathOutcome(np.empty(n, np.int64), np.empty(n, np.float64), np.empty(n, np.float64))
     _walk_paths(

@@ -30,6 +30,9 @@ from rlv2.replay import (
 )
 from rlv2.states import StateSpace
 
+CURVE_POINTS = 10_000
+"""Most points of a logged learning curve; longer ones are bucket means."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -112,13 +115,24 @@ class AgentTraining(NamedTuple):
     epochs: list[ReplayStats]
     n_events: int
 
-    def curves(self) -> dict[str, NDArray[np.float64]]:
-        """Per-episode reward, ε and mean |TD error|, epochs concatenated."""
-        return {
+    def curves(self, max_points: int | None = None) -> dict[str, NDArray[Any]]:
+        """Per-episode reward, ε and mean |TD error|, epochs concatenated, with their steps.
+
+        With ``max_points``, longer curves are averaged over equal buckets of consecutive
+        episodes (a learning curve of a million episodes stays readable and loggable);
+        ``steps`` holds each point's first episode.
+        """
+        full = {
             "episode_reward": np.concatenate([s.episode_reward for s in self.epochs]),
             "epsilon": np.concatenate([s.episode_epsilon for s in self.epochs]),
             "mean_abs_td": np.concatenate([s.episode_mean_abs_td for s in self.epochs]),
         }
+        n = len(full["episode_reward"])
+        if max_points is None or n <= max_points:
+            return {"steps": np.arange(n), **full}
+        edges = np.unique(np.linspace(0, n, max_points + 1).astype(np.int64))
+        means = {k: np.add.reduceat(v, edges[:-1]) / np.diff(edges) for k, v in full.items()}
+        return {"steps": edges[:-1], **means}
 
     def summary(self) -> dict[str, float]:
         """Final figures of the training: reward per event, |TD|, ε, coverage."""

@@ -322,8 +322,11 @@ def provenance(db_path: str | Path) -> dict[str, Any]:
 # --- curves and artifacts -----------------------------------------------------------------
 
 
-def log_curves(prefix: str, **series: ArrayLike) -> None:
-    """Log per-episode series as metrics ``<prefix>.<name>`` with steps 0..n-1, in batches."""
+def log_curves(prefix: str, steps: ArrayLike | None = None, **series: ArrayLike) -> None:
+    """Log per-episode series as metrics ``<prefix>.<name>``, in batches.
+
+    ``steps`` are the episode numbers of the points (default 0..n-1).
+    """
     run_id = _active_run_id("log_curves")
     client = MlflowClient()
     timestamp = int(datetime.now(UTC).timestamp() * 1000)
@@ -331,7 +334,9 @@ def log_curves(prefix: str, **series: ArrayLike) -> None:
     for name, values in series.items():
         key = f"{prefix}.{name}"
         arr = np.asarray(values, dtype=np.float64).reshape(-1)
-        metrics.extend(Metric(key, v, timestamp, step) for step, v in enumerate(arr.tolist()))
+        at = range(arr.size) if steps is None else np.asarray(steps, dtype=np.int64).tolist()
+        pairs = zip(at, arr.tolist(), strict=True)
+        metrics.extend(Metric(key, v, timestamp, int(step)) for step, v in pairs)
     for start in range(0, len(metrics), METRICS_PER_BATCH):
         client.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_BATCH])
 

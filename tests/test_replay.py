@@ -148,3 +148,26 @@ def test_episode_windows(episode, expected):
     assert replay.episode_ends(ts, episode).tolist() == expected
     with pytest.raises(ValueError, match="episode"):
         replay.episode_ends(ts, "weekly")
+
+
+def test_long_learning_curves_are_bucket_means():
+    from rlv2.pipeline import AgentTraining
+    from rlv2.qlearning import replay as kernel
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    q = np.zeros((5, 3))
+    stats = kernel(
+        q,
+        rng.integers(0, 5, n),
+        rng.normal(size=(n, 3)),
+        rng.integers(0, 5, n),
+        np.ones(n, bool),
+        seed=1,
+    )
+    training = AgentTraining("meta_strategy", q, [stats, stats], n)
+    full = training.curves()
+    assert len(full["episode_reward"]) == 2 * n and full["steps"][-1] == 2 * n - 1
+    short = training.curves(max_points=100)
+    assert len(short["steps"]) == 100 and short["steps"][1] == 20
+    assert short["episode_reward"][0] == pytest.approx(full["episode_reward"][:20].mean())
