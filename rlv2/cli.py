@@ -191,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rlv2`` command line; return the exit code."""
+    # Prefect's telemetry would try the network, which a batch host often does not have.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

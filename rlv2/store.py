@@ -25,7 +25,13 @@ SqlParams = Mapping[str, Any] | None
 
 def connect(db_path: str | PathLike[str], read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the DuckDB database at ``db_path`` (created if missing, unless read-only)."""
-    con = duckdb.connect(str(db_path), read_only=read_only)
+    try:
+        con = duckdb.connect(str(db_path), read_only=read_only)
+    except duckdb.IOException as error:
+        first = str(error).splitlines()[0]
+        raise RuntimeError(
+            f"cannot open DuckDB file {db_path} with DuckDB {duckdb.__version__}: {first}"
+        ) from error
     # Contract timestamps are UTC; without this, casts through TIMESTAMPTZ would use the
     # machine's zone.
     con.execute("SET TimeZone = 'UTC'")

@@ -154,3 +154,21 @@ def test_flow_fails_clearly_without_a_database(prefect_harness, mlflow_store, tm
 
     with pytest.raises(FileNotFoundError, match="not found"):
         nightly_retrain(db=str(tmp_path / "missing.duckdb"), epochs=1)
+
+
+def test_sweep_on_a_dask_cluster_gives_the_threads_result(prefect_harness, mlflow_store, db):
+    from flows.sweep import sweep
+
+    kwargs = {
+        "db": db,
+        "agent": "position_sizing",
+        "alpha": [0.05, 0.2],
+        "gamma": [0.9],
+        "epsilon": [0.2],
+        "epochs": 2,
+        "register_best": False,
+    }
+    threads = sweep(**kwargs)["position_sizing"]["table"]
+    dask = sweep(**kwargs, task_runner="dask")["position_sizing"]["table"]
+    assert threads["score"].tolist() == dask["score"].tolist()
+    assert threads["config_index"].tolist() == dask["config_index"].tolist()
