@@ -21,9 +21,10 @@ test: $(STAMP)  ## lint, then the whole test suite
 	$(BIN)/ruff check rlv2 flows tests bench
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, formatting, and pyright (strict for the pure core)
 	$(BIN)/ruff check rlv2 flows tests bench
 	$(BIN)/ruff format --check rlv2 flows tests bench
+	$(BIN)/pyright
 
 bench: $(STAMP)  ## the performance benchmark (not part of the tests)
 	$(BIN)/python -m bench

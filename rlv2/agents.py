@@ -209,10 +209,12 @@ class EpisodeStats:
 class EpisodeTracker:
     """Manages episode lifecycles, accumulates rewards, owns the agents' Q-tables (SPEC A4)."""
 
-    agents: dict[str, TabularAgent] = field(default_factory=dict)
+    agents: dict[str, TabularAgent] = field(default_factory=dict[str, TabularAgent])
     gamma: float = 0.99
-    _open: dict[Hashable, dict[str, list[float]]] = field(default_factory=dict, repr=False)
-    _closed: list[EpisodeStats] = field(default_factory=list, repr=False)
+    _open: dict[Hashable, dict[str, list[float]]] = field(
+        default_factory=dict[Hashable, dict[str, list[float]]], repr=False
+    )
+    _closed: list[EpisodeStats] = field(default_factory=list[EpisodeStats], repr=False)
 
     def start_episode(self, key: Hashable = None) -> None:
         """Open the episode ``key``; raise if it is already open."""

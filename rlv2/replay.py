@@ -500,11 +500,11 @@ class _Account:
     """The simulated account: closed trades, equity, open exposure."""
 
     window: int
-    pnls: list[float] = field(default_factory=list)
+    pnls: list[float] = field(default_factory=list[float])
     equity: float = INITIAL_EQUITY
-    curve: list[float] = field(default_factory=list)
+    curve: list[float] = field(default_factory=list[float])
     peak: float = INITIAL_EQUITY
-    open_notional: dict[int, float] = field(default_factory=dict)
+    open_notional: dict[int, float] = field(default_factory=dict[int, float])
 
     def exposure(self) -> float:
         return sum(self.open_notional.values()) / self.equity
