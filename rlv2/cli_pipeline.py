@@ -329,12 +329,41 @@ def run_status(args: argparse.Namespace) -> int:
             f"{row['agent']}: production v{production} since {row.get('since')} "
             f"(previous: {row.get('previous_version')})"
         )
-        for key, value in sorted((row.get("figures") or {}).items()):
-            print(f"    {key}: {value}")
+        figures = row.get("figures") or {}
+        for key in STATUS_FIGURES:
+            if key in figures:
+                print(f"    {key}: {_short(figures[key])}")
     if args.log:
         log = tracking.promotion_log()
         print(log.to_string(index=False) if not log.empty else "promotion log is empty")
     return 0
+
+
+STATUS_FIGURES = (
+    "champion",
+    "metric",
+    "candidate_value",
+    "champion_value",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "n",
+    "candidate.mean_pnl_pct",
+    "champion.mean_pnl_pct",
+    "candidate.sharpe",
+    "candidate.max_drawdown_pct",
+    "candidate.win_rate",
+    "holdout_start",
+    "holdout_end",
+)
+"""The promotion figures `rlv2 status` shows (all are tags on the version)."""
+
+
+def _short(value: Any) -> str:
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def add_demo_command(subparsers: Any) -> None:
