@@ -53,13 +53,19 @@ executed AS (
     JOIN signals AS s ON s.signal_id = t.signal_id
     LEFT JOIN positions AS po ON po.trade_id = t.trade_id
     WHERE s.ts >= $start AND s.ts < $end
+),
+exits AS (
+    -- the bar of each close (closed trades only: an ASOF join must not see NULL times)
+    SELECT e.trade_id, x.idx AS exit_idx
+    FROM (SELECT trade_id, symbol, closed_ts FROM executed WHERE closed_ts IS NOT NULL) AS e
+    ASOF JOIN bars AS x ON x.symbol = e.symbol AND e.closed_ts >= x.ts
 )
 SELECT
     row_number() OVER (ORDER BY a.ts, a.symbol) - 1 AS decision_id,
     a.*,
     e.* EXCLUDE (symbol, ts),
-    x.idx AS exit_idx
+    x.exit_idx
 FROM anchored AS a
 LEFT JOIN executed AS e ON e.symbol = a.symbol AND e.ts = a.ts
-ASOF LEFT JOIN bars AS x ON x.symbol = a.symbol AND e.closed_ts >= x.ts
+LEFT JOIN exits AS x ON x.trade_id = e.trade_id
 ORDER BY decision_id;

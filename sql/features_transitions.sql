@@ -4,7 +4,13 @@
 -- after the trade's own close, and the RL switch at the signal and at the close.
 -- Requires the temp tables decisions, window_features, account (features_*.sql).
 -- Parameters: $lookback, $window (trailing trades), $initial_equity.
-WITH acct AS (
+WITH close_policy AS (
+    -- the switch at each close (closed trades only: an ASOF join must not see NULL times)
+    SELECT d.decision_id, p.enable_rl
+    FROM (SELECT decision_id, closed_ts FROM decisions WHERE closed_ts IS NOT NULL) AS d
+    ASOF JOIN policy AS p ON d.closed_ts >= p.ts
+),
+acct AS (
     SELECT closed_ts, k, equity, winrate, account_health, equity_curve_slope, sharpe_signal
     FROM account
 )
@@ -37,5 +43,5 @@ LEFT JOIN window_features AS wh ON wh.lo_idx = d.bar_idx AND wh.hi_idx = d.exit_
 ASOF LEFT JOIN acct AS ad ON d.ts >= ad.closed_ts
 LEFT JOIN account AS ac ON ac.trade_id = d.trade_id
 ASOF LEFT JOIN policy AS ps ON d.ts >= ps.ts
-ASOF LEFT JOIN policy AS pc ON d.closed_ts >= pc.ts
+LEFT JOIN close_policy AS pc ON pc.decision_id = d.decision_id
 ORDER BY d.decision_id;

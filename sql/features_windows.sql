@@ -9,10 +9,14 @@ CREATE OR REPLACE TEMP TABLE window_features AS
 WITH distinct_windows AS (
     SELECT DISTINCT lo_idx, hi_idx FROM windows
 ),
+exploded AS (
+    -- one row per (window, bar): an equi-join on idx, not a range join
+    SELECT lo_idx, hi_idx, unnest(range(lo_idx, hi_idx + 1)) AS idx FROM distinct_windows
+),
 joined AS (
     SELECT w.lo_idx, w.hi_idx, b.idx, b.close, b.ret, b.abs_move
-    FROM distinct_windows AS w
-    JOIN bars AS b ON b.idx BETWEEN w.lo_idx AND w.hi_idx
+    FROM exploded AS w
+    JOIN bars AS b ON b.idx = w.idx
 ),
 agg AS (
     SELECT

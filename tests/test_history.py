@@ -105,3 +105,13 @@ def test_window_features_match_requested_order(demo_con):
         window = bars["close"][lo[i] : hi[i] + 1]
         assert out["volatility"][i] == pytest.approx(states.volatility(window), rel=1e-9)
         assert out["regime"][i] == states.label_regime(window).name
+
+
+def test_decisions_without_a_trade_have_no_exit(transitions):
+    tr, _ = transitions
+    untraded = tr["trade_id"] < 0
+    assert untraded.any()
+    assert (tr["exit_idx"][untraded] == -1).all()  # NULL, not the symbol's last bar
+    assert np.isnat(tr["closed_ts"][untraded]).all()
+    traded = ~untraded
+    assert (tr["exit_idx"][traded] > tr["bar_idx"][traded]).all()
