@@ -8,6 +8,8 @@ loop touches a row.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -98,6 +100,22 @@ def _window_params(config: FeatureConfig) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def deterministic(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run the enclosed queries on one thread, so float aggregates are bit-reproducible.
+
+    Parallel partial sums combine in a varying order and differ in the last bits; a
+    state on a bin edge could then flip between reruns. One thread costs little here.
+    """
+    threads = con.execute(sql_text("threads_get")).fetchone()
+    con.execute(sql_text("threads_set").format(threads=1))
+    try:
+        yield
+    finally:
+        restore = int(threads[0]) if threads else 1
+        con.execute(sql_text("threads_set").format(threads=restore))
+
+
 def prepare_bars(con: duckdb.DuckDBPyConnection) -> None:
     """Index every candle (``sql/features_bars.sql``) into the temp table ``bars``."""
     con.execute(sql_text("features_bars"))
@@ -121,23 +139,26 @@ def load_transitions(
     NaT (times) or None (text).
     """
     config = config or FeatureConfig()
-    prepare_bars(con)
-    con.execute(sql_text("features_decisions"), {"start": start or EARLIEST, "end": end or LATEST})
-    con.execute(
-        sql_text("features_account"),
-        {
-            "initial_equity": config.initial_equity,
-            "margin_unit": config.margin_unit,
-            "window": config.winrate_window,
-        },
-    )
-    con.execute(sql_text("features_window_list"), {"lookback": config.lookback_bars})
-    con.execute(sql_text("features_windows"), _window_params(config))
-    return _fetch(
-        con,
-        sql_text("features_transitions"),
-        {"lookback": config.lookback_bars, "initial_equity": config.initial_equity},
-    )
+    with deterministic(con):
+        prepare_bars(con)
+        con.execute(
+            sql_text("features_decisions"), {"start": start or EARLIEST, "end": end or LATEST}
+        )
+        con.execute(
+            sql_text("features_account"),
+            {
+                "initial_equity": config.initial_equity,
+                "margin_unit": config.margin_unit,
+                "window": config.winrate_window,
+            },
+        )
+        con.execute(sql_text("features_window_list"), {"lookback": config.lookback_bars})
+        con.execute(sql_text("features_windows"), _window_params(config))
+        return _fetch(
+            con,
+            sql_text("features_transitions"),
+            {"lookback": config.lookback_bars, "initial_equity": config.initial_equity},
+        )
 
 
 def window_features(
@@ -157,9 +178,10 @@ def window_features(
     )
     con.register("requested_windows", frame)
     try:
-        con.execute(sql_text("window_list_requested"))
-        con.execute(sql_text("features_windows"), _window_params(config))
-        out = _fetch(con, sql_text("window_features_lookup"), {})
+        with deterministic(con):
+            con.execute(sql_text("window_list_requested"))
+            con.execute(sql_text("features_windows"), _window_params(config))
+            out = _fetch(con, sql_text("window_features_lookup"), {})
     finally:
         con.unregister("requested_windows")
     return out
