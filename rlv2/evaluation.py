@@ -121,10 +121,24 @@ def compare_policies(
     The candidate wins when its mean per-trade ``metric`` exceeds the champion's by at
     least ``margin`` and the paired-bootstrap ``confidence`` interval of the mean
     difference (percentile method, ``n_boot`` resamples of the decisions both traded)
-    lies above zero.
+    lies above zero. A candidate whose account goes bust is refused.
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence={confidence} must be in (0, 1)")
+    if candidate.equity.size and candidate.equity.min() <= 0.0:
+        return PromotionDecision(
+            False,
+            metric,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            margin,
+            int(candidate.equity.size),
+            champion_name,
+            "the candidate's account went bust on the holdout",
+        )
     cand = _per_decision(candidate, metric)
     champ = _per_decision(champion, metric)
     common = sorted(set(cand) & set(champ))

@@ -15,7 +15,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rlv2.actions import meta_space, sizing_space
-from rlv2.agents import MetaStrategyAgent, PositionSizingAgent, TabularAgent
 from rlv2.evaluation import PromotionDecision, compare_policies, policy_metrics, visited_share
 from rlv2.history import FeatureConfig, WindowData
 from rlv2.qlearning import ReplayStats, replay_sweep, stream_seed
@@ -24,8 +23,8 @@ from rlv2.replay import (
     MODES,
     ReplayConfig,
     SimulationResult,
+    evaluate_policies,
     kernel_inputs,
-    simulate,
     train_kernel,
 )
 from rlv2.states import StateSpace
@@ -214,36 +213,15 @@ def train_agent_sweep(
     return [AgentTraining(agent, qs[i], per_config[i], len(events.states)) for i in range(k)]
 
 
-def agent_from_q(agent: str, q: NDArray[np.float64], config: ReplayConfig) -> TabularAgent:
-    """An agent acting greedily from a given Q-table (for evaluation)."""
-    cls = MetaStrategyAgent if agent == "meta_strategy" else PositionSizingAgent
-    built = cls(space_of(agent, config), **config.hyperparameters(agent))
-    built.q[...] = q
-    return built
-
-
 def evaluate(
     window: WindowData,
     config: TrainConfig,
     meta_q: NDArray[np.float64] | None,
     sizing_q: NDArray[np.float64] | None,
 ) -> tuple[SimulationResult, dict[str, float]]:
-    """Simulate greedy policies on a window; a ``None`` Q-table means the logged behaviour."""
-    zeros_meta = np.zeros((config.replay.meta_space.n_states, meta_space.n))
-    zeros_sizing = np.zeros((config.replay.sizing_space.n_states, sizing_space.n))
-    meta = agent_from_q("meta_strategy", zeros_meta if meta_q is None else meta_q, config.replay)
-    sizing = agent_from_q(
-        "position_sizing", zeros_sizing if sizing_q is None else sizing_q, config.replay
-    )
-    result = simulate(
-        window.inputs,
-        meta,  # type: ignore[arg-type]
-        sizing,  # type: ignore[arg-type]
-        config.replay,
-        policy="logged" if meta_q is None else "greedy",
-        sizing_policy="logged" if sizing_q is None else "greedy",
-        learn=False,
-        winrate_window=config.features.winrate_window,
+    """Simulate greedy policies on a window (compiled); ``None`` means the logged behaviour."""
+    result = evaluate_policies(
+        window.inputs, config.replay, meta_q, sizing_q, config.features.winrate_window
     )
     metrics = policy_metrics(
         result, config.replay.meta_space.n_states, config.replay.sizing_space.n_states

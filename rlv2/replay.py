@@ -35,12 +35,15 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
 from rlv2.actions import meta_space, sizing_space
 from rlv2.agents import EpisodeTracker, MetaStrategyAgent, PositionSizingAgent
 from rlv2.domain import (
+    LEVERAGES,
+    SIZE_MULTIPLIERS,
     WEIGHT_EXPOSURE_SCALE,
     Model,
     Regime,
@@ -577,7 +580,8 @@ def simulate(
     ``egreedy`` (training), ``greedy`` (evaluation of a Q-table) or ``logged`` (the
     behaviour policy's own actions through the same outcome model). With ``learn`` the
     agents make their TD updates at each close (SPEC A5 step 3); ε decays at each close
-    (one position, one episode).
+    (one position, one episode). Once equity falls to zero the account is bust and no
+    later decision is traded.
     """
     sizing_policy = sizing_policy or policy
     for name, value in (("policy", policy), ("sizing_policy", sizing_policy)):
@@ -652,6 +656,8 @@ def simulate(
     for d in range(len(inputs.rows)):
         while pending and pending[0][0] <= inputs.ts[d]:
             close_next()
+        if account.equity <= 0.0:
+            continue  # the account is bust: no margin left to trade
         meta_state = int(
             config.meta_space.encode(
                 {
@@ -711,6 +717,341 @@ def simulate(
     cols = list(zip(*records, strict=True)) if records else [()] * 11
     dtypes = [np.int64] * 5 + [np.float64, np.float64, bool, np.float64, np.float64, np.float64]
     return SimulationResult(*(np.asarray(c, dtype=t) for c, t in zip(cols, dtypes, strict=True)))
+
+
+# --- the compiled evaluation ------------------------------------------------------------------
+
+POLICY_CODES = {"logged": 0, "greedy": 1}
+"""Policies the compiled evaluation plays (it never explores nor learns)."""
+
+
+class _SpaceArrays(NamedTuple):
+    edges: NDArray[np.float64]
+    n_edges: NDArray[np.int64]
+    categorical: NDArray[np.bool_]
+    radix: NDArray[np.int64]
+
+
+def _space_arrays(space: StateSpace) -> _SpaceArrays:
+    """A state space as flat arrays for compiled encoding (same bins as ``encode``)."""
+    width = max([len(f.edges) for f in space.features] + [1])
+    edges = np.full((len(space.features), width), np.inf)
+    n_edges = np.zeros(len(space.features), np.int64)
+    categorical = np.zeros(len(space.features), bool)
+    sizes = [f.n_bins for f in space.features]
+    for i, f in enumerate(space.features):
+        edges[i, : len(f.edges)] = f.edges
+        n_edges[i] = len(f.edges)
+        categorical[i] = bool(f.categories)
+    radix = np.asarray([int(np.prod(sizes[i + 1 :])) for i in range(len(sizes))], np.int64)
+    return _SpaceArrays(edges, n_edges, categorical, radix)
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode(values: Any, space_edges: Any, n_edges: Any, categorical: Any, radix: Any) -> int:
+    index = 0
+    for f in range(values.shape[0]):
+        if categorical[f]:
+            b = int(values[f])
+        else:
+            b = 0
+            for e in range(n_edges[f]):
+                if space_edges[f, e] <= values[f]:
+                    b += 1
+        index += b * radix[f]
+    return index
+
+
+@numba.njit(cache=True, nogil=True)
+def _heap_push(keys: Any, ids: Any, size: int, key: int, ident: int) -> int:
+    i = size
+    keys[i] = key
+    ids[i] = ident
+    while i > 0:
+        parent = (i - 1) // 2
+        if keys[parent] < keys[i] or (keys[parent] == keys[i] and ids[parent] <= ids[i]):
+            break
+        keys[i], keys[parent] = keys[parent], keys[i]
+        ids[i], ids[parent] = ids[parent], ids[i]
+        i = parent
+    return size + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _heap_pop(keys: Any, ids: Any, size: int) -> int:
+    size -= 1
+    keys[0], ids[0] = keys[size], ids[size]
+    i = 0
+    while True:
+        left, right, best = 2 * i + 1, 2 * i + 2, i
+        if left < size and (
+            keys[left] < keys[best] or (keys[left] == keys[best] and ids[left] < ids[best])
+        ):
+            best = left
+        if right < size and (
+            keys[right] < keys[best] or (keys[right] == keys[best] and ids[right] < ids[best])
+        ):
+            best = right
+        if best == i:
+            return size
+        keys[i], keys[best] = keys[best], keys[i]
+        ids[i], ids[best] = ids[best], ids[i]
+        i = best
+
+
+@numba.njit(cache=True, nogil=True)
+def _trailing(buffer: Any, count: int, window: int, out: Any) -> int:
+    """Copy the last min(count, window) values of a growing buffer into ``out``."""
+    n = min(count, window)
+    for i in range(n):
+        out[i] = buffer[count - n + i]
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _account_state(pnls: Any, curve: Any, n_closed: int, window: int, scratch: Any) -> Any:
+    """Trailing win rate and equity slope of the closed trades (SPEC A2, C)."""
+    n = _trailing(pnls, n_closed, window, scratch)
+    winrate = 0.5
+    if n > 0:
+        wins = 0
+        for i in range(n):
+            if scratch[i] > 0.0:
+                wins += 1
+        winrate = wins / n
+    n = _trailing(curve, n_closed, window, scratch)
+    slope = 0.0
+    if n >= 2:
+        sx = 0.0
+        sxx = 0.0
+        sy = 0.0
+        sxy = 0.0
+        for i in range(n):
+            sx += i
+            sxx += i * i
+            sy += scratch[i]
+            sxy += scratch[i] * i
+        mean = sy / n
+        if mean != 0.0:
+            slope = (n * sxy - sx * sy) / (n * sxx - sx * sx) / mean
+    return winrate, slope
+
+
+@numba.njit(cache=True, nogil=True)
+def _evaluate_core(
+    ts: Any,
+    exit_ts: Any,
+    regime: Any,
+    volatility: Any,
+    pressure: Any,
+    confidence: Any,
+    directions: Any,
+    confidences: Any,
+    ret: Any,
+    mae: Any,
+    logged_meta: Any,
+    logged_sizing: Any,
+    q_meta: Any,
+    q_sizing: Any,
+    meta_policy: int,
+    sizing_policy: int,
+    meta_sp: Any,
+    sizing_sp: Any,
+    weight_scales: Any,
+    sizes: Any,
+    leverages: Any,
+    window: int,
+    initial_equity: float,
+    margin_unit: float,
+    out_int: Any,
+    out_float: Any,
+) -> None:
+    n = ts.shape[0]
+    heap_keys = np.empty(n, np.int64)
+    heap_ids = np.empty(n, np.int64)
+    heap_size = 0
+    pnls = np.empty(n, np.float64)
+    curve = np.empty(n, np.float64)
+    scratch = np.empty(window, np.float64)
+    notional = np.zeros(n, np.float64)
+    open_sum = 0.0
+    equity = initial_equity
+    peak = initial_equity
+    n_closed = 0
+    meta_values = np.empty(6, np.float64)
+    sizing_values = np.empty(5, np.float64)
+    path_of = np.empty(n, np.int64)
+    exposure_total = np.empty(n, np.float64)
+    pnl_of = np.empty(n, np.float64)
+    dd_of = np.empty(n, np.float64)
+    liq_of = np.empty(n, np.int64)
+    m_state = np.empty(n, np.int64)
+    m_action = np.empty(n, np.int64)
+    s_state = np.empty(n, np.int64)
+    s_action = np.empty(n, np.int64)
+    n_models = directions.shape[1]
+    n_weights = weight_scales.shape[0]
+    n_levs = leverages.shape[0]
+    for d in range(n + 1):
+        while heap_size > 0 and (d == n or heap_keys[0] <= ts[d]):
+            k = heap_ids[0]
+            heap_size = _heap_pop(heap_keys, heap_ids, heap_size)
+            open_sum -= notional[k]
+            pnls[n_closed] = pnl_of[k]
+            equity += margin_unit * pnl_of[k] / 100.0
+            curve[n_closed] = equity
+            peak = max(peak, equity)
+            n_closed += 1
+            tail = _trailing(pnls, n_closed, window, scratch)
+            sharpe = 0.0
+            if tail >= 2:
+                mean = 0.0
+                for i in range(tail):
+                    mean += scratch[i] / 100.0
+                mean /= tail
+                var = 0.0
+                for i in range(tail):
+                    var += (scratch[i] / 100.0 - mean) ** 2
+                std = np.sqrt(var / tail)
+                if std > 0.0:
+                    sharpe = np.tanh(mean / std)
+            row = n_closed - 1
+            out_int[row, 0] = k
+            out_int[row, 1] = m_state[k]
+            out_int[row, 2] = m_action[k]
+            out_int[row, 3] = s_state[k]
+            out_int[row, 4] = s_action[k]
+            out_int[row, 5] = path_of[k]
+            out_int[row, 6] = liq_of[k]
+            out_float[row, 0] = pnl_of[k]
+            out_float[row, 1] = dd_of[k]
+            out_float[row, 2] = equity
+            out_float[row, 3] = exposure_total[k]
+            out_float[row, 4] = sharpe
+        if d == n:
+            break
+        if equity <= 0.0:
+            continue  # the account is bust: no margin left to trade
+        winrate, slope = _account_state(pnls, curve, n_closed, window, scratch)
+        meta_values[0] = regime[d]
+        meta_values[1] = volatility[d]
+        meta_values[2] = pressure[d]
+        meta_values[3] = confidence[d]
+        meta_values[4] = winrate
+        meta_values[5] = equity / peak
+        ms = _encode(meta_values, meta_sp[0], meta_sp[1], meta_sp[2], meta_sp[3])
+        ma = logged_meta[d] if meta_policy == 0 else int(np.argmax(q_meta[ms]))
+        strategy = ma // (n_models * n_weights)
+        model = (ma // n_weights) % n_models
+        weight = ma % n_weights
+        sizing_values[0] = confidences[d, model]
+        sizing_values[1] = open_sum / equity
+        sizing_values[2] = winrate
+        sizing_values[3] = volatility[d]
+        sizing_values[4] = slope
+        ss = _encode(sizing_values, sizing_sp[0], sizing_sp[1], sizing_sp[2], sizing_sp[3])
+        sa = logged_sizing[d] if sizing_policy == 0 else int(np.argmax(q_sizing[ss]))
+        size = sizes[sa // n_levs]
+        lev = leverages[sa % n_levs]
+        w_scale = weight_scales[weight]
+        path = strategy * 2 + (1 if directions[d, model] > 0 else 0)
+        effective = size * w_scale * lev
+        adverse = mae[d, path]
+        if effective * adverse >= 1.0:
+            pnl_of[d] = -100.0
+            liq_of[d] = 1
+        else:
+            pnl_of[d] = 100.0 * effective * ret[d, path]
+            liq_of[d] = 0
+        dd_of[d] = 100.0 * min(effective * adverse, 1.0)
+        notional[d] = size * w_scale * margin_unit * lev
+        exposure_total[d] = (open_sum + notional[d]) / equity
+        open_sum += notional[d]
+        path_of[d] = path
+        m_state[d] = ms
+        m_action[d] = ma
+        s_state[d] = ss
+        s_action[d] = sa
+        heap_size = _heap_push(heap_keys, heap_ids, heap_size, exit_ts[d, path], d)
+
+
+def evaluate_policies(
+    inputs: SimulationInputs,
+    config: ReplayConfig,
+    q_meta: NDArray[np.float64] | None,
+    q_sizing: NDArray[np.float64] | None,
+    winrate_window: int = 20,
+) -> SimulationResult:
+    """Compiled ``simulate`` without learning: greedy Q-tables, or ``None`` for logged.
+
+    Same decisions, outcomes, account and rewards as ``simulate(..., learn=False)``
+    with policy ``greedy`` / ``logged`` (a test proves them equal); rewards are computed
+    after the loop with ``rlv2.rewards``.
+    """
+    n = len(inputs.rows)
+    meta_sp = _space_arrays(config.meta_space)
+    sizing_sp = _space_arrays(config.sizing_space)
+    empty_meta = np.zeros((1, meta_space.n))
+    empty_sizing = np.zeros((1, sizing_space.n))
+    out_int = np.full((n, 7), -1, np.int64)
+    out_float = np.zeros((n, 5), np.float64)
+    _evaluate_core(
+        inputs.ts.astype("datetime64[ns]").astype(np.int64),
+        np.ascontiguousarray(inputs.exit_ts.astype("datetime64[ns]").astype(np.int64)),
+        inputs.regime.astype(np.float64),
+        inputs.volatility,
+        inputs.market_pressure,
+        inputs.confidence,
+        inputs.directions,
+        inputs.confidences,
+        inputs.ret,
+        inputs.mae,
+        inputs.logged_meta,
+        inputs.logged_sizing,
+        empty_meta if q_meta is None else np.ascontiguousarray(q_meta, np.float64),
+        empty_sizing if q_sizing is None else np.ascontiguousarray(q_sizing, np.float64),
+        POLICY_CODES["logged" if q_meta is None else "greedy"],
+        POLICY_CODES["logged" if q_sizing is None else "greedy"],
+        tuple(meta_sp),
+        tuple(sizing_sp),
+        WEIGHT_SCALES.astype(np.float64),
+        np.asarray(SIZE_MULTIPLIERS, np.float64),
+        np.asarray(LEVERAGES, np.int64),
+        winrate_window,
+        INITIAL_EQUITY,
+        MARGIN_UNIT,
+        out_int,
+        out_float,
+    )
+    traded = out_int[:, 0] >= 0  # decisions after a bust are not traded
+    out_int, out_float = out_int[traded], out_float[traded]
+    d, path = out_int[:, 0], out_int[:, 5]
+    model = (out_int[:, 2] // len(WeightAction)) % len(Model)
+    alignment = regime_alignment(
+        inputs.predicted[d, model], inputs.hold_regime[d, path], inputs.confidences[d, model]
+    )
+    pnl, dd, equity, exposure, sharpe = (out_float[:, i] for i in range(5))
+    leverage = np.asarray(LEVERAGES)[out_int[:, 4] % len(LEVERAGES)]
+    r_meta = meta_strategy_reward(pnl, dd, sharpe, alignment, config.meta_weights)
+    r_sizing = position_sizing_reward(
+        pnl,
+        risk_penalty(leverage, exposure),
+        volatility_adjustment(inputs.volatility[d]),
+        config.sizing_weights,
+    )
+    return SimulationResult(
+        decision=d,
+        meta_state=out_int[:, 1],
+        meta_action=out_int[:, 2],
+        sizing_state=out_int[:, 3],
+        sizing_action=out_int[:, 4],
+        pnl_pct=pnl,
+        max_drawdown_pct=dd,
+        liquidated=out_int[:, 6].astype(bool),
+        meta_reward=np.atleast_1d(np.asarray(r_meta, np.float64)),
+        sizing_reward=np.atleast_1d(np.asarray(r_sizing, np.float64)),
+        equity=equity,
+    )
 
 
 # --- the compiled fast path of the simulated mode --------------------------------------------

@@ -74,3 +74,11 @@ def test_only_common_decisions_are_compared():
     assert d.n == 2 and d.candidate_value == pytest.approx(2.5)
     with pytest.raises(ValueError, match="metric"):
         compare_policies(a, b, metric="sortino")
+
+
+def test_a_candidate_that_goes_bust_is_refused():
+    champion = run([1.0] * 50)
+    bust = run([200.0] * 49 + [-100.0] * 1)
+    bust = bust._replace(equity=np.r_[np.full(49, 50.0), 0.0])
+    d = compare_policies(bust, champion, metric="pnl_pct")
+    assert not d.promote and "bust" in d.reason

@@ -171,3 +171,41 @@ def test_long_learning_curves_are_bucket_means():
     short = training.curves(max_points=100)
     assert len(short["steps"]) == 100 and short["steps"][1] == 20
     assert short["episode_reward"][0] == pytest.approx(full["episode_reward"][:20].mean())
+
+
+@pytest.mark.parametrize(
+    "policies",
+    [("logged", "logged"), ("greedy", "greedy"), ("greedy", "logged"), ("logged", "greedy")],
+)
+def test_compiled_evaluation_equals_the_readable_simulation(window, policies):
+    meta, sizing, _ = make_agents(CONFIG)
+    replay.simulate(window.inputs, meta, sizing, CONFIG)  # learn some Q-tables first
+    meta_policy, sizing_policy = policies
+    slow = replay.simulate(
+        window.inputs,
+        meta,
+        sizing,
+        CONFIG,
+        policy=meta_policy,
+        sizing_policy=sizing_policy,
+        learn=False,
+    )
+    fast = replay.evaluate_policies(
+        window.inputs,
+        CONFIG,
+        meta.q if meta_policy == "greedy" else None,
+        sizing.q if sizing_policy == "greedy" else None,
+    )
+    for name in (
+        "decision",
+        "meta_state",
+        "meta_action",
+        "sizing_state",
+        "sizing_action",
+        "liquidated",
+    ):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name), err_msg=name)
+    for name in ("pnl_pct", "max_drawdown_pct", "equity", "meta_reward", "sizing_reward"):
+        np.testing.assert_allclose(
+            getattr(fast, name), getattr(slow, name), rtol=1e-12, atol=1e-12, err_msg=name
+        )
