@@ -18,12 +18,12 @@ demo: $(STAMP)  ## build the demo history from the bundled bars, train, sweep, p
 	$(BIN)/rlv2 demo
 
 test: $(STAMP)  ## lint, then the whole test suite
-	$(BIN)/ruff check rlv2 flows tests bench
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)  ## ruff, formatting, and pyright (strict for the pure core)
-	$(BIN)/ruff check rlv2 flows tests bench
-	$(BIN)/ruff format --check rlv2 flows tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pyright
 
 bench: $(STAMP)  ## the performance benchmark (not part of the tests)
