@@ -381,8 +381,12 @@ def _replay_core(
     episode_reward: NDArray[np.float64],
     episode_mean_abs_td: NDArray[np.float64],
     episode_epsilon: NDArray[np.float64],
-) -> tuple[float, float, float, int, float]:
-    """Replay every event through ``q`` in place; return the run's scalar statistics."""
+) -> tuple[float, float, float, int, float, int]:
+    """Replay every event through ``q`` in place; return the run's scalar statistics.
+
+    The last value is -1, or ``t * A + a`` when the exploring replay read a non-finite
+    ``rewards[t, a]`` and stopped there (only the rewards it reads are checked).
+    """
     total_reward = 0.0
     total_abs_td = 0.0
     ep_reward = 0.0
@@ -397,6 +401,9 @@ def _replay_core(
                 _prefetch_row(rewards, t + _PREFETCH_ROWS_AHEAD)
             a = epsilon_greedy(q[s], epsilon, rng)
             r = rewards[t, a]
+            if not np.isfinite(r):
+                # stop before using it: the caller restores q and names the reward
+                return epsilon, total_reward, total_abs_td, ep_len, ep_reward, t * q.shape[1] + a
             if record:
                 actions_out[t] = a
         else:
@@ -418,7 +425,7 @@ def _replay_core(
             ep_reward = 0.0
             ep_abs_td = 0.0
             ep_len = 0
-    return epsilon, total_reward, total_abs_td, ep_len, ep_reward
+    return epsilon, total_reward, total_abs_td, ep_len, ep_reward, -1
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -447,7 +454,7 @@ def _sweep_core(
     (epsilon, total_reward, total_abs_td, partial_events, partial_reward).
     """
     for k in numba.prange(qs.shape[0]):
-        final_epsilon, total_reward, total_abs_td, partial_events, partial_reward = _replay_core(
+        final_epsilon, total_reward, total_abs_td, partial_events, partial_reward, _ = _replay_core(
             qs[k],
             states,
             rewards,
@@ -601,7 +608,9 @@ def _flag_array(name: str, values: ArrayLike, n_events: int) -> NDArray[np.bool_
     return np.ascontiguousarray(arr)
 
 
-def _reward_array(rewards: ArrayLike, shape: tuple[int, ...]) -> NDArray[np.float64]:
+def _reward_array(
+    rewards: ArrayLike, shape: tuple[int, ...], check_finite: bool = True
+) -> NDArray[np.float64]:
     """Return ``rewards`` as a contiguous float64 array of ``shape`` with finite values."""
     arr = np.asarray(rewards)
     if arr.dtype.kind not in "iuf":
@@ -610,7 +619,7 @@ def _reward_array(rewards: ArrayLike, shape: tuple[int, ...]) -> NDArray[np.floa
         raise ValueError(f"rewards has shape {arr.shape}, expected {shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
     # A finite sum proves every reward finite at a fraction of an element-wise pass.
-    if np.isfinite(np.sum(arr)):
+    if not check_finite or np.isfinite(np.sum(arr)):
         return arr
     finite = np.isfinite(arr)
     if not np.all(finite):
@@ -629,15 +638,20 @@ def _check_events(
     dones: ArrayLike,
     actions: ArrayLike | None,
     terminals: ArrayLike | None,
+    check_finite: bool = True,
 ) -> _Events:
-    """Validate the event arrays against a (n_states, n_actions) table."""
+    """Validate the event arrays against a (n_states, n_actions) table.
+
+    ``check_finite=False`` leaves an exploring replay's reward matrix to the kernel,
+    which checks each reward it reads (a full pass costs more than the replay itself).
+    """
     s = _index_array("states", states, None, n_states)
     n = s.shape[0]
     s_next = _index_array("next_states", next_states, n, n_states)
     d = _flag_array("dones", dones, n)
     term = d if terminals is None else _flag_array("terminals", terminals, n)
     if actions is None:
-        r = _reward_array(rewards, (n, n_actions))
+        r = _reward_array(rewards, (n, n_actions), check_finite)
         a = np.empty(0, dtype=np.int64)
     else:
         a = _index_array("actions", actions, n, n_actions)
@@ -670,20 +684,26 @@ def replay(
     random draws. ``terminals`` (default: ``dones``) stops bootstrapping; each
     ``done`` ends an episode and decays ε. Equal, bit for bit, to the same events
     fed to a ``QLearner`` with the same hyperparameters and seed. int64 indices,
-    float64 rewards and bool flags are used without copying.
+    float64 rewards and bool flags are used without copying. A non-finite reward the
+    replay reads raises ``ValueError`` naming it, with ``q`` restored; exploring mode
+    checks only the rewards it reads (checking the whole (N, A) matrix would cost more
+    than the replay).
     """
     _check_q("q", q, 2)
     n_states, n_actions = q.shape
-    ev = _check_events(n_states, n_actions, states, rewards, next_states, dones, actions, terminals)
+    ev = _check_events(
+        n_states, n_actions, states, rewards, next_states, dones, actions, terminals, False
+    )
     _check_hyperparameters(alpha, gamma, epsilon, epsilon_decay, epsilon_min)
     seed = _check_seed(seed)
     n = ev.states.shape[0]
     n_episodes = int(np.count_nonzero(ev.dones))
+    backup = q.copy() if ev.explore else q
     actions_out = np.empty(n if ev.explore else 0, dtype=np.int64)
     episode_reward = np.empty(n_episodes, dtype=np.float64)
     episode_mean_abs_td = np.empty(n_episodes, dtype=np.float64)
     episode_epsilon = np.empty(n_episodes, dtype=np.float64)
-    final_epsilon, total_reward, total_abs_td, partial_events, partial_reward = _replay_core(
+    final_epsilon, total_reward, total_abs_td, partial_events, partial_reward, bad = _replay_core(
         q,
         ev.states,
         ev.rewards,
@@ -704,6 +724,10 @@ def replay(
         episode_mean_abs_td,
         episode_epsilon,
     )
+    if bad >= 0:
+        q[...] = backup  # no half-replayed table
+        t, a = divmod(int(bad), n_actions)
+        raise ValueError(f"rewards[{t}, {a}]={float(ev.rewards[t, a])!r} is not finite")
     return ReplayStats(
         epsilon=float(final_epsilon),
         n_updates=n,

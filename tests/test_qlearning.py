@@ -624,9 +624,11 @@ def test_replay_rejects_bad_inputs(change: dict, message: str) -> None:
 
 def test_replay_rejects_non_finite_rewards() -> None:
     events = valid_events()
-    events["rewards"][5, 2] = np.nan
-    with pytest.raises(ValueError, match=r"rewards\[5, 2\]=nan is not finite"):
-        replay(np.zeros((972, 3)), **events)
+    events["rewards"][5, :] = np.nan  # whichever action event 5 takes, its reward is NaN
+    q = np.zeros((972, 3))
+    with pytest.raises(ValueError, match=r"rewards\[5, [0-2]\]=nan is not finite"):
+        replay(q, **events)
+    assert not q.any()  # the table is left as it was, not half-replayed
     events = valid_events()
     logged = events.pop("rewards")[:, 0].copy()
     logged[9] = np.inf
