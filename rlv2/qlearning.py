@@ -137,7 +137,7 @@ def _argmax(row: NDArray[np.float64]) -> int:
 @_jit
 def _epsilon_greedy_step(
     q_row: NDArray[np.float64], epsilon: float, state: np.uint64
-) -> tuple[int, np.uint64]:
+) -> tuple[int | np.int64, np.uint64]:
     """:func:`epsilon_greedy` on a generator state passed by value: (action, new state).
 
     The draw sequence lives here once. The kernels keep ``state`` in a local variable:
