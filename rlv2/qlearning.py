@@ -137,7 +137,7 @@ def _argmax(row: NDArray[np.float64]) -> int:
 @_jit
 def _epsilon_greedy_step(
     q_row: NDArray[np.float64], epsilon: float, state: np.uint64
-) -> tuple[int | np.int64, np.uint64]:
+) -> tuple[int, np.uint64]:
     """:func:`epsilon_greedy` on a generator state passed by value: (action, new state).
 
     The draw sequence lives here once. The kernels keep ``state`` in a local variable:
@@ -147,7 +147,7 @@ def _epsilon_greedy_step(
     state = state + _GOLDEN_U64
     if float(_mix64(state) >> _SHIFT_11) * _TWO_POW_MINUS_53 < epsilon:
         state = state + _GOLDEN_U64
-        return np.int64(_mix64(state) % np.uint64(q_row.shape[0])), state
+        return np.int64(_mix64(state) % np.uint64(q_row.shape[0])), state  # type: ignore[return-value]
     return _argmax(q_row), state
 
 
