@@ -29,7 +29,7 @@ from rlv2.replay import (
 )
 from rlv2.states import StateSpace
 
-CURVE_POINTS = 10_000
+CURVE_POINTS = 1_000
 """Most points of a logged learning curve; longer ones are bucket means."""
 
 
