@@ -170,7 +170,7 @@ def _tpe(
         results.append({"config": config, "training": training, "metrics": metrics})
         return metrics["score"]
 
-    study.optimize(objective, n_trials=n_trials)
+    study.optimize(objective, n_trials=n_trials, show_progress_bar=True)
     print(
         f"{agent}: study {study.study_name} had {done_before} trials before this run; "
         f"best {study.best_value:.4f}"

@@ -45,8 +45,10 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         "price path (simulated mode, compiled); logged: off-policy Q-learning on the "
         "actions the system took (default: explore)",
     )
-    parser.add_argument("--epochs", type=int, default=20, help="passes over the training window")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random stream")
+    parser.add_argument(
+        "--epochs", type=int, default=20, help="passes over the training window (default 20)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random stream (0)")
     parser.add_argument(
         "--holdout-fraction",
         type=float,
@@ -183,8 +185,16 @@ def add_sweep_command(subparsers: Any) -> None:
     )
     _db(parser)
     _training_options(parser)
-    parser.add_argument("--agent", choices=AGENT_CHOICES, default="both")
-    parser.add_argument("--method", choices=("grid", "random", "tpe"), default="grid")
+    parser.add_argument(
+        "--agent", choices=AGENT_CHOICES, default="both", help="which agent(s) to sweep"
+    )
+    parser.add_argument(
+        "--method",
+        choices=("grid", "random", "tpe"),
+        default="grid",
+        help="grid: every combination of the listed values; random: --trials draws between "
+        "them; tpe: Optuna's TPE over that range, in a persistent study (default grid)",
+    )
     parser.add_argument("--alpha", type=_floats, help="values of α, e.g. 0.01,0.05,0.2")
     parser.add_argument("--gamma", type=_floats, help="values of γ, e.g. 0.9,0.99")
     parser.add_argument("--epsilon", type=_floats, help="initial ε values")
@@ -257,9 +267,16 @@ def add_promote_command(subparsers: Any) -> None:
     )
     _db(parser)
     _gate_options(parser)
-    parser.add_argument("--agent", choices=AGENT_CHOICES, default="both")
+    parser.add_argument(
+        "--agent", choices=AGENT_CHOICES, default="both", help="which agent(s) to gate"
+    )
     parser.add_argument("--version", help="the registered version to gate (one agent only)")
-    parser.add_argument("--holdout-fraction", type=float, default=0.2)
+    parser.add_argument(
+        "--holdout-fraction",
+        type=float,
+        default=0.2,
+        help="share of the decision points in the holdout (default 0.2, as in train)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.set_defaults(run=run_promote)
 

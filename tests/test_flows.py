@@ -174,3 +174,26 @@ def test_sweep_on_a_dask_cluster_gives_the_threads_result(prefect_harness, mlflo
     dask = sweep(**kwargs, task_runner="dask")["position_sizing"]["table"]
     assert threads["score"].tolist() == dask["score"].tolist()
     assert threads["config_index"].tolist() == dask["config_index"].tolist()
+
+
+def test_tpe_study_persists_and_a_rerun_resumes_it(prefect_harness, mlflow_store, db, tmp_path):
+    import optuna
+
+    from flows.sweep import sweep
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    kwargs = {
+        "db": db,
+        "agent": "position_sizing",
+        "method": "tpe",
+        "n_trials": 2,
+        "storage": storage,
+        "study_name": "resume",
+        "epochs": 2,
+        "register_best": False,
+    }
+    first = sweep(**kwargs)["position_sizing"]["table"]
+    assert len(first) == 2
+    sweep(**kwargs)
+    study = optuna.load_study(study_name="resume-position_sizing", storage=storage)
+    assert len(study.trials) == 4  # the rerun added two trials to the stored two
