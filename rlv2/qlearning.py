@@ -303,6 +303,11 @@ class QLearner:
         self.q[s, a] = self.q[s, a] + self.alpha * td_error
         return td_error
 
+    @staticmethod
+    def discounted_return(rewards: ArrayLike, gamma: float) -> float:
+        """Discounted return of an episode (SPEC A4); see the module's ``discounted_return``."""
+        return discounted_return(rewards, gamma)
+
     def end_episode(self) -> None:
         """Close an episode: decay ε to ``max(ε · epsilon_decay, epsilon_min)``."""
         self.epsilon = max(self.epsilon * self.epsilon_decay, self.epsilon_min)

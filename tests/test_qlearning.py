@@ -657,3 +657,7 @@ def test_sweep_rejects_bad_hyperparameters() -> None:
         replay_sweep(qs, **events, epsilon_min=[0.01, 0.01, 0.5])
     with pytest.raises(ValueError, match="qs must be a 3-D float64 array"):
         replay_sweep(np.zeros((972, 3)), **events)
+
+
+def test_qlearner_exposes_discounted_return() -> None:
+    assert QLearner.discounted_return([1.0, 2.0, 3.0], 0.5) == 2.75  # 1 + 1 + 0.75
