@@ -22,11 +22,11 @@ def gate_agent(
     candidate_q: np.ndarray,
     holdout: WindowData,
     config: TrainConfig,
+    champion_q: np.ndarray | None,
     partner_q: np.ndarray | None,
 ) -> dict[str, Any]:
     """Compare a candidate with production on the holdout; record it; promote if it wins."""
     champion = tracking.production_version(agent)
-    champion_q = production_q.fn(agent, config) if champion is not None else None
     champion_name = f"production v{champion.version}" if champion is not None else "logged"
     if champion is not None and str(champion.version) == str(version):
         print(f"{agent}: v{version} is already in production")
@@ -55,12 +55,18 @@ def gate_candidates(
     holdout: WindowData,
     config: TrainConfig,
 ) -> dict[str, dict[str, Any]]:
-    """Gate each agent's candidate, the other agent playing its production table."""
-    partners = {agent: production_q.fn(agent, config) for agent in AGENTS}
+    """Gate each agent's candidate, the other agent playing its production table.
+
+    Each production table is loaded from the registry once: it is one agent's champion
+    and the other's partner.
+    """
+    production = {agent: production_q.fn(agent, config) for agent in AGENTS}
     out = {}
     for agent, (version, q) in candidates.items():
         other = AGENTS[1] if agent == AGENTS[0] else AGENTS[0]
-        out[agent] = gate_agent(agent, version, q, holdout, config, partners[other])
+        out[agent] = gate_agent(
+            agent, version, q, holdout, config, production[agent], production[other]
+        )
     return out
 
 

@@ -123,14 +123,14 @@ class ReplayConfig:
         }
 
 
-def _regime_codes(values: NDArray[Any]) -> NDArray[np.int64]:
-    lookup = {r.name: r.value for r in Regime}
-    return np.asarray([lookup.get(v, -1) if v is not None else -1 for v in values], np.int64)
-
-
 def _name_codes(values: NDArray[Any], enum: Any) -> NDArray[np.int64]:
+    """Enum codes of names from SQL; NULL (None) or an unknown name becomes -1."""
     lookup = {e.name: e.value for e in enum}
     return np.asarray([lookup.get(v, -1) if v is not None else -1 for v in values], np.int64)
+
+
+def _regime_codes(values: NDArray[Any]) -> NDArray[np.int64]:
+    return _name_codes(values, Regime)
 
 
 def traded_mask(tr: Arrays, closed_before: Any = None) -> NDArray[np.bool_]:
@@ -1082,9 +1082,8 @@ def counterfactual_rewards(
         logged_lev[:, None],
         WEIGHT_SCALES[weight][None, :],
     )
-    alignment = (
-        np.where(inputs.predicted[:, model] == inputs.hold_regime[take, paths], 1.0, -0.5)
-        * inputs.confidences[:, model]
+    alignment = regime_alignment(
+        inputs.predicted[:, model], inputs.hold_regime[take, paths], inputs.confidences[:, model]
     )
     sharpe = tr["close_sharpe_signal"][rows].astype(np.float64)
     r_meta = meta_strategy_reward(pnl, dd, sharpe[:, None], alignment, config.meta_weights)

@@ -8,7 +8,7 @@ float for scalar input, an ndarray otherwise. NaN or infinite inputs raise
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -95,6 +95,13 @@ def _regime_code(value: Any) -> int:
 
 def regime_codes(name: str, value: Any) -> NDArray[np.int64]:
     """Return regimes given as ``Regime``, names or codes as an int array; raise naming bad ones."""
+    if isinstance(value, np.ndarray):
+        ints = cast(NDArray[np.int64], value)
+        if ints.dtype.kind in "iu":
+            # integer code arrays (the replay's (N, A) batches) need no per-element lookup
+            if ints.size and (ints.min() < 0 or ints.max() >= len(Regime)):
+                raise ValueError(f"{name}: regime codes must be in [0, {len(Regime)})")
+            return ints.astype(np.int64)
     arr = np.asarray(value, dtype=object)
     try:
         codes = [_regime_code(v) for v in arr.ravel()]

@@ -147,3 +147,12 @@ def test_negative_volatility_or_exposure_raise():
 def test_risk_penalty_bounded(leverage, exposure):
     value = risk_penalty(max(leverage, 1e-9), exposure)
     assert 0.0 <= value <= 5.0
+
+
+def test_regime_alignment_takes_code_arrays_and_checks_their_range():
+    codes = np.array([[0, 3], [2, 1]])
+    np.testing.assert_allclose(
+        regime_alignment(codes, np.array([[0, 0], [2, 2]]), 0.5), [[0.5, -0.25], [0.5, -0.25]]
+    )
+    with pytest.raises(ValueError, match="actual_regime"):
+        regime_alignment(codes, np.array([[0, 4], [2, 2]]), 0.5)
