@@ -1,9 +1,11 @@
 """The edge to DuckDB for reading history: states, rewards' parts and transitions as arrays.
 
-Runs the ``sql/features_*.sql`` files in order (bars → decisions → account → windows →
-window features → transitions) inside the database and returns numpy arrays ready
-for ``rlv2.replay`` and the kernels. Every window function runs in DuckDB; no Python
-loop touches a row.
+DuckDB does the data work: it sorts the candles into bar arrays (``sql/bars_*.sql``),
+computes the account features with window functions (``sql/features_account.sql``) and
+pivots and joins signals, trades, closes, account and RL switch into one row per
+decision (``sql/features_decisions.sql``). The arithmetic over price windows, and the
+lookup of the bar known at a time, run in the compiled kernels of ``rlv2.market``. No
+Python loop touches a row; the result is numpy arrays ready for ``rlv2.replay``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 
 import duckdb
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
+from rlv2.domain import Model, Regime, WeightAction
+from rlv2.market import asof_bars, simple_returns, window_market_features
 from rlv2.outcomes import INITIAL_EQUITY, MARGIN_UNIT
 from rlv2.replay import (
     SimulationInputs,
@@ -90,16 +93,6 @@ def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> 
     return {k: _unmask(v) for k, v in result.items()}
 
 
-def _window_params(config: FeatureConfig) -> dict[str, Any]:
-    rule = config.regime_rule
-    return {
-        "pressure_bars": config.pressure_bars,
-        "breakout_k": rule.breakout_k,
-        "trend_efficiency": rule.trend_efficiency,
-        "reversion_z": rule.reversion_z,
-    }
-
-
 @contextmanager
 def deterministic(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Run the enclosed queries on one thread, so float aggregates are bit-reproducible.
@@ -116,14 +109,183 @@ def deterministic(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.execute(sql_text("threads_set").format(threads=restore))
 
 
-def prepare_bars(con: duckdb.DuckDBPyConnection) -> None:
-    """Index every candle (``sql/features_bars.sql``) into the temp table ``bars``."""
-    con.execute(sql_text("features_bars"))
+def _names(enum: Any) -> NDArray[Any]:
+    """Names of an IntEnum by code, then None: ``_names(E)[code]`` maps -1 (NULL) to None."""
+    return np.asarray([e.name for e in sorted(enum, key=int)] + [None], dtype=object)
+
+
+REGIME_NAMES = _names(Regime)
+"""Regime names by code; index -1 (no label) gives None."""
+
+_ENUM_COLUMNS = {
+    **{f"regime_{m}": Regime for m in ("xgb", "lgbm", "nhits", "patchtst")},
+    "trade_model": Model,
+    "trade_predicted_regime": Regime,
+    "strategy": Regime,
+    "weight_action": WeightAction,
+}
+"""Columns features_decisions.sql returns as enum codes and load_transitions as names."""
+
+_TRADE_COLUMNS = (
+    "trade_id",
+    "trade_model",
+    "trade_confidence",
+    "trade_predicted_regime",
+    "strategy",
+    "weight_action",
+    "size_multiplier",
+    "leverage",
+    "portfolio_exposure",
+    "action_prob",
+    "side",
+    "trade_ts",
+    "closed_ts",
+    "pnl_pct",
+    "max_drawdown_pct",
+)
+"""The executed trade's columns, in the order load_transitions returns them."""
 
 
 def load_bars(con: duckdb.DuckDBPyConnection) -> Arrays:
-    """The indexed bars as arrays (symbol, ts, idx, high, low, close, first/last idx)."""
-    return _fetch(con, sql_text("bars_arrays"), {})
+    """Every candle as price arrays in (symbol, ts) order, with each symbol's bar range.
+
+    Bar ``i`` is row ``i`` (``idx``); ``first_idx`` / ``last_idx`` bound its symbol's
+    bars, so no window or price path crosses into another symbol. ``symbols`` lists the
+    symbols in code order, ``symbol_first`` / ``symbol_last`` their bar ranges; ``ret``
+    the simple return into each bar (meaningless on a symbol's first bar, never read).
+    """
+    per_symbol = _fetch(con, sql_text("bars_symbols"), {})
+    out = _fetch(con, sql_text("bars_arrays"), {})
+    counts = per_symbol["n_bars"].astype(np.int64)
+    if int(counts.sum()) != len(out["close"]):
+        raise RuntimeError("the candles changed while their bars were loading; load again")
+    symbol_last = np.cumsum(counts) - 1
+    symbol_first = symbol_last - counts + 1
+    symbols = per_symbol["symbol"].astype(object)
+    out.update(
+        symbols=symbols,
+        symbol_first=symbol_first,
+        symbol_last=symbol_last,
+        idx=np.arange(len(out["close"]), dtype=np.int64),
+        first_idx=np.repeat(symbol_first, counts),
+        last_idx=np.repeat(symbol_last, counts),
+        symbol=np.repeat(symbols, counts),
+        ret=simple_returns(out["close"]),
+    )
+    return out
+
+
+def window_features(
+    bars: Arrays,
+    lo_idx: NDArray[np.int64],
+    hi_idx: NDArray[np.int64],
+    config: FeatureConfig | None = None,
+) -> Arrays:
+    """Market features of bar windows ``lo_idx..hi_idx`` (inclusive), aligned with them.
+
+    ``volatility``, ``market_pressure``, ``regime`` (name) and ``regime_code``, by
+    ``rlv2.market.window_market_features`` over the closes of ``load_bars``.
+    """
+    config = config or FeatureConfig()
+    volatility, pressure, regime = window_market_features(
+        bars["close"], lo_idx, hi_idx, config.pressure_bars, config.regime_rule, bars.get("ret")
+    )
+    return {
+        "lo_idx": np.asarray(lo_idx, dtype=np.int64),
+        "hi_idx": np.asarray(hi_idx, dtype=np.int64),
+        "volatility": volatility,
+        "market_pressure": pressure,
+        "regime": REGIME_NAMES[regime],
+        "regime_code": regime,
+    }
+
+
+def _account(con: duckdb.DuckDBPyConnection, config: FeatureConfig) -> None:
+    """Account features after each close into the temp table ``account``, on one thread."""
+    params = {
+        "initial_equity": config.initial_equity,
+        "margin_unit": config.margin_unit,
+        "window": config.winrate_window,
+    }
+    with deterministic(con):
+        con.execute(sql_text("features_account"), params)
+
+
+def _decisions(
+    con: duckdb.DuckDBPyConnection, start: Any, end: Any, config: FeatureConfig
+) -> Arrays:
+    """Rows of ``sql/features_decisions.sql`` (needs the temp table ``account``)."""
+    params = {
+        "start": start or EARLIEST,
+        "end": end or LATEST,
+        "initial_equity": config.initial_equity,
+    }
+    return _fetch(con, sql_text("features_decisions"), params)
+
+
+def _state_windows(
+    tr: Arrays, bars: Arrays, at: NDArray[np.int64], prefix: str, config: FeatureConfig
+) -> None:
+    """Market state over the ``lookback_bars`` bars ending at bar ``at`` (-1: none) into ``tr``."""
+    has = at >= 0
+    lo = np.maximum(at[has] - config.lookback_bars + 1, tr["first_idx"][has])
+    feats = window_features(bars, lo, at[has], config)
+    volatility = np.full(at.size, np.nan)
+    pressure = np.full(at.size, np.nan)
+    regime = np.full(at.size, -1, np.int64)
+    volatility[has] = feats["volatility"]
+    pressure[has] = feats["market_pressure"]
+    regime[has] = feats["regime_code"]
+    tr[f"{prefix}volatility"] = volatility
+    tr[f"{prefix}market_pressure"] = pressure
+    tr[f"{prefix}regime"] = REGIME_NAMES[regime]
+
+
+def _transitions(
+    con: duckdb.DuckDBPyConnection, bars: Arrays, start: Any, end: Any, config: FeatureConfig
+) -> Arrays:
+    """The decision rows with their bars and market features (see ``load_transitions``)."""
+    _account(con, config)
+    d = _decisions(con, start, end, config)
+    code = d.pop("symbol_code").astype(np.int64)
+    bar_idx = asof_bars(bars["ts"], bars["symbol_first"], bars["symbol_last"], code, d["ts"])
+    keep = bar_idx >= 0  # a decision before its symbol's first bar has no state
+    if not keep.all():
+        d = {k: v[keep] for k, v in d.items()}
+        code, bar_idx = code[keep], bar_idx[keep]
+    new_point = np.ones(bar_idx.size, dtype=bool)
+    new_point[1:] = (d["ts"][1:] != d["ts"][:-1]) | (code[1:] != code[:-1])
+    exit_idx = asof_bars(
+        bars["ts"], bars["symbol_first"], bars["symbol_last"], code, d["closed_ts"]
+    )
+    tr: Arrays = {
+        "decision_id": np.cumsum(new_point) - 1,
+        "symbol": d.pop("symbol"),
+        "ts": d.pop("ts"),
+    }
+    for m in ("xgb", "lgbm", "nhits", "patchtst"):
+        tr[f"dir_{m}"] = d.pop(f"dir_{m}")
+    for m in ("xgb", "lgbm", "nhits", "patchtst"):
+        tr[f"conf_{m}"] = d.pop(f"conf_{m}")
+    for m in ("xgb", "lgbm", "nhits", "patchtst"):
+        tr[f"regime_{m}"] = d.pop(f"regime_{m}")
+    tr["confidence"] = d.pop("confidence")
+    tr["bar_idx"] = bar_idx
+    tr["first_idx"] = bars["symbol_first"][code]
+    tr["last_idx"] = bars["symbol_last"][code]
+    for name in _TRADE_COLUMNS:
+        tr[name] = d.pop(name)
+    tr["exit_idx"] = exit_idx
+    for column, enum in _ENUM_COLUMNS.items():
+        tr[column] = _names(enum)[tr[column].astype(np.int64)]
+    _state_windows(tr, bars, bar_idx, "", config)
+    _state_windows(tr, bars, exit_idx, "close_", config)
+    held = exit_idx >= 0
+    actual = np.full(exit_idx.size, -1, np.int64)
+    actual[held] = window_features(bars, bar_idx[held], exit_idx[held], config)["regime_code"]
+    tr["actual_regime"] = REGIME_NAMES[actual]
+    tr.update(d)
+    return tr
 
 
 def load_transitions(
@@ -131,60 +293,19 @@ def load_transitions(
     start: datetime | None = None,
     end: datetime | None = None,
     config: FeatureConfig | None = None,
+    bars: Arrays | None = None,
 ) -> Arrays:
     """One row per decision point in ``[start, end)`` with its states, reward parts and switch.
 
-    Column arrays as in ``sql/features_transitions.sql``. NULLs (a decision without a
-    trade, a trade still open) come back as NaN (floats), -1 (integers), False (flags),
-    NaT (times) or None (text).
+    DuckDB pivots the signals and joins trades, closes, account features and the RL
+    switch (``sql/features_account.sql``, ``sql/features_decisions.sql``); the bar of
+    each decision and close and the market features over the bars are found by the
+    compiled kernels of ``rlv2.market`` over ``bars`` (``load_bars``, loaded if not
+    given). NULLs (a decision without a trade, a trade still open) come back as NaN
+    (floats), -1 (integers), False (flags), NaT (times) or None (text).
     """
     config = config or FeatureConfig()
-    with deterministic(con):
-        prepare_bars(con)
-        con.execute(
-            sql_text("features_decisions"), {"start": start or EARLIEST, "end": end or LATEST}
-        )
-        con.execute(
-            sql_text("features_account"),
-            {
-                "initial_equity": config.initial_equity,
-                "margin_unit": config.margin_unit,
-                "window": config.winrate_window,
-            },
-        )
-        con.execute(sql_text("features_window_list"), {"lookback": config.lookback_bars})
-        con.execute(sql_text("features_windows"), _window_params(config))
-        return _fetch(
-            con,
-            sql_text("features_transitions"),
-            {"lookback": config.lookback_bars, "initial_equity": config.initial_equity},
-        )
-
-
-def window_features(
-    con: duckdb.DuckDBPyConnection,
-    lo_idx: NDArray[np.int64],
-    hi_idx: NDArray[np.int64],
-    config: FeatureConfig | None = None,
-) -> Arrays:
-    """Market features of arbitrary bar windows ``lo_idx..hi_idx`` (needs ``prepare_bars``).
-
-    Returns arrays aligned with the input windows.
-    """
-    config = config or FeatureConfig()
-    lo = np.asarray(lo_idx, dtype=np.int64)
-    frame = pd.DataFrame(
-        {"pos": np.arange(lo.size), "lo_idx": lo, "hi_idx": np.asarray(hi_idx, dtype=np.int64)}
-    )
-    con.register("requested_windows", frame)
-    try:
-        with deterministic(con):
-            con.execute(sql_text("window_list_requested"))
-            con.execute(sql_text("features_windows"), _window_params(config))
-            out = _fetch(con, sql_text("window_features_lookup"), {})
-    finally:
-        con.unregister("requested_windows")
-    return out
+    return _transitions(con, load_bars(con) if bars is None else bars, start, end, config)
 
 
 def decision_bounds(con: duckdb.DuckDBPyConnection) -> tuple[Any, Any, int]:
@@ -234,11 +355,11 @@ def load_window(
     the last bar before ``end``, so a training window never sees its holdout.
     """
     config = config or FeatureConfig()
-    tr = load_transitions(con, start, end, config)
     bars = load_bars(con)
+    tr = load_transitions(con, start, end, config, bars)
     rows = decision_order(tr, traded_mask(tr, end))
     paths = counterfactual_paths(tr, bars, rows, end)
     lo, hi = path_windows(tr, rows, paths, config.lookback_bars)
-    windows = window_features(con, lo, hi, config)
+    windows = window_features(bars, lo, hi, config)
     inputs = simulation_inputs(tr, bars, rows, paths, windows)
     return WindowData(start, end, tr, bars, inputs)

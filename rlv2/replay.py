@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import numba
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from rlv2.actions import meta_space, sizing_space
@@ -126,7 +127,9 @@ class ReplayConfig:
 def _name_codes(values: NDArray[Any], enum: Any) -> NDArray[np.int64]:
     """Enum codes of names from SQL; NULL (None) or an unknown name becomes -1."""
     lookup = {e.name: e.value for e in enum}
-    return np.asarray([lookup.get(v, -1) if v is not None else -1 for v in values], np.int64)
+    seen, distinct = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+    to_code = np.asarray([lookup.get(v, -1) for v in distinct] + [-1], dtype=np.int64)
+    return to_code[seen]  # seen is -1 for None, the appended -1
 
 
 def _regime_codes(values: NDArray[Any]) -> NDArray[np.int64]:

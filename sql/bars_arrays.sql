@@ -1,2 +1,3 @@
--- The indexed bars (temp table `bars`) as the replay's price arrays, in index order.
-SELECT symbol, ts, idx, high, low, close, first_idx, last_idx FROM bars ORDER BY idx;
+-- Every candle of every symbol in (symbol, ts) order: the replay's price arrays. Row i is
+-- bar i; each symbol's bars are contiguous, in the order of bars_symbols.sql.
+SELECT ts, high, low, close FROM candles ORDER BY symbol, ts;

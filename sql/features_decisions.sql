@@ -1,10 +1,18 @@
--- Decision points: the signal rows of one (symbol, ts), pivoted by model, with the bar
--- known at decision time (the last bar with bar.ts <= decision ts: no look-ahead) and
--- the trade executed on it, if any, with its close and the bar of its close (exit_idx).
--- Requires the temp table `bars`.
--- Parameters: $start, $end (the decision window [start, end)).
-CREATE OR REPLACE TEMP TABLE decisions AS
-WITH points AS (
+-- Decision points in [$start, $end), one row each (per trade executed on it): the signal
+-- rows of one (symbol, ts) pivoted by model, the trade executed on it with its close, the
+-- account state as of the decision (trades closed at or before it: no look-ahead) and
+-- after the trade's own close, and the RL switch at the signal and at the close.
+-- Ordered by (ts, symbol). The bars (the last bar with bar.ts <= ts, the bar of the
+-- close) and the market features over them are found by rlv2.market's kernels from
+-- symbol_code, the symbol's position in bars_symbols.sql (NULL: no candles).
+-- Enum columns come back as their codes (enum_code = the rlv2.domain IntEnum value).
+-- Requires the temp table `account` (features_account.sql).
+-- Parameters: $start, $end, $initial_equity.
+WITH symbols AS (
+    SELECT symbol, row_number() OVER (ORDER BY symbol) - 1 AS symbol_code
+    FROM (SELECT DISTINCT symbol FROM candles)
+),
+points AS (
     SELECT
         symbol,
         ts,
@@ -16,30 +24,25 @@ WITH points AS (
         max(confidence) FILTER (WHERE model = 'LGBM') AS conf_lgbm,
         max(confidence) FILTER (WHERE model = 'NHITS') AS conf_nhits,
         max(confidence) FILTER (WHERE model = 'PATCHTST') AS conf_patchtst,
-        max(predicted_regime::VARCHAR) FILTER (WHERE model = 'XGB') AS regime_xgb,
-        max(predicted_regime::VARCHAR) FILTER (WHERE model = 'LGBM') AS regime_lgbm,
-        max(predicted_regime::VARCHAR) FILTER (WHERE model = 'NHITS') AS regime_nhits,
-        max(predicted_regime::VARCHAR) FILTER (WHERE model = 'PATCHTST') AS regime_patchtst,
+        max(enum_code(predicted_regime)) FILTER (WHERE model = 'XGB') AS regime_xgb,
+        max(enum_code(predicted_regime)) FILTER (WHERE model = 'LGBM') AS regime_lgbm,
+        max(enum_code(predicted_regime)) FILTER (WHERE model = 'NHITS') AS regime_nhits,
+        max(enum_code(predicted_regime)) FILTER (WHERE model = 'PATCHTST') AS regime_patchtst,
         max(confidence) AS confidence
     FROM signals
     WHERE ts >= $start AND ts < $end
     GROUP BY symbol, ts
-),
-anchored AS (
-    SELECT p.*, b.idx AS bar_idx, b.first_idx, b.last_idx
-    FROM points AS p
-    ASOF JOIN bars AS b ON p.symbol = b.symbol AND p.ts >= b.ts
 ),
 executed AS (
     SELECT
         s.symbol,
         s.ts,
         t.trade_id,
-        s.model::VARCHAR AS trade_model,
+        enum_code(s.model) AS trade_model,
         s.confidence AS trade_confidence,
-        s.predicted_regime::VARCHAR AS trade_predicted_regime,
-        t.strategy::VARCHAR AS strategy,
-        t.weight_action::VARCHAR AS weight_action,
+        enum_code(s.predicted_regime) AS trade_predicted_regime,
+        enum_code(t.strategy) AS strategy,
+        enum_code(t.weight_action) AS weight_action,
         t.size_multiplier,
         t.leverage,
         t.portfolio_exposure,
@@ -54,18 +57,36 @@ executed AS (
     LEFT JOIN positions AS po ON po.trade_id = t.trade_id
     WHERE s.ts >= $start AND s.ts < $end
 ),
-exits AS (
-    -- the bar of each close (closed trades only: an ASOF join must not see NULL times)
-    SELECT e.trade_id, x.idx AS exit_idx
-    FROM (SELECT trade_id, symbol, closed_ts FROM executed WHERE closed_ts IS NOT NULL) AS e
-    ASOF JOIN bars AS x ON x.symbol = e.symbol AND e.closed_ts >= x.ts
+close_policy AS (
+    -- the switch at each close (closed trades only: an ASOF join must not see NULL times)
+    SELECT e.trade_id, p.enable_rl
+    FROM (SELECT trade_id, closed_ts FROM executed WHERE closed_ts IS NOT NULL) AS e
+    ASOF JOIN policy AS p ON e.closed_ts >= p.ts
+),
+acct AS (
+    SELECT closed_ts, k, equity, winrate, account_health, equity_curve_slope FROM account
 )
 SELECT
-    row_number() OVER (ORDER BY a.ts, a.symbol) - 1 AS decision_id,
-    a.*,
+    p.symbol,
+    sy.symbol_code,
+    p.* EXCLUDE (symbol),
     e.* EXCLUDE (symbol, ts),
-    x.exit_idx
-FROM anchored AS a
-LEFT JOIN executed AS e ON e.symbol = a.symbol AND e.ts = a.ts
-LEFT JOIN exits AS x ON x.trade_id = e.trade_id
-ORDER BY decision_id;
+    coalesce(ad.winrate, 0.5) AS previous_winrate,
+    coalesce(ad.account_health, 1.0) AS account_health,
+    coalesce(ad.equity_curve_slope, 0.0) AS equity_curve_slope,
+    coalesce(ad.k, 0) AS closed_before,
+    coalesce(ad.equity, $initial_equity) AS equity,
+    ac.winrate AS close_winrate,
+    ac.account_health AS close_account_health,
+    ac.equity_curve_slope AS close_equity_curve_slope,
+    ac.sharpe_signal AS close_sharpe_signal,
+    coalesce(ps.enable_rl, TRUE) AS rl_at_signal,
+    coalesce(pc.enable_rl, TRUE) AS rl_at_close
+FROM points AS p
+LEFT JOIN symbols AS sy ON sy.symbol = p.symbol
+LEFT JOIN executed AS e ON e.symbol = p.symbol AND e.ts = p.ts
+ASOF LEFT JOIN acct AS ad ON p.ts >= ad.closed_ts
+LEFT JOIN account AS ac ON ac.trade_id = e.trade_id
+ASOF LEFT JOIN policy AS ps ON p.ts >= ps.ts
+LEFT JOIN close_policy AS pc ON pc.trade_id = e.trade_id
+ORDER BY p.ts, p.symbol, e.trade_id;

@@ -51,7 +51,6 @@ def test_all_four_regimes_occur(transitions):
 
 
 def test_account_features_equal_python_formulas(demo_con):
-    history.prepare_bars(demo_con)
     demo_con.execute(
         store.sql_text("features_account"),
         {"initial_equity": 100.0, "margin_unit": 10.0, "window": 20},
@@ -96,11 +95,10 @@ def test_no_look_ahead_changing_later_bars_changes_no_earlier_state(demo_db, tmp
 
 
 def test_window_features_match_requested_order(demo_con):
-    history.prepare_bars(demo_con)
+    bars = history.load_bars(demo_con)
     lo = np.array([30, 0, 10, 30])
     hi = np.array([49, 4, 29, 49])
-    out = history.window_features(demo_con, lo, hi)
-    bars = history.load_bars(demo_con)
+    out = history.window_features(bars, lo, hi)
     for i in range(4):
         window = bars["close"][lo[i] : hi[i] + 1]
         assert out["volatility"][i] == pytest.approx(states.volatility(window), rel=1e-9)
