@@ -1,17 +1,17 @@
 """The edge to DuckDB for reading history: states, rewards' parts and transitions as arrays.
 
 DuckDB does the data work: it sorts the candles into bar arrays (``sql/bars_*.sql``),
-computes the account features with window functions (``sql/features_account.sql``) and
-pivots and joins signals, trades, closes, account and RL switch into one row per
-decision (``sql/features_decisions.sql``). The arithmetic over price windows, and the
-lookup of the bar known at a time, run in the compiled kernels of ``rlv2.market``. No
-Python loop touches a row; the result is numpy arrays ready for ``rlv2.replay``.
+pivots and joins signals, trades, closes and the RL switch into one row per decision
+(``sql/features_decisions.sql``) and lists the closes in order
+(``sql/account_closes.sql``). The arithmetic runs in compiled kernels: the bar known
+at each time and the market features over price windows in ``rlv2.market``, the
+account features after each close in ``rlv2.account``. No Python loop touches a row;
+the result is numpy arrays ready for ``rlv2.replay``, the same on every rerun (the
+kernels sum in a fixed order).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 from numpy.typing import NDArray
 
+from rlv2.account import account_after_closes
 from rlv2.domain import Model, Regime, WeightAction
 from rlv2.market import asof_bars, simple_returns, window_market_features
 from rlv2.outcomes import INITIAL_EQUITY, MARGIN_UNIT
@@ -31,7 +32,13 @@ from rlv2.replay import (
     simulation_inputs,
     traded_mask,
 )
-from rlv2.states import PRESSURE_WINDOW, VOLATILITY_WINDOW, WINRATE_WINDOW, RegimeRule
+from rlv2.states import (
+    NEUTRAL_WINRATE,
+    PRESSURE_WINDOW,
+    VOLATILITY_WINDOW,
+    WINRATE_WINDOW,
+    RegimeRule,
+)
 from rlv2.store import sql_text
 
 EARLIEST = datetime(1900, 1, 1)
@@ -91,22 +98,6 @@ def _unmask(values: Any) -> NDArray[Any]:
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> Arrays:
     result = con.execute(sql, params).fetchnumpy()
     return {k: _unmask(v) for k, v in result.items()}
-
-
-@contextmanager
-def deterministic(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Run the enclosed queries on one thread, so float aggregates are bit-reproducible.
-
-    Parallel partial sums combine in a varying order and differ in the last bits; a
-    state on a bin edge could then flip between reruns. One thread costs little here.
-    """
-    threads = con.execute(sql_text("threads_get")).fetchone()
-    con.execute(sql_text("threads_set").format(threads=1))
-    try:
-        yield
-    finally:
-        restore = int(threads[0]) if threads else 1
-        con.execute(sql_text("threads_set").format(threads=restore))
 
 
 def _names(enum: Any) -> NDArray[Any]:
@@ -200,27 +191,56 @@ def window_features(
     }
 
 
-def _account(con: duckdb.DuckDBPyConnection, config: FeatureConfig) -> None:
-    """Account features after each close into the temp table ``account``, on one thread."""
-    params = {
-        "initial_equity": config.initial_equity,
-        "margin_unit": config.margin_unit,
-        "window": config.winrate_window,
-    }
-    with deterministic(con):
-        con.execute(sql_text("features_account"), params)
+def _decisions(con: duckdb.DuckDBPyConnection, start: Any, end: Any) -> Arrays:
+    """Rows of ``sql/features_decisions.sql``: decision points with trade, close, RL switch."""
+    return _fetch(
+        con, sql_text("features_decisions"), {"start": start or EARLIEST, "end": end or LATEST}
+    )
 
 
-def _decisions(
-    con: duckdb.DuckDBPyConnection, start: Any, end: Any, config: FeatureConfig
+def _account_columns(
+    con: duckdb.DuckDBPyConnection,
+    ts: NDArray[Any],
+    trade_id: NDArray[np.int64],
+    config: FeatureConfig,
 ) -> Arrays:
-    """Rows of ``sql/features_decisions.sql`` (needs the temp table ``account``)."""
-    params = {
-        "start": start or EARLIEST,
-        "end": end or LATEST,
-        "initial_equity": config.initial_equity,
+    """Account state before each decision at ``ts`` and after the close of ``trade_id``.
+
+    Before: after every trade closed at or before ``ts`` (the neutral start when none);
+    after the close: NaN for a trade without a close.
+    """
+    closes = _fetch(con, sql_text("account_closes"), {})
+    acct = account_after_closes(
+        closes["pnl_pct"], config.initial_equity, config.margin_unit, config.winrate_window
+    )
+    # a neutral row 0 (no close yet) and a NaN row 1 (no close of this trade) ahead of
+    # the closes, so that every lookup is one take
+    neutral = {
+        "winrate": NEUTRAL_WINRATE,
+        "account_health": 1.0,
+        "equity_curve_slope": 0.0,
+        "equity": config.initial_equity,
+        "sharpe_signal": 0.0,
     }
-    return _fetch(con, sql_text("features_decisions"), params)
+    table = {k: np.r_[neutral[k], np.nan, v] for k, v in acct.items()}
+    closed_before = np.searchsorted(closes["closed_ts"], ts, side="right").astype(np.int64)
+    before = np.where(closed_before > 0, closed_before + 1, 0)
+    order = np.argsort(closes["trade_id"], kind="stable")
+    ids = np.r_[closes["trade_id"][order], -1]  # -1: a sentinel no trade id matches
+    pos = np.searchsorted(ids[:-1], trade_id)
+    own = (trade_id >= 0) & (ids[pos] == trade_id)
+    after = np.where(own, np.r_[order, 0][pos] + 2, 1)
+    return {
+        "previous_winrate": table["winrate"][before],
+        "account_health": table["account_health"][before],
+        "equity_curve_slope": table["equity_curve_slope"][before],
+        "closed_before": closed_before,
+        "equity": table["equity"][before],
+        "close_winrate": table["winrate"][after],
+        "close_account_health": table["account_health"][after],
+        "close_equity_curve_slope": table["equity_curve_slope"][after],
+        "close_sharpe_signal": table["sharpe_signal"][after],
+    }
 
 
 def _state_windows(
@@ -245,8 +265,7 @@ def _transitions(
     con: duckdb.DuckDBPyConnection, bars: Arrays, start: Any, end: Any, config: FeatureConfig
 ) -> Arrays:
     """The decision rows with their bars and market features (see ``load_transitions``)."""
-    _account(con, config)
-    d = _decisions(con, start, end, config)
+    d = _decisions(con, start, end)
     code = d.pop("symbol_code").astype(np.int64)
     bar_idx = asof_bars(bars["ts"], bars["symbol_first"], bars["symbol_last"], code, d["ts"])
     keep = bar_idx >= 0  # a decision before its symbol's first bar has no state
@@ -260,7 +279,7 @@ def _transitions(
     )
     tr: Arrays = {
         "decision_id": np.cumsum(new_point) - 1,
-        "symbol": d.pop("symbol"),
+        "symbol": bars["symbols"][code],
         "ts": d.pop("ts"),
     }
     for m in ("xgb", "lgbm", "nhits", "patchtst"):
@@ -284,6 +303,7 @@ def _transitions(
     actual = np.full(exit_idx.size, -1, np.int64)
     actual[held] = window_features(bars, bar_idx[held], exit_idx[held], config)["regime_code"]
     tr["actual_regime"] = REGIME_NAMES[actual]
+    tr.update(_account_columns(con, tr["ts"], tr["trade_id"], config))
     tr.update(d)
     return tr
 

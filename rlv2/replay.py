@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from rlv2 import account as account_kernels
 from rlv2.actions import meta_space, sizing_space
 from rlv2.agents import EpisodeTracker, MetaStrategyAgent, PositionSizingAgent
 from rlv2.domain import (
@@ -803,44 +804,6 @@ def _heap_pop(keys: Any, ids: Any, size: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _trailing(buffer: Any, count: int, window: int, out: Any) -> int:
-    """Copy the last min(count, window) values of a growing buffer into ``out``."""
-    n = min(count, window)
-    for i in range(n):
-        out[i] = buffer[count - n + i]
-    return n
-
-
-@numba.njit(cache=True, nogil=True)
-def _account_state(pnls: Any, curve: Any, n_closed: int, window: int, scratch: Any) -> Any:
-    """Trailing win rate and equity slope of the closed trades (SPEC A2, C)."""
-    n = _trailing(pnls, n_closed, window, scratch)
-    winrate = 0.5
-    if n > 0:
-        wins = 0
-        for i in range(n):
-            if scratch[i] > 0.0:
-                wins += 1
-        winrate = wins / n
-    n = _trailing(curve, n_closed, window, scratch)
-    slope = 0.0
-    if n >= 2:
-        sx = 0.0
-        sxx = 0.0
-        sy = 0.0
-        sxy = 0.0
-        for i in range(n):
-            sx += i
-            sxx += i * i
-            sy += scratch[i]
-            sxy += scratch[i] * i
-        mean = sy / n
-        if mean != 0.0:
-            slope = (n * sxy - sx * sy) / (n * sxx - sx * sx) / mean
-    return winrate, slope
-
-
-@numba.njit(cache=True, nogil=True)
 def _evaluate_core(
     ts: Any,
     exit_ts: Any,
@@ -875,7 +838,6 @@ def _evaluate_core(
     heap_size = 0
     pnls = np.empty(n, np.float64)
     curve = np.empty(n, np.float64)
-    scratch = np.empty(window, np.float64)
     notional = np.zeros(n, np.float64)
     open_sum = 0.0
     equity = initial_equity
@@ -905,19 +867,7 @@ def _evaluate_core(
             curve[n_closed] = equity
             peak = max(peak, equity)
             n_closed += 1
-            tail = _trailing(pnls, n_closed, window, scratch)
-            sharpe = 0.0
-            if tail >= 2:
-                mean = 0.0
-                for i in range(tail):
-                    mean += scratch[i] / 100.0
-                mean /= tail
-                var = 0.0
-                for i in range(tail):
-                    var += (scratch[i] / 100.0 - mean) ** 2
-                std = np.sqrt(var / tail)
-                if std > 0.0:
-                    sharpe = np.tanh(mean / std)
+            sharpe = account_kernels.trailing_sharpe(pnls, max(0, n_closed - window), n_closed)
             row = n_closed - 1
             out_int[row, 0] = k
             out_int[row, 1] = m_state[k]
@@ -935,7 +885,8 @@ def _evaluate_core(
             break
         if equity <= 0.0:
             continue  # the account is bust: no margin left to trade
-        winrate, slope = _account_state(pnls, curve, n_closed, window, scratch)
+        winrate = account_kernels.trailing_winrate(pnls, max(0, n_closed - window), n_closed)
+        slope = account_kernels.trailing_slope(curve, max(0, n_closed - window), n_closed)
         meta_values[0] = regime[d]
         meta_values[1] = volatility[d]
         meta_values[2] = pressure[d]

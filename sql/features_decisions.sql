@@ -1,13 +1,13 @@
 -- Decision points in [$start, $end), one row each (per trade executed on it): the signal
--- rows of one (symbol, ts) pivoted by model, the trade executed on it with its close, the
--- account state as of the decision (trades closed at or before it: no look-ahead) and
--- after the trade's own close, and the RL switch at the signal and at the close.
+-- rows of one (symbol, ts) pivoted by model, the trade executed on it with its close,
+-- and the RL switch at the signal and at the close. The account state before the
+-- decision and after the close comes from account_closes.sql and rlv2.account.
 -- Ordered by (ts, symbol). The bars (the last bar with bar.ts <= ts, the bar of the
 -- close) and the market features over them are found by rlv2.market's kernels from
--- symbol_code, the symbol's position in bars_symbols.sql (NULL: no candles).
+-- symbol_code, the symbol's position in bars_symbols.sql (NULL: no candles; such a
+-- decision has no state and is dropped, as is one before its symbol's first bar).
 -- Enum columns come back as their codes (enum_code = the rlv2.domain IntEnum value).
--- Requires the temp table `account` (features_account.sql).
--- Parameters: $start, $end, $initial_equity.
+-- Parameters: $start, $end.
 WITH symbols AS (
     SELECT symbol, row_number() OVER (ORDER BY symbol) - 1 AS symbol_code
     FROM (SELECT DISTINCT symbol FROM candles)
@@ -62,31 +62,16 @@ close_policy AS (
     SELECT e.trade_id, p.enable_rl
     FROM (SELECT trade_id, closed_ts FROM executed WHERE closed_ts IS NOT NULL) AS e
     ASOF JOIN policy AS p ON e.closed_ts >= p.ts
-),
-acct AS (
-    SELECT closed_ts, k, equity, winrate, account_health, equity_curve_slope FROM account
 )
 SELECT
-    p.symbol,
     sy.symbol_code,
     p.* EXCLUDE (symbol),
     e.* EXCLUDE (symbol, ts),
-    coalesce(ad.winrate, 0.5) AS previous_winrate,
-    coalesce(ad.account_health, 1.0) AS account_health,
-    coalesce(ad.equity_curve_slope, 0.0) AS equity_curve_slope,
-    coalesce(ad.k, 0) AS closed_before,
-    coalesce(ad.equity, $initial_equity) AS equity,
-    ac.winrate AS close_winrate,
-    ac.account_health AS close_account_health,
-    ac.equity_curve_slope AS close_equity_curve_slope,
-    ac.sharpe_signal AS close_sharpe_signal,
     coalesce(ps.enable_rl, TRUE) AS rl_at_signal,
     coalesce(pc.enable_rl, TRUE) AS rl_at_close
 FROM points AS p
 LEFT JOIN symbols AS sy ON sy.symbol = p.symbol
 LEFT JOIN executed AS e ON e.symbol = p.symbol AND e.ts = p.ts
-ASOF LEFT JOIN acct AS ad ON p.ts >= ad.closed_ts
-LEFT JOIN account AS ac ON ac.trade_id = e.trade_id
 ASOF LEFT JOIN policy AS ps ON p.ts >= ps.ts
 LEFT JOIN close_policy AS pc ON pc.trade_id = e.trade_id
 ORDER BY p.ts, p.symbol, e.trade_id;

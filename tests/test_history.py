@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rlv2 import history, rewards, states, store
+from rlv2.account import account_after_closes
 from rlv2.outcomes import account_equity
 
 
@@ -51,14 +52,11 @@ def test_all_four_regimes_occur(transitions):
 
 
 def test_account_features_equal_python_formulas(demo_con):
-    demo_con.execute(
-        store.sql_text("features_account"),
-        {"initial_equity": 100.0, "margin_unit": 10.0, "window": 20},
-    )
-    acct = demo_con.execute("SELECT * FROM account ORDER BY k").fetchnumpy()
-    pnl = acct["pnl_pct"]
+    closes = demo_con.execute(store.sql_text("account_closes")).fetchnumpy()
+    pnl = closes["pnl_pct"]
+    acct = account_after_closes(pnl, 100.0, 10.0, 20)
     equity = account_equity(pnl)
-    np.testing.assert_allclose(acct["equity"], equity, rtol=1e-12)
+    np.testing.assert_array_equal(acct["equity"], equity)
     for k in range(0, len(pnl), 37):
         tail = pnl[max(0, k - 19) : k + 1]
         assert acct["winrate"][k] == pytest.approx(states.trailing_winrate(pnl[: k + 1]))
@@ -71,6 +69,25 @@ def test_account_features_equal_python_formulas(demo_con):
         assert acct["account_health"][k] == pytest.approx(
             states.account_health(np.r_[100.0, equity[: k + 1]])
         )
+
+
+def test_decision_account_state_counts_closes_at_or_before_it(transitions, demo_con):
+    tr, _ = transitions
+    closes = demo_con.execute(store.sql_text("account_closes")).fetchnumpy()
+    acct = account_after_closes(closes["pnl_pct"], 100.0, 10.0, 20)
+    for i in range(0, len(tr["ts"]), 53):
+        k = int((closes["closed_ts"] <= tr["ts"][i]).sum())
+        assert tr["closed_before"][i] == k
+        if k == 0:
+            assert (tr["previous_winrate"][i], tr["equity"][i]) == (0.5, 100.0)
+        else:
+            assert tr["equity"][i] == acct["equity"][k - 1]
+            assert tr["previous_winrate"][i] == acct["winrate"][k - 1]
+        if tr["exit_idx"][i] >= 0:
+            own = int(np.flatnonzero(closes["trade_id"] == tr["trade_id"][i])[0])
+            assert tr["close_sharpe_signal"][i] == acct["sharpe_signal"][own]
+        else:
+            assert np.isnan(tr["close_winrate"][i])
 
 
 def test_no_look_ahead_changing_later_bars_changes_no_earlier_state(demo_db, tmp_path):

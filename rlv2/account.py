@@ -1,0 +1,111 @@
+"""Compiled account features after each closed trade (SPEC A2, C), in close order.
+
+The equity curve ``initial_equity + margin_unit * Σ pnl_pct / 100``, the drawdown-based
+account health (equity over its running peak, the initial equity included), and over
+the trailing ``window`` closed trades the win rate (``pnl_pct > 0``), the Sharpe signal
+of the returns ``pnl_pct / 100`` (``rlv2.rewards.sharpe_signal``) and the equity-curve
+slope over mean equity (``rlv2.states.equity_curve_slope``). The trailing helpers are
+shared with the compiled policy evaluation in ``rlv2.replay``; ``rlv2.states`` and
+``rlv2.rewards`` stay the readable definitions, tested equal to these.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+_jit = numba.njit(cache=True, nogil=True)
+
+
+@_jit
+def trailing_winrate(pnl: NDArray[np.float64], a: int, b: int) -> float:
+    """Share of ``pnl[a:b]`` above 0; the neutral 0.5 when empty."""
+    if b <= a:
+        return 0.5
+    wins = 0
+    for i in range(a, b):
+        if pnl[i] > 0.0:
+            wins += 1
+    return wins / (b - a)
+
+
+@_jit
+def trailing_sharpe(pnl: NDArray[np.float64], a: int, b: int) -> float:
+    """``tanh(mean / std)`` of the returns ``pnl[a:b] / 100``; 0 under 2 or with no spread."""
+    n = b - a
+    if n < 2:
+        return 0.0
+    mean = 0.0
+    for i in range(a, b):
+        mean += pnl[i] / 100.0
+    mean /= n
+    var = 0.0
+    for i in range(a, b):
+        var += (pnl[i] / 100.0 - mean) ** 2
+    std = math.sqrt(var / n)
+    return math.tanh(mean / std) if std > 0.0 else 0.0
+
+
+@_jit
+def trailing_slope(equity: NDArray[np.float64], a: int, b: int) -> float:
+    """Least-squares slope of ``equity[a:b]`` over its index, over its mean; 0 under 2."""
+    n = b - a
+    if n < 2:
+        return 0.0
+    sx = 0.0
+    sxx = 0.0
+    sy = 0.0
+    sxy = 0.0
+    for i in range(n):
+        y = equity[a + i]
+        sx += i
+        sxx += i * i
+        sy += y
+        sxy += y * i
+    mean = sy / n
+    if mean == 0.0:
+        return 0.0
+    return (n * sxy - sx * sy) / (n * sxx - sx * sx) / mean
+
+
+@_jit
+def _account_kernel(
+    pnl: NDArray[np.float64],
+    initial_equity: float,
+    margin_unit: float,
+    window: int,
+    out: NDArray[np.float64],
+) -> None:
+    cumulative = 0.0
+    peak = initial_equity
+    for k in range(pnl.size):
+        cumulative += pnl[k]
+        equity = initial_equity + margin_unit * cumulative / 100.0
+        out[k, 0] = equity
+        peak = max(peak, equity)
+        out[k, 1] = equity / peak
+        a = max(0, k + 1 - window)
+        out[k, 2] = trailing_winrate(pnl, a, k + 1)
+        out[k, 3] = trailing_sharpe(pnl, a, k + 1)
+        out[k, 4] = trailing_slope(out[:, 0], a, k + 1)
+
+
+ACCOUNT_COLUMNS = ("equity", "account_health", "winrate", "sharpe_signal", "equity_curve_slope")
+"""The features ``account_after_closes`` returns, per closed trade."""
+
+
+def account_after_closes(
+    pnl_pct: NDArray[np.float64], initial_equity: float, margin_unit: float, window: int
+) -> dict[str, NDArray[np.float64]]:
+    """Account features after each closed trade of ``pnl_pct`` (in close order)."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    pnl = np.ascontiguousarray(pnl_pct, dtype=np.float64)
+    if not np.all(np.isfinite(pnl)):
+        raise ValueError("pnl_pct must be finite")
+    out = np.empty((pnl.size, len(ACCOUNT_COLUMNS)), np.float64)
+    _account_kernel(pnl, float(initial_equity), float(margin_unit), int(window), out)
+    return {name: out[:, i].copy() for i, name in enumerate(ACCOUNT_COLUMNS)}

@@ -1,2 +1,0 @@
--- The number of threads this connection runs queries on.
-SELECT current_setting('threads')::INTEGER AS threads;
