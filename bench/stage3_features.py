@@ -400,16 +400,16 @@ def profile_steps(path: Path) -> list[tuple[str, float]]:
         t0 = time.perf_counter()
         bars = history.load_bars(con)
         t1 = time.perf_counter()
-        history._account(con, config)
+        history._decisions(con, None, None)
         t2 = time.perf_counter()
-        history._decisions(con, None, None, config)
+        con.execute(store.sql_text("account_closes")).fetchnumpy()
         t3 = time.perf_counter()
         history.load_transitions(con, config=config, bars=bars)
         t4 = time.perf_counter()
     return [
         ("load_bars (bars_*.sql)", t1 - t0),
-        ("features_account.sql", t2 - t1),
-        ("features_decisions.sql", t3 - t2),
+        ("features_decisions.sql", t2 - t1),
+        ("account_closes.sql", t3 - t2),
         ("kernels and assembly", max(t4 - t3 - (t3 - t1), 0.0)),
     ]
 
@@ -563,10 +563,9 @@ def run(config: BenchConfig) -> StageResult:
         "load_transitions returns more than the bot computes: also the state at the close "
         "and the holding period's regime, the trade, its close, the account after it and "
         "the RL switch.",
-        "Throughput is decisions per second (ns/update = ns per decision). The account "
-        "window functions run on one DuckDB thread on purpose (bit-reproducible float "
-        "aggregates, rlv2.history.deterministic); the rest uses DuckDB's threads and the "
-        "kernels are compiled with numba.",
+        "Throughput is decisions per second (ns/update = ns per decision). DuckDB sorts, "
+        "pivots and joins on its own threads; the bar lookup, the window features and the "
+        "account features run in numba kernels (rlv2.market, rlv2.account).",
         "The naive bot walks decisions in time order, appends each closed trade as it comes, "
         "and computes volatility, pressure, regime (last 20 closes) and win rate, equity, "
         "health, slope (last 20 closed trades) with loops over Python lists. Column "
