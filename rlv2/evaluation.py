@@ -11,11 +11,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
 from rlv2.actions import meta_space, sizing_space
 from rlv2.outcomes import INITIAL_EQUITY
+from rlv2.qlearning import (  # the generator of the kernels, inlined in the bootstrap loop
+    _GOLDEN_U64,
+    _SHIFT_11,
+    _TWO_POW_MINUS_53,
+    _check_seed,
+    _mix64,
+)
 from rlv2.replay import SimulationResult
 
 METRICS = ("pnl_pct", "meta_reward", "sizing_reward")
@@ -98,11 +106,38 @@ class PromotionDecision:
         return asdict(self)
 
 
-def _per_decision(result: SimulationResult, metric: str) -> dict[int, float]:
+def _per_decision(
+    result: SimulationResult, metric: str
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The run's decisions (ascending, each once: its last trade) and their ``metric``."""
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r}: expected one of {METRICS}")
-    values = getattr(result, metric)
-    return {int(d): float(v) for d, v in zip(result.decision, values, strict=True)}
+    decisions = np.asarray(result.decision, dtype=np.int64)
+    values = np.asarray(getattr(result, metric), dtype=np.float64)
+    last = decisions.size - 1 - np.unique(decisions[::-1], return_index=True)[1]
+    return decisions[last], values[last]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _bootstrap_means(diff: NDArray[np.float64], n_boot: int, seed: int) -> NDArray[np.float64]:
+    """Means of ``n_boot`` resamples of ``diff`` with replacement, resample b on its own stream.
+
+    Resample b draws its indices from the splitmix64 generator seeded with
+    ``stream_seed(seed, b)`` (``rlv2.qlearning``) and sums in draw order, so the result
+    does not depend on the thread count.
+    """
+    n = diff.size
+    means = np.empty(n_boot, np.float64)
+    base = _mix64(np.uint64(seed))
+    for b in numba.prange(n_boot):
+        state = _mix64(base + np.uint64(b + 1) * _GOLDEN_U64)
+        total = 0.0
+        for _ in range(n):
+            state += _GOLDEN_U64
+            draw = float(_mix64(state) >> _SHIFT_11) * _TWO_POW_MINUS_53  # uniform on [0, 1)
+            total += diff[np.int64(draw * n)]
+        means[b] = total / n
+    return means
 
 
 def compare_policies(
@@ -139,10 +174,12 @@ def compare_policies(
             champion_name,
             "the candidate's account went bust on the holdout",
         )
-    cand = _per_decision(candidate, metric)
-    champ = _per_decision(champion, metric)
-    common = sorted(set(cand) & set(champ))
-    n = len(common)
+    cand_ids, cand_values = _per_decision(candidate, metric)
+    champ_ids, champ_values = _per_decision(champion, metric)
+    _, in_cand, in_champ = np.intersect1d(
+        cand_ids, champ_ids, assume_unique=True, return_indices=True
+    )
+    n = in_cand.size
     if n < 2:
         return PromotionDecision(
             False,
@@ -157,11 +194,12 @@ def compare_policies(
             champion_name,
             f"only {n} common trades on the holdout: nothing to compare",
         )
-    a = np.asarray([cand[d] for d in common])
-    b = np.asarray([champ[d] for d in common])
+    a = cand_values[in_cand]
+    b = champ_values[in_champ]
     diff = a - b
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
+    if n_boot < 1:
+        raise ValueError(f"n_boot={n_boot} must be >= 1")
+    means = _bootstrap_means(diff, int(n_boot), _check_seed(seed))
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = (float(x) for x in np.percentile(means, [tail, 100.0 - tail]))
     mean_diff = float(diff.mean())

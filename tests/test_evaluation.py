@@ -82,3 +82,21 @@ def test_a_candidate_that_goes_bust_is_refused():
     bust = bust._replace(equity=np.r_[np.full(49, 50.0), 0.0])
     d = compare_policies(bust, champion, metric="pnl_pct")
     assert not d.promote and "bust" in d.reason
+
+
+def test_bootstrap_resample_b_uses_its_own_stream_whatever_the_threads():
+    import numba
+
+    from rlv2.evaluation import _bootstrap_means
+    from rlv2.qlearning import make_rng, stream_seed, uniform
+
+    diff = np.random.default_rng(3).normal(0.0, 1.0, 57)
+    means = _bootstrap_means(diff, 9, 42)
+    rng = make_rng(stream_seed(42, 4))
+    draws = [diff[int(uniform(rng) * 57)] for _ in range(57)]
+    assert means[4] == sum(draws) / 57  # same draws, same summation order
+    numba.set_num_threads(1)
+    try:
+        assert np.array_equal(_bootstrap_means(diff, 9, 42), means)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
