@@ -70,8 +70,8 @@ from rlv2.domain import (
 )
 from rlv2.outcomes import (
     INITIAL_EQUITY,
+    MARGIN_UNIT,
     SIGMA_FLOOR,
-    account_equity,
     position_exposure,
     position_pnl,
     walk_paths,
@@ -382,9 +382,9 @@ def _book_positions(
 
     A position counts as closed for a later entry when its ``closed_ts`` is at or
     before the entry's ``ts`` (closes come first at equal times, as in the replay and
-    the account SQL). Equity is
-    ``account_equity`` of the closed positions' pnl; exposure sums ``position_exposure``
-    of every open position (all symbols) and the new one at that equity.
+    the account features). Equity is ``rlv2.outcomes.account_equity`` of the closed
+    positions' pnl, kept as a running sum; exposure sums ``position_exposure`` of every
+    open position (all symbols) and the new one at that equity.
     """
     n = decisions.bar_idx.shape[0]
     ts = bars.ts[decisions.bar_idx]
@@ -394,18 +394,18 @@ def _book_positions(
     open_count = np.zeros(len(bars.symbols), dtype=np.int64)
     closing: list[tuple[int, int]] = []
     open_now: set[int] = set()
-    closed_pnl = np.empty(n, dtype=np.float64)
+    cumulative_pnl = 0.0  # running sum in close order: account_equity's cumsum, step by step
     n_closed = 0
     for d in range(n):
         while closing and closing[0][0] <= ts[d]:
             _, k = heapq.heappop(closing)
             open_now.discard(k)
             open_count[symbol[k]] -= 1
-            closed_pnl[n_closed] = pnl_pct[k]
+            cumulative_pnl += pnl_pct[k]
             n_closed += 1
         if open_count[symbol[d]] >= max_open:
             continue
-        equity = account_equity(closed_pnl[:n_closed])[-1] if n_closed else INITIAL_EQUITY
+        equity = INITIAL_EQUITY + MARGIN_UNIT * cumulative_pnl / 100.0
         if equity <= 0.0:
             continue
         members = np.fromiter((*open_now, d), dtype=np.int64)
