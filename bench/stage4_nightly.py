@@ -146,7 +146,7 @@ def _parts(db: str, timings: dict[str, list[float]]) -> int:
         for name, (start, end) in bounds.items():
             _timed(
                 timings,
-                f"feature SQL ({name})",
+                f"load_transitions ({name})",
                 lambda s=start, e=end: history.load_transitions(con, s, e, config.features),
             )
             part = f"load_window ({name})"
@@ -328,9 +328,9 @@ def run(config: BenchConfig) -> StageResult:
         "Parts: the plain functions under the flow's tasks, timed one after the other in "
         "the same child after the flows (warm); the flow runs the two load_window tasks and "
         "the two train_agent tasks concurrently (2 threads), so the parts can add up to more "
-        "than the flow. 'feature SQL' is load_transitions alone, which load_window includes; "
-        "the indented rows are the calls inside the part above them (module functions "
-        "timed by patching them for that call).",
+        "than the flow. The 'part: load_transitions' rows call it alone (it loads its own "
+        "bars), as load_window does inside; the indented rows are the calls inside the "
+        "part above them (module functions timed by patching them for that call).",
     ]
     return result
 
