@@ -243,6 +243,12 @@ def _account_columns(
     }
 
 
+def _switch_at(switches: Arrays, ts: NDArray[Any]) -> NDArray[np.bool_]:
+    """The RL switch in force at each time: the latest switch at or before it (none, NaT: on)."""
+    flags = np.r_[True, switches["enable_rl"].astype(bool)]
+    return flags[np.searchsorted(switches["ts"], ts, side="right") * ~np.isnat(ts)]
+
+
 def _state_windows(
     tr: Arrays, bars: Arrays, at: NDArray[np.int64], prefix: str, config: FeatureConfig
 ) -> None:
@@ -305,6 +311,9 @@ def _transitions(
     tr["actual_regime"] = REGIME_NAMES[actual]
     tr.update(_account_columns(con, tr["ts"], tr["trade_id"], config))
     tr.update(d)
+    switches = _fetch(con, sql_text("policy_switches"), {})
+    tr["rl_at_signal"] = _switch_at(switches, tr["ts"])
+    tr["rl_at_close"] = _switch_at(switches, tr["closed_ts"])
     return tr
 
 

@@ -1,7 +1,7 @@
 -- Decision points in [$start, $end), one row each (per trade executed on it): the signal
--- rows of one (symbol, ts) pivoted by model, the trade executed on it with its close,
--- and the RL switch at the signal and at the close. The account state before the
--- decision and after the close comes from account_closes.sql and rlv2.account.
+-- rows of one (symbol, ts) pivoted by model, and the trade executed on it with its
+-- close. The account state before the decision and after the close comes from
+-- account_closes.sql and rlv2.account, the RL switch from policy_switches.sql.
 -- Ordered by (ts, symbol). The bars (the last bar with bar.ts <= ts, the bar of the
 -- close) and the market features over them are found by rlv2.market's kernels from
 -- symbol_code, the symbol's position in bars_symbols.sql (NULL: no candles; such a
@@ -16,18 +16,18 @@ points AS (
     SELECT
         symbol,
         ts,
-        max(direction) FILTER (WHERE model = 'XGB') AS dir_xgb,
-        max(direction) FILTER (WHERE model = 'LGBM') AS dir_lgbm,
-        max(direction) FILTER (WHERE model = 'NHITS') AS dir_nhits,
-        max(direction) FILTER (WHERE model = 'PATCHTST') AS dir_patchtst,
-        max(confidence) FILTER (WHERE model = 'XGB') AS conf_xgb,
-        max(confidence) FILTER (WHERE model = 'LGBM') AS conf_lgbm,
-        max(confidence) FILTER (WHERE model = 'NHITS') AS conf_nhits,
-        max(confidence) FILTER (WHERE model = 'PATCHTST') AS conf_patchtst,
-        max(enum_code(predicted_regime)) FILTER (WHERE model = 'XGB') AS regime_xgb,
-        max(enum_code(predicted_regime)) FILTER (WHERE model = 'LGBM') AS regime_lgbm,
-        max(enum_code(predicted_regime)) FILTER (WHERE model = 'NHITS') AS regime_nhits,
-        max(enum_code(predicted_regime)) FILTER (WHERE model = 'PATCHTST') AS regime_patchtst,
+        max(direction) FILTER (WHERE model = 'XGB'::model_enum) AS dir_xgb,
+        max(direction) FILTER (WHERE model = 'LGBM'::model_enum) AS dir_lgbm,
+        max(direction) FILTER (WHERE model = 'NHITS'::model_enum) AS dir_nhits,
+        max(direction) FILTER (WHERE model = 'PATCHTST'::model_enum) AS dir_patchtst,
+        max(confidence) FILTER (WHERE model = 'XGB'::model_enum) AS conf_xgb,
+        max(confidence) FILTER (WHERE model = 'LGBM'::model_enum) AS conf_lgbm,
+        max(confidence) FILTER (WHERE model = 'NHITS'::model_enum) AS conf_nhits,
+        max(confidence) FILTER (WHERE model = 'PATCHTST'::model_enum) AS conf_patchtst,
+        max(enum_code(predicted_regime)) FILTER (WHERE model = 'XGB'::model_enum) AS regime_xgb,
+        max(enum_code(predicted_regime)) FILTER (WHERE model = 'LGBM'::model_enum) AS regime_lgbm,
+        max(enum_code(predicted_regime)) FILTER (WHERE model = 'NHITS'::model_enum) AS regime_nhits,
+        max(enum_code(predicted_regime)) FILTER (WHERE model = 'PATCHTST'::model_enum) AS regime_patchtst,
         max(confidence) AS confidence
     FROM signals
     WHERE ts >= $start AND ts < $end
@@ -56,22 +56,12 @@ executed AS (
     JOIN signals AS s ON s.signal_id = t.signal_id
     LEFT JOIN positions AS po ON po.trade_id = t.trade_id
     WHERE s.ts >= $start AND s.ts < $end
-),
-close_policy AS (
-    -- the switch at each close (closed trades only: an ASOF join must not see NULL times)
-    SELECT e.trade_id, p.enable_rl
-    FROM (SELECT trade_id, closed_ts FROM executed WHERE closed_ts IS NOT NULL) AS e
-    ASOF JOIN policy AS p ON e.closed_ts >= p.ts
 )
 SELECT
     sy.symbol_code,
     p.* EXCLUDE (symbol),
-    e.* EXCLUDE (symbol, ts),
-    coalesce(ps.enable_rl, TRUE) AS rl_at_signal,
-    coalesce(pc.enable_rl, TRUE) AS rl_at_close
+    e.* EXCLUDE (symbol, ts)
 FROM points AS p
 LEFT JOIN symbols AS sy ON sy.symbol = p.symbol
 LEFT JOIN executed AS e ON e.symbol = p.symbol AND e.ts = p.ts
-ASOF LEFT JOIN policy AS ps ON p.ts >= ps.ts
-LEFT JOIN close_policy AS pc ON pc.trade_id = e.trade_id
 ORDER BY p.ts, p.symbol, e.trade_id;
