@@ -5,24 +5,32 @@ PostgreSQL database (through DuckDB's postgres extension, read-only). One ingest
 source into one contract table (``sql/schema.sql``) in one transaction:
 
 1. stage: read every column as VARCHAR, number the data rows (``sql/ingest_read_*.sql``,
-   ``ingest_source.sql``); a CSV record that cannot be split into columns is set aside;
-2. map: name each contract column's source column (:func:`plan_columns`);
-3. type and check: parse the values, apply the contract's rules, compare keys with the
-   stored rows (``ingest_typed_*``, ``ingest_unparsed``, ``ingest_rules_*``,
-   ``ingest_triage``);
+   ``ingest_source*.sql``); a CSV record that cannot be split into columns is set aside;
+2. map: name each contract column's source column (:func:`plan_columns`,
+   ``ingest_mapped.sql``);
+3. check: type every row in one pass and give the plainly fine rows their verdict, load or
+   duplicate (``ingest_checked_*``); the others, usually few, are typed again with their
+   problems named, and judged (``ingest_suspects``, ``ingest_typed_*``,
+   ``ingest_unparsed``, ``ingest_rules_*``, ``ingest_triage``);
 4. load the valid new rows, quarantine the others with source row, column and reason, and
    log the counts: ``read = loaded + duplicate + quarantined``, always.
 
-A source that cannot be read at all raises :class:`IngestError` and changes nothing.
-Re-ingesting a source loads nothing twice: its rows count as duplicates.
+A key repeated within the source is left to the table's key index: if the index refuses
+the load, the transaction is rolled back and run again with the repeats sent to triage
+(``ingest_repeats_*``). A source that cannot be read at all raises :class:`IngestError`
+and changes nothing. Re-ingesting a source loads nothing twice: its rows count as
+duplicates.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +64,10 @@ _POSTGRES_PREFIXES = ("postgresql:", "postgres:")
 
 class IngestError(Exception):
     """A source that cannot be ingested; the message names the source and the cause."""
+
+
+class _KeyRepeated(Exception):
+    """The key index refused the rows to load: the source repeats a key (rolled back, rerun)."""
 
 
 @dataclass(frozen=True)
@@ -249,9 +261,24 @@ def ingest(con: duckdb.DuckDBPyConnection, request: IngestRequest) -> IngestRepo
         raise IngestError(f"{source}: a source table applies to DuckDB and PostgreSQL sources")
     if source_format == "postgres":
         load_postgres_extension(con, source)
-    is_file = source_format in ("csv", "parquet")
-    file_sha256 = _file_sha256(request.source) if is_file else None
+    stream = _open_file(request.source) if source_format in ("csv", "parquet") else None
     started_at = _utc_now()
+    # A file's sha256 is computed on a thread while DuckDB reads and loads the file; the
+    # file is closed once the thread is done.
+    with stream if stream is not None else nullcontext(), ThreadPoolExecutor(1) as hasher:
+        file_sha256 = hasher.submit(_sha256_of, stream) if stream is not None else None
+        return _stage_and_load(con, request, source_format, source, file_sha256, started_at)
+
+
+def _stage_and_load(
+    con: duckdb.DuckDBPyConnection,
+    request: IngestRequest,
+    source_format: str,
+    source: str,
+    file_sha256: Future[str] | None,
+    started_at: datetime,
+) -> IngestReport:
+    """Stage the source, then load it in one transaction (run again if the key index refuses)."""
     # Staging writes temporary tables only, so it runs before the transaction: inside one,
     # DuckDB's rowid (which numbers the rows in source order) would not start at 0.
     try:
@@ -261,9 +288,16 @@ def ingest(con: duckdb.DuckDBPyConnection, request: IngestRequest) -> IngestRepo
         raise
     con.begin()
     try:
-        report = _ingest_in_transaction(
-            con, request, source_format, source, file_sha256, started_at
-        )
+        try:
+            report = _ingest_in_transaction(
+                con, request, source_format, source, file_sha256, started_at, find_repeats=False
+            )
+        except _KeyRepeated:
+            con.rollback()
+            con.begin()
+            report = _ingest_in_transaction(
+                con, request, source_format, source, file_sha256, started_at, find_repeats=True
+            )
     except duckdb.Error as error:
         con.rollback()
         raise IngestError(
@@ -283,30 +317,43 @@ def _ingest_in_transaction(
     request: IngestRequest,
     source_format: str,
     source: str,
-    file_sha256: str | None,
+    file_sha256: Future[str] | None,
     started_at: datetime,
+    *,
+    find_repeats: bool,
 ) -> IngestReport:
     """Run the steps of :func:`ingest` inside its transaction."""
     store.apply_schema(con)
     plan = _plan_for(con, request, source)
-    _project(con, plan)
+    _map_columns(con, plan)
     table = request.table
+    store.execute(con, f"ingest_checked_{table}", {"ts_format": request.ts_format})
+    if find_repeats:
+        store.execute(con, f"ingest_repeats_{table}")
+    store.execute(con, "ingest_suspects")
     store.execute(con, f"ingest_typed_{table}", {"ts_format": request.ts_format})
     store.execute(con, "ingest_unparsed", {"table": table, "ts_format": request.ts_format})
     store.execute(con, f"ingest_rules_{table}")
     store.execute(con, "ingest_triage")
-    rows_read, rows_to_load, rows_duplicate, rows_quarantined, rows_with_two_verdicts = _fetch_one(
-        store.execute(con, "ingest_counts")
-    )
-    if rows_with_two_verdicts:
-        raise AssertionError(f"ingest of {source}: {rows_with_two_verdicts} rows got two verdicts")
-    (rows_loaded,) = _fetch_one(store.execute(con, f"ingest_insert_{table}"))
+    store.execute(con, "ingest_verdicts")
+    counts = _fetch_one(store.execute(con, "ingest_counts"))
+    rows_read, rows_to_load, rows_duplicate, rows_quarantined, two_verdicts, no_verdict = counts
+    if two_verdicts or no_verdict:
+        raise AssertionError(
+            f"ingest of {source}: {two_verdicts} rows got two verdicts, {no_verdict} none"
+        )
+    try:
+        (rows_loaded,) = _fetch_one(store.execute(con, f"ingest_insert_{table}"))
+    except duckdb.ConstraintException as error:
+        if find_repeats:
+            raise
+        raise _KeyRepeated() from error
     if rows_loaded != rows_to_load:
         raise AssertionError(
             f"ingest of {source}: inserted {rows_loaded} rows of {rows_to_load} to load"
         )
     if file_sha256 is not None:
-        content_sha256 = file_sha256
+        content_sha256 = file_sha256.result()
     else:
         (content_sha256,) = _fetch_one(store.execute(con, "ingest_source_digest"))
     (ingest_id,) = _fetch_one(store.execute(con, "ingest_next_id"))
@@ -363,7 +410,7 @@ def _ingest_in_transaction(
 def _stage(
     con: duckdb.DuckDBPyConnection, request: IngestRequest, source_format: str, source: str
 ) -> None:
-    """Read the source into ``ingest_source`` (numbered rows, all VARCHAR)."""
+    """Read the source into ``ingest_read``; ``ingest_source`` numbers its rows (all VARCHAR)."""
     store.execute(con, "ingest_setup")
     try:
         if source_format == "csv":
@@ -379,7 +426,8 @@ def _stage(
         raise IngestError(
             f"cannot read {source} as {source_format}: {_first_line(error)}"
         ) from None
-    store.execute(con, "ingest_source")
+    (rejected,) = _fetch_one(store.execute(con, "ingest_rejected_count"))
+    store.execute(con, "ingest_source_renumbered" if rejected else "ingest_source")
 
 
 def _stage_attached(
@@ -412,27 +460,23 @@ def _plan_for(con: duckdb.DuckDBPyConnection, request: IngestRequest, source: st
     )
 
 
-def _project(con: duckdb.DuckDBPyConnection, plan: ColumnPlan) -> None:
-    """Create ``ingest_raw``: source_row and the contract's columns, renamed from the source.
+def _map_columns(con: duckdb.DuckDBPyConnection, plan: ColumnPlan) -> None:
+    """Create the view ``ingest_mapped``: source_row and the contract's columns, as VARCHAR.
 
-    The one statement built in code, since its identifiers come from the source's header;
-    they are quoted, and constants are bound as parameters.
+    Its select list is built here, since its identifiers come from the source's header:
+    they are quoted, and a constant is inlined as a quoted literal (a view takes no
+    parameters).
     """
-    columns = ["source_row"]
-    params: dict[str, str] = {}
+    columns = []
     for target in [*plan.sources, *plan.constants, *plan.nulls]:
         if target in plan.sources:
-            columns.append(f"{_quote(plan.sources[target])}::VARCHAR AS {_quote(target)}")
+            value = _quote(plan.sources[target])
         elif target in plan.constants:
-            params[f"constant_{target}"] = plan.constants[target]
-            columns.append(f"$constant_{target}::VARCHAR AS {_quote(target)}")
+            value = _sql_literal(plan.constants[target])
         else:
-            columns.append(f"NULL::VARCHAR AS {_quote(target)}")
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE ingest_raw AS SELECT {', '.join(columns)} "
-        "FROM ingest_source ORDER BY source_row",
-        params or None,
-    )
+            value = "NULL"
+        columns.append(f"{value}::VARCHAR AS {_quote(target)}")
+    con.execute(store.sql_text("ingest_mapped").format(columns=", ".join(columns)))
 
 
 def bundled_postgres_extension() -> Path | None:
@@ -486,16 +530,20 @@ def _describe_source(request: IngestRequest, source_format: str) -> str:
     return location
 
 
-def _file_sha256(path: str) -> str:
-    """Return the sha256 of a file's bytes; raise :class:`IngestError` if it is unreadable."""
-    digest = hashlib.sha256()
+def _open_file(path: str) -> io.BufferedReader:
+    """Open a source file for reading; raise :class:`IngestError` if it is unreadable."""
     try:
-        with open(path, "rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
+        return open(path, "rb")
     except OSError as error:
         raise IngestError(f"cannot read {path}: {error.strerror or error}") from None
-    return digest.hexdigest()
+
+
+def _sha256_of(stream: io.BufferedReader) -> str:
+    """Return the sha256 of a file's bytes; raise :class:`IngestError` if it is unreadable."""
+    try:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+    except OSError as error:
+        raise IngestError(f"cannot read {stream.name}: {error.strerror or error}") from None
 
 
 def _find_source_column(

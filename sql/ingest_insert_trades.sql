@@ -1,7 +1,7 @@
--- Inserts the staged trades rows whose verdict is 'load' (ingest_triage.sql); returns the count.
+-- Inserts the trades rows to load (ingest_checked, after ingest_verdicts.sql); returns the
+-- count. The order of rows in a table is not part of the contract (its readers order by
+-- key).
 INSERT INTO trades BY NAME
-SELECT typed.* EXCLUDE (source_row, row_key, row_content, stored_content)
-FROM ingest_typed AS typed
-JOIN ingest_triage AS triage USING (source_row)
-WHERE triage.verdict = 'load'
-ORDER BY typed.source_row;
+SELECT checked.* EXCLUDE (source_row, verdict)
+FROM ingest_checked AS checked
+WHERE checked.verdict = 'load';

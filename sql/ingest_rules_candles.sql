@@ -15,11 +15,11 @@ finite_bars AS (
 )
 SELECT source_row, column_name, format('price must be finite and > 0, got {}', price) AS reason
 FROM prices
-WHERE NOT (isfinite(price) AND price > 0)
+WHERE NOT ingest_is_price(price)
 UNION ALL
 SELECT source_row, 'volume', format('volume must be finite and >= 0, got {}', volume)
 FROM ingest_typed
-WHERE NOT (isfinite(volume) AND volume >= 0)
+WHERE NOT ingest_is_nonnegative(volume)
 UNION ALL
 SELECT source_row, 'high', format('high {} is below low {}', high, low)
 FROM finite_bars

@@ -6,11 +6,11 @@ CREATE OR REPLACE TEMP TABLE ingest_rule_hits AS
 SELECT source_row, 'direction' AS column_name,
     format('direction must be -1 or +1, got {}', direction) AS reason
 FROM ingest_typed
-WHERE direction NOT IN (-1, 1)
+WHERE NOT ingest_is_sign(direction)
 UNION ALL
 SELECT source_row, 'confidence', format('confidence must be in [0, 1], got {}', confidence)
 FROM ingest_typed
-WHERE NOT (isfinite(confidence) AND confidence BETWEEN 0 AND 1)
+WHERE NOT ingest_is_unit_interval(confidence)
 UNION ALL
 SELECT typed.source_row, 'model', format(
     'signal {} is already stored for this (symbol, ts, model)', stored.signal_id

@@ -5,35 +5,35 @@
 CREATE OR REPLACE TEMP TABLE ingest_rule_hits AS
 SELECT source_row, 'side' AS column_name, format('side must be -1 or +1, got {}', side) AS reason
 FROM ingest_typed
-WHERE side NOT IN (-1, 1)
+WHERE NOT ingest_is_sign(side)
 UNION ALL
 SELECT source_row, 'entry_price', format('price must be finite and > 0, got {}', entry_price)
 FROM ingest_typed
-WHERE NOT (isfinite(entry_price) AND entry_price > 0)
+WHERE NOT ingest_is_price(entry_price)
 UNION ALL
 SELECT source_row, 'size_multiplier', format(
     'size_multiplier must be one of 0.2, 0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 1.8, got {}', size_multiplier
 )
 FROM ingest_typed
-WHERE size_multiplier NOT IN (0.2, 0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 1.8)
+WHERE NOT ingest_is_size_multiplier(size_multiplier)
 UNION ALL
 SELECT source_row, 'leverage', format('leverage must be an integer from 1 to 7, got {}', leverage)
 FROM ingest_typed
-WHERE leverage NOT BETWEEN 1 AND 7
+WHERE NOT ingest_is_leverage(leverage)
 UNION ALL
 SELECT source_row, 'portfolio_exposure',
     format('portfolio_exposure must be finite and >= 0, got {}', portfolio_exposure)
 FROM ingest_typed
-WHERE NOT (isfinite(portfolio_exposure) AND portfolio_exposure >= 0)
+WHERE NOT ingest_is_nonnegative(portfolio_exposure)
 UNION ALL
 SELECT source_row, 'action_prob', format('action_prob must be in (0, 1], got {}', action_prob)
 FROM ingest_typed
-WHERE NOT (isfinite(action_prob) AND action_prob > 0 AND action_prob <= 1)
+WHERE NOT ingest_is_action_prob(action_prob)
 UNION ALL
 SELECT source_row, 'signal_id',
     format('no signal with signal_id {} is stored (ingest signals first)', signal_id)
 FROM ingest_typed
-WHERE signal_id NOT IN (SELECT signal_id FROM signals)
+WHERE signal_id IS NOT NULL AND signal_id NOT IN (SELECT signal_id FROM signals)
 UNION ALL
 SELECT typed.source_row, 'symbol',
     format('symbol {} differs from its signal''s symbol {}', typed.symbol, signal.symbol)

@@ -1,23 +1,6 @@
--- Numbers the rows read (ingest_read, in source order) as data rows of the source. The
--- rejected CSV records (ingest_rejected) keep their own numbers, and the rows read fill
--- the numbers in between, in order: in a CSV with one record a line, row n of ingest_source
--- is the n-th record under the header, whatever was rejected around it.
-CREATE OR REPLACE TEMP TABLE ingest_source AS
-WITH
-read_rows AS (
-    SELECT rowid + 1 AS read_row, * FROM ingest_read
-),
-numbers AS (
-    SELECT
-        n AS source_row,
-        row_number() OVER (ORDER BY n) AS read_row
-    FROM range(
-        1,
-        (SELECT count(*) FROM ingest_read) + (SELECT count(*) FROM ingest_rejected) + 1
-    ) AS numbers (n)
-    WHERE n NOT IN (SELECT source_row FROM ingest_rejected)
-)
-SELECT numbers.source_row, read_rows.* EXCLUDE (read_row)
-FROM read_rows
-JOIN numbers USING (read_row)
-ORDER BY numbers.source_row;
+-- Numbers the rows read (ingest_read, in source order) as data rows of the source, for a
+-- source of which no record was set aside (ingest_rejected is empty): row n of the source
+-- is the n-th row read. A view: the rows are not copied.
+CREATE OR REPLACE TEMP VIEW ingest_source AS
+SELECT rowid + 1 AS source_row, *
+FROM ingest_read;

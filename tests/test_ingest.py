@@ -308,6 +308,40 @@ def test_a_second_trade_on_a_stored_signal_is_quarantined(tmp_path):
     assert problems == [("signal_id", "signal 1 is already followed by stored trade 1")]
 
 
+@pytest.mark.parametrize(
+    ("table", "header", "row", "column"),
+    [
+        (
+            "positions",
+            "trade_id,closed_ts,exit_price,pnl_pct,max_drawdown_pct",
+            "not-a-number,2024-01-01 06:00:00,100,1.5,0.5",
+            "trade_id",
+        ),
+        (
+            "trades",
+            "trade_id,signal_id,ts,symbol,side,entry_price,size_multiplier,leverage,"
+            "portfolio_exposure,strategy,weight_action,action_prob",
+            "1,oops,2024-01-01 06:00:00,BTCUSDT,1,100,1.0,2,0.1,TREND,WEIGHT_HOLD,0.5",
+            "signal_id",
+        ),
+    ],
+)
+def test_an_unparsable_reference_into_an_empty_table_is_quarantined(
+    tmp_path, table, header, row, column
+):
+    # NULL NOT IN (empty set) is true in SQL: the rule must not fire on an unparsed id
+    source = tmp_path / f"{table}.csv"
+    source.write_text(f"{header}\n{row}\n")
+    with store.connect(tmp_path / "empty.duckdb") as con:
+        report = ingest(con, IngestRequest(source=str(source), table=table))
+        problems = con.execute(
+            "SELECT column_name, reason FROM quarantine WHERE ingest_id = ?", [report.ingest_id]
+        ).fetchall()
+    assert report.rows_quarantined == 1
+    assert all(reason for _, reason in problems)
+    assert column in {name for name, _ in problems}
+
+
 # --- other source formats -------------------------------------------------------------------
 
 
