@@ -17,13 +17,7 @@ from numpy.typing import NDArray
 
 from rlv2.actions import meta_space, sizing_space
 from rlv2.outcomes import INITIAL_EQUITY
-from rlv2.qlearning import (  # the generator of the kernels, inlined in the bootstrap loop
-    _GOLDEN_U64,
-    _SHIFT_11,
-    _TWO_POW_MINUS_53,
-    _check_seed,
-    _mix64,
-)
+from rlv2.qlearning import stream_seed, uniform_step
 from rlv2.replay import SimulationResult
 
 METRICS = ("pnl_pct", "meta_reward", "sizing_reward")
@@ -119,6 +113,19 @@ def _per_decision(
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
+def _bootstrap_kernel(diff: NDArray[np.float64], seeds: NDArray[np.uint64]) -> NDArray[np.float64]:
+    n = diff.size
+    means = np.empty(seeds.size, np.float64)
+    for b in numba.prange(seeds.size):
+        state = seeds[b]
+        total = 0.0
+        for _ in range(n):
+            draw, state = uniform_step(state)
+            total += diff[np.int64(draw * n)]
+        means[b] = total / n
+    return means
+
+
 def _bootstrap_means(diff: NDArray[np.float64], n_boot: int, seed: int) -> NDArray[np.float64]:
     """Means of ``n_boot`` resamples of ``diff`` with replacement, resample b on its own stream.
 
@@ -126,18 +133,8 @@ def _bootstrap_means(diff: NDArray[np.float64], n_boot: int, seed: int) -> NDArr
     ``stream_seed(seed, b)`` (``rlv2.qlearning``) and sums in draw order, so the result
     does not depend on the thread count.
     """
-    n = diff.size
-    means = np.empty(n_boot, np.float64)
-    base = _mix64(np.uint64(seed))
-    for b in numba.prange(n_boot):
-        state = _mix64(base + np.uint64(b + 1) * _GOLDEN_U64)
-        total = 0.0
-        for _ in range(n):
-            state += _GOLDEN_U64
-            draw = float(_mix64(state) >> _SHIFT_11) * _TWO_POW_MINUS_53  # uniform on [0, 1)
-            total += diff[np.int64(draw * n)]
-        means[b] = total / n
-    return means
+    seeds = np.asarray([stream_seed(seed, b) for b in range(n_boot)], dtype=np.uint64)
+    return _bootstrap_kernel(np.ascontiguousarray(diff, dtype=np.float64), seeds)
 
 
 def compare_policies(
@@ -199,7 +196,7 @@ def compare_policies(
     diff = a - b
     if n_boot < 1:
         raise ValueError(f"n_boot={n_boot} must be >= 1")
-    means = _bootstrap_means(diff, int(n_boot), _check_seed(seed))
+    means = _bootstrap_means(diff, int(n_boot), seed)
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = (float(x) for x in np.percentile(means, [tail, 100.0 - tail]))
     mean_diff = float(diff.mean())

@@ -86,6 +86,16 @@ def uniform(rng: NDArray[np.uint64]) -> float:
     return float(next_u64(rng) >> _SHIFT_11) * _TWO_POW_MINUS_53
 
 
+@_jit_inline
+def uniform_step(state: np.uint64) -> tuple[float, np.uint64]:
+    """:func:`uniform` on a generator state held by value: (draw, new state).
+
+    For compiled loops that keep the state in a local variable (as the kernels do).
+    """
+    state = state + _GOLDEN_U64
+    return float(_mix64(state) >> _SHIFT_11) * _TWO_POW_MINUS_53, state
+
+
 @_jit
 def randint(rng: NDArray[np.uint64], n: int) -> np.int64:
     """Draw an integer uniform on [0, n) as one output modulo n (bias below n / 2**64)."""

@@ -37,7 +37,6 @@ from typing import Any, NamedTuple
 
 import numba
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from rlv2 import account as account_kernels
@@ -127,10 +126,13 @@ class ReplayConfig:
 
 def _name_codes(values: NDArray[Any], enum: Any) -> NDArray[np.int64]:
     """Enum codes of names from SQL; NULL (None) or an unknown name becomes -1."""
-    lookup = {e.name: e.value for e in enum}
-    seen, distinct = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
-    to_code = np.asarray([lookup.get(v, -1) for v in distinct] + [-1], dtype=np.int64)
-    return to_code[seen]  # seen is -1 for None, the appended -1
+    lookup = {e.name: int(e.value) for e in enum}
+
+    def code(name: object) -> int:
+        return lookup.get(name, -1) if isinstance(name, str) else -1
+
+    found = np.frompyfunc(code, 1, 1)(np.asarray(values, dtype=object))
+    return np.asarray(found, dtype=np.int64).reshape(np.shape(values))
 
 
 def _regime_codes(values: NDArray[Any]) -> NDArray[np.int64]:
@@ -477,10 +479,10 @@ def simulation_inputs(
         exit_ts=bars["ts"][paths.exit_idx].reshape(shape),
         ret=paths.ret.reshape(shape),
         mae=paths.mae.reshape(shape),
-        hold_regime=_regime_codes(windows["regime"][:n]).reshape(shape),
+        hold_regime=windows["regime_code"][:n].astype(np.int64).reshape(shape),
         close_volatility=windows["volatility"][n:].astype(np.float64).reshape(shape),
         close_market_pressure=windows["market_pressure"][n:].astype(np.float64).reshape(shape),
-        close_regime=_regime_codes(windows["regime"][n:]).reshape(shape),
+        close_regime=windows["regime_code"][n:].astype(np.int64).reshape(shape),
     )
 
 
