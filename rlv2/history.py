@@ -192,7 +192,7 @@ def window_features(
 
 
 def _decisions(con: duckdb.DuckDBPyConnection, start: Any, end: Any) -> Arrays:
-    """Rows of ``sql/features_decisions.sql``: decision points with trade, close, RL switch."""
+    """Rows of ``sql/features_decisions.sql``: decision points with their trade and close."""
     return _fetch(
         con, sql_text("features_decisions"), {"start": start or EARLIEST, "end": end or LATEST}
     )
@@ -310,7 +310,6 @@ def _transitions(
     actual[held] = window_features(bars, bar_idx[held], exit_idx[held], config)["regime_code"]
     tr["actual_regime"] = REGIME_NAMES[actual]
     tr.update(_account_columns(con, tr["ts"], tr["trade_id"], config))
-    tr.update(d)
     switches = _fetch(con, sql_text("policy_switches"), {})
     tr["rl_at_signal"] = _switch_at(switches, tr["ts"])
     tr["rl_at_close"] = _switch_at(switches, tr["closed_ts"])
@@ -326,12 +325,14 @@ def load_transitions(
 ) -> Arrays:
     """One row per decision point in ``[start, end)`` with its states, reward parts and switch.
 
-    DuckDB pivots the signals and joins trades, closes, account features and the RL
-    switch (``sql/features_account.sql``, ``sql/features_decisions.sql``); the bar of
-    each decision and close and the market features over the bars are found by the
-    compiled kernels of ``rlv2.market`` over ``bars`` (``load_bars``, loaded if not
-    given). NULLs (a decision without a trade, a trade still open) come back as NaN
-    (floats), -1 (integers), False (flags), NaT (times) or None (text).
+    DuckDB pivots the signals and joins trades and closes (``sql/features_decisions.sql``);
+    the bar of each decision and close and the market features over the bars come from
+    ``rlv2.market``'s kernels over ``bars`` (``load_bars``, loaded if not given), the
+    account before the decision and after the close from ``rlv2.account`` over the
+    closes in order, the RL switch from the policy rows. NULLs (a decision without a
+    trade, a trade still open) come back as NaN (floats), -1 (integers), False (flags),
+    NaT (times) or None (text). A decision before its symbol's first bar, or on a
+    symbol without candles, has no state and is left out.
     """
     config = config or FeatureConfig()
     return _transitions(con, load_bars(con) if bars is None else bars, start, end, config)

@@ -130,3 +130,29 @@ def test_decisions_without_a_trade_have_no_exit(transitions):
     assert np.isnat(tr["closed_ts"][untraded]).all()
     traded = ~untraded
     assert (tr["exit_idx"][traded] > tr["bar_idx"][traded]).all()
+
+
+def test_a_decision_without_a_known_bar_is_left_out(demo_db, tmp_path):
+    copy = tmp_path / "extra.duckdb"
+    shutil.copy(demo_db, copy)
+    with store.connect(copy) as con:
+        before = history.load_transitions(con)
+        first_ts, symbol, next_id = con.execute(
+            "SELECT min(ts), arg_min(symbol, ts), (SELECT max(signal_id) + 1 FROM signals) "
+            "FROM candles"
+        ).fetchone()
+        con.execute(
+            "INSERT INTO signals VALUES "
+            "($id, $early, $symbol, 'XGB', 1, 0.9, 'TREND'), "
+            "($id + 1, $late, 'NOBARS', 'XGB', 1, 0.9, 'TREND')",
+            {
+                "id": next_id,
+                "early": first_ts - np.timedelta64(1, "D"),
+                "symbol": symbol,
+                "late": before["ts"][-1],
+            },
+        )
+        after = history.load_transitions(con)
+    assert len(after["ts"]) == len(before["ts"])
+    assert np.array_equal(after["decision_id"], before["decision_id"])
+    assert np.array_equal(after["bar_idx"], before["bar_idx"])
