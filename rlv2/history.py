@@ -140,10 +140,10 @@ _TRADE_COLUMNS = (
 def load_bars(con: duckdb.DuckDBPyConnection) -> Arrays:
     """Every candle as price arrays in (symbol, ts) order, with each symbol's bar range.
 
-    Bar ``i`` is row ``i`` (``idx``); ``first_idx`` / ``last_idx`` bound its symbol's
-    bars, so no window or price path crosses into another symbol. ``symbols`` lists the
-    symbols in code order, ``symbol_first`` / ``symbol_last`` their bar ranges; ``ret``
-    the simple return into each bar (meaningless on a symbol's first bar, never read).
+    Bar ``i`` is row ``i`` of ``ts``, ``high``, ``low``, ``close``. ``symbols`` lists the
+    symbols in code order and ``symbol_first`` / ``symbol_last`` their bar ranges, so no
+    window or price path crosses into another symbol; ``ret`` is the simple return into
+    each bar (meaningless on a symbol's first bar, never read).
     """
     per_symbol = _fetch(con, sql_text("bars_symbols"), {})
     out = _fetch(con, sql_text("bars_arrays"), {})
@@ -152,15 +152,10 @@ def load_bars(con: duckdb.DuckDBPyConnection) -> Arrays:
         raise RuntimeError("the candles changed while their bars were loading; load again")
     symbol_last = np.cumsum(counts) - 1
     symbol_first = symbol_last - counts + 1
-    symbols = per_symbol["symbol"].astype(object)
     out.update(
-        symbols=symbols,
+        symbols=per_symbol["symbol"].astype(object),
         symbol_first=symbol_first,
         symbol_last=symbol_last,
-        idx=np.arange(len(out["close"]), dtype=np.int64),
-        first_idx=np.repeat(symbol_first, counts),
-        last_idx=np.repeat(symbol_last, counts),
-        symbol=np.repeat(symbols, counts),
         ret=simple_returns(out["close"]),
     )
     return out
