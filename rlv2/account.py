@@ -72,11 +72,10 @@ def trailing_slope(equity: NDArray[np.float64], a: int, b: int) -> float:
 
 
 @_jit
-def _account_kernel(
+def _equity_kernel(
     pnl: NDArray[np.float64],
     initial_equity: float,
     margin_unit: float,
-    window: int,
     out: NDArray[np.float64],
 ) -> None:
     cumulative = 0.0
@@ -87,10 +86,16 @@ def _account_kernel(
         out[k, 0] = equity
         peak = max(peak, equity)
         out[k, 1] = equity / peak
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _trailing_kernel(pnl: NDArray[np.float64], window: int, out: NDArray[np.float64]) -> None:
+    equity = out[:, 0]
+    for k in numba.prange(pnl.size):
         a = max(0, k + 1 - window)
         out[k, 2] = trailing_winrate(pnl, a, k + 1)
         out[k, 3] = trailing_sharpe(pnl, a, k + 1)
-        out[k, 4] = trailing_slope(out[:, 0], a, k + 1)
+        out[k, 4] = trailing_slope(equity, a, k + 1)
 
 
 ACCOUNT_COLUMNS = ("equity", "account_health", "winrate", "sharpe_signal", "equity_curve_slope")
@@ -107,5 +112,8 @@ def account_after_closes(
     if not np.all(np.isfinite(pnl)):
         raise ValueError("pnl_pct must be finite")
     out = np.empty((pnl.size, len(ACCOUNT_COLUMNS)), np.float64)
-    _account_kernel(pnl, float(initial_equity), float(margin_unit), int(window), out)
+    # the equity curve is a running sum (one pass in order); each trailing window then
+    # depends only on it, so those run in parallel
+    _equity_kernel(pnl, float(initial_equity), float(margin_unit), out)
+    _trailing_kernel(pnl, int(window), out)
     return {name: out[:, i].copy() for i, name in enumerate(ACCOUNT_COLUMNS)}

@@ -86,3 +86,25 @@ def test_asof_bars_finds_the_last_bar_at_or_before():
     )
     code = np.array([0, 0, 0, 0, 1, -1, 0])
     assert asof_bars(ts, first, last, code, query).tolist() == [-1, 0, 1, 2, 3, -1, -1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_asof_bars_in_any_query_order_equals_a_search_per_row(seed):
+    """The galloping search gives each row's own answer, in time order or not."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 40, 3)
+    ts = np.concatenate([np.sort(rng.choice(300, c, replace=False)) for c in counts])
+    last = np.cumsum(counts) - 1
+    first = last - counts + 1
+    query = rng.integers(-5, 310, 200)
+    if seed % 2 == 0:  # time order, as decisions come; odd seeds: random order, as closes
+        query = np.sort(query)
+    code = rng.integers(-1, 3, 200)
+    expected = [
+        -1
+        if c < 0 or q < ts[first[c]]
+        else int(first[c] + np.searchsorted(ts[first[c] : last[c] + 1], q, side="right") - 1)
+        for c, q in zip(code, query, strict=True)
+    ]
+    got = asof_bars(ts.astype("datetime64[us]"), first, last, code, query.astype("datetime64[us]"))
+    assert got.tolist() == expected
