@@ -100,6 +100,12 @@ def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> 
     return {k: _unmask(v) for k, v in result.items()}
 
 
+def _fetch_dense(con: duckdb.DuckDBPyConnection, sql: str) -> Arrays:
+    """Columns of a query without NULLs as arrays, through Arrow (half fetchnumpy's time)."""
+    table = con.execute(sql).to_arrow_table().combine_chunks()
+    return {name: table.column(name).to_numpy() for name in table.column_names}
+
+
 def _names(enum: Any) -> NDArray[Any]:
     """Names of an IntEnum by code, then None: ``_names(E)[code]`` maps -1 (NULL) to None."""
     return np.asarray([e.name for e in sorted(enum, key=int)] + [None], dtype=object)
@@ -146,7 +152,7 @@ def load_bars(con: duckdb.DuckDBPyConnection) -> Arrays:
     each bar (meaningless on a symbol's first bar, never read).
     """
     per_symbol = _fetch(con, sql_text("bars_symbols"), {})
-    out = _fetch(con, sql_text("bars_arrays"), {})
+    out = _fetch_dense(con, sql_text("bars_arrays"))
     counts = per_symbol["n_bars"].astype(np.int64)
     if int(counts.sum()) != len(out["close"]):
         raise RuntimeError("the candles changed while their bars were loading; load again")
@@ -187,10 +193,16 @@ def window_features(
 
 
 def _decisions(con: duckdb.DuckDBPyConnection, start: Any, end: Any) -> Arrays:
-    """Rows of ``sql/features_decisions.sql``: decision points with their trade and close."""
-    return _fetch(
-        con, sql_text("features_decisions"), {"start": start or EARLIEST, "end": end or LATEST}
-    )
+    """Rows of ``sql/features_decisions.sql``: decision points with their trade and close.
+
+    Ordered by (ts, symbol, trade_id) here: sorting three key arrays and taking the rows
+    costs a third of DuckDB sorting all thirty columns. A decision without a trade has
+    one row (trade_id -1); one on a symbol without candles (code -1) is dropped later.
+    """
+    params = {"start": start or EARLIEST, "end": end or LATEST}
+    rows = _fetch(con, sql_text("features_decisions"), params)
+    order = np.lexsort((rows["trade_id"], rows["symbol_code"], rows["ts"]))
+    return {name: column[order] for name, column in rows.items()}
 
 
 def _account_columns(

@@ -2,10 +2,11 @@
 -- rows of one (symbol, ts) pivoted by model, and the trade executed on it with its
 -- close. The account state before the decision and after the close comes from
 -- account_closes.sql and rlv2.account, the RL switch from policy_switches.sql.
--- Ordered by (ts, symbol). The bars (the last bar with bar.ts <= ts, the bar of the
--- close) and the market features over them are found by rlv2.market's kernels from
--- symbol_code, the symbol's position in bars_symbols.sql (NULL: no candles; such a
--- decision has no state and is dropped, as is one before its symbol's first bar).
+-- Unordered: rlv2.history orders the rows by (ts, symbol, trade_id). The bars (the last
+-- bar with bar.ts <= ts, the bar of the close) and the market features over them are
+-- found by rlv2.market's kernels from symbol_code, the symbol's position in
+-- bars_symbols.sql (NULL: no candles; such a decision has no state and is dropped, as
+-- is one before its symbol's first bar).
 -- Enum columns come back as their codes (enum_code = the rlv2.domain IntEnum value).
 -- Parameters: $start, $end.
 WITH symbols AS (
@@ -63,5 +64,4 @@ SELECT
     e.* EXCLUDE (symbol, ts)
 FROM points AS p
 LEFT JOIN symbols AS sy ON sy.symbol = p.symbol
-LEFT JOIN executed AS e ON e.symbol = p.symbol AND e.ts = p.ts
-ORDER BY p.ts, p.symbol, e.trade_id;
+LEFT JOIN executed AS e ON e.symbol = p.symbol AND e.ts = p.ts;
