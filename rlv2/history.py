@@ -369,7 +369,7 @@ class WindowData:
     start: datetime | None
     end: datetime | None
     transitions: Arrays
-    """Columns of ``sql/features_transitions.sql``, one row per decision point."""
+    """Columns of ``load_transitions``, one row per decision point and executed trade."""
     bars: Arrays
     inputs: SimulationInputs
     """Traded decisions (closed inside the window) with their counterfactual paths."""
