@@ -209,12 +209,14 @@ def _account_columns(
     con: duckdb.DuckDBPyConnection,
     ts: NDArray[Any],
     trade_id: NDArray[np.int64],
+    traded: NDArray[np.bool_],
     config: FeatureConfig,
 ) -> Arrays:
     """Account state before each decision at ``ts`` and after the close of ``trade_id``.
 
     Before: after every trade closed at or before ``ts`` (the neutral start when none);
-    after the close: NaN for a trade without a close.
+    after the close: NaN for a trade without a close, or a row without a trade
+    (``traded`` False; any id, negative ones included, can be a trade's).
     """
     closes = _fetch(con, sql_text("account_closes"), {})
     acct = account_after_closes(
@@ -233,10 +235,10 @@ def _account_columns(
     closed_before = np.searchsorted(closes["closed_ts"], ts, side="right").astype(np.int64)
     before = np.where(closed_before > 0, closed_before + 1, 0)
     order = np.argsort(closes["trade_id"], kind="stable")
-    ids = np.r_[closes["trade_id"][order], -1]  # -1: a sentinel no trade id matches
-    pos = np.searchsorted(ids[:-1], trade_id)
-    own = (trade_id >= 0) & (ids[pos] == trade_id)
-    after = np.where(own, np.r_[order, 0][pos] + 2, 1)
+    ids = closes["trade_id"][order]
+    pos = np.minimum(np.searchsorted(ids, trade_id), max(ids.size - 1, 0))
+    own = traded & (ids[pos] == trade_id) if ids.size else np.zeros(trade_id.size, bool)
+    after = np.where(own, order[pos] + 2 if ids.size else 0, 1)
     return {
         "previous_winrate": table["winrate"][before],
         "account_health": table["account_health"][before],
@@ -316,7 +318,8 @@ def _transitions(
     actual = np.full(exit_idx.size, -1, np.int64)
     actual[held] = window_features(bars, bar_idx[held], exit_idx[held], config)["regime_code"]
     tr["actual_regime"] = REGIME_NAMES[actual]
-    tr.update(_account_columns(con, tr["ts"], tr["trade_id"], config))
+    traded = ~np.isnat(tr["trade_ts"])  # trades.ts is NOT NULL: NaT only without a trade
+    tr.update(_account_columns(con, tr["ts"], tr["trade_id"], traded, config))
     switches = _fetch(con, sql_text("policy_switches"), {})
     tr["rl_at_signal"] = _switch_at(switches, tr["ts"])
     tr["rl_at_close"] = _switch_at(switches, tr["closed_ts"])

@@ -146,7 +146,7 @@ def traded_mask(tr: Arrays, closed_before: Any = None) -> NDArray[np.bool_]:
     must not learn from closes that fall into the holdout after it.
     """
     mask = (
-        (tr["trade_id"] >= 0)
+        ~np.isnat(tr["trade_ts"])  # a trade (its id may be any integer, -1 included)
         & (tr["exit_idx"] >= 0)
         & tr["rl_at_signal"].astype(bool)
         & tr["rl_at_close"].astype(bool)

@@ -10,6 +10,7 @@ import pytest
 from rlv2 import history, rewards, states, store
 from rlv2.account import account_after_closes
 from rlv2.outcomes import account_equity
+from rlv2.replay import traded_mask
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +157,34 @@ def test_a_decision_without_a_known_bar_is_left_out(demo_db, tmp_path):
     assert len(after["ts"]) == len(before["ts"])
     assert np.array_equal(after["decision_id"], before["decision_id"])
     assert np.array_equal(after["bar_idx"], before["bar_idx"])
+
+
+def test_negative_trade_ids_are_trades_like_any_other(demo_db, tmp_path):
+    """The contract allows any BIGINT trade id; -1 must not read as 'no trade'."""
+    renumbered = tmp_path / "negative_ids.duckdb"
+    with store.connect(renumbered) as con:
+        store.apply_schema(con)
+        con.execute(f"ATTACH '{demo_db}' AS src (READ_ONLY)")
+        for table, change in (
+            ("candles", ""),
+            ("signals", ""),
+            ("policy", ""),
+            ("trades", " REPLACE (-trade_id AS trade_id)"),
+            ("positions", " REPLACE (-trade_id AS trade_id)"),
+        ):
+            con.execute(f"INSERT INTO {table} SELECT *{change} FROM src.{table}")
+        con.execute("DETACH src")
+        assert con.execute("SELECT count(*) FROM trades WHERE trade_id = -1").fetchone() == (1,)
+        negative = history.load_transitions(con)
+    with store.connect(demo_db, read_only=True) as con:
+        positive = history.load_transitions(con)
+    assert np.array_equal(traded_mask(negative), traded_mask(positive))
+    traded = ~np.isnat(positive["trade_ts"])
+    assert np.array_equal(negative["trade_id"][traded], -positive["trade_id"][traded])
+    closed = traded & ~np.isnat(positive["closed_ts"])
+    # the account after each close is there (ties in closed_ts now order the other way,
+    # so its values may differ from the positive ids')
+    assert np.isfinite(negative["close_winrate"][closed]).all()
+    assert np.isnan(negative["close_winrate"][~closed]).all()
+    np.testing.assert_array_equal(negative["closed_before"], positive["closed_before"])
+    np.testing.assert_allclose(negative["equity"], positive["equity"], rtol=1e-12)
