@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -54,7 +54,17 @@ def load_window(
 ) -> history.WindowData:
     """Load one window's transitions and counterfactual paths from DuckDB."""
     with store.connect(db, read_only=True) as con:
-        return history.load_window(con, start, end, config.features)
+        window = history.load_window(con, start, end, config.features)
+    if window.n_incomplete:
+        get_run_logger().warning(
+            "%d of %d traded decisions in %s..%s lack a signal from some model: the "
+            "simulated replay (explore training, the promotion gate) leaves them out",
+            window.n_incomplete,
+            window.n_incomplete + window.n_trades,
+            start or "the start",
+            end or "the end",
+        )
+    return window
 
 
 @task(cache_policy=NO_CACHE)

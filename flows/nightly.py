@@ -41,6 +41,8 @@ def log_training(
         "holdout_end": split.holdout_end,
         "train_trades": train.n_trades,
         "holdout_trades": holdout.n_trades,
+        "train_trades_incomplete": train.n_incomplete,
+        "holdout_trades_incomplete": holdout.n_incomplete,
         **tracking.provenance(db),
     }
     with tracking.start_run(run_name, params=params, tags={"flow": "nightly-retrain"}) as run:

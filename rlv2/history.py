@@ -28,6 +28,7 @@ from rlv2.replay import (
     SimulationInputs,
     counterfactual_paths,
     decision_order,
+    every_model_signalled,
     path_windows,
     simulation_inputs,
     traded_mask,
@@ -376,6 +377,8 @@ class WindowData:
     bars: Arrays
     inputs: SimulationInputs
     """Traded decisions (closed inside the window) with their counterfactual paths."""
+    n_incomplete: int = 0
+    """Traded decisions left out of ``inputs`` because some model gave no signal on them."""
 
     @property
     def n_trades(self) -> int:
@@ -392,14 +395,19 @@ def load_window(
     """Load one window ``[start, end)``: transitions, bars, and counterfactual paths.
 
     Only trades closed before ``end`` are used, and no counterfactual path runs past
-    the last bar before ``end``, so a training window never sees its holdout.
+    the last bar before ``end``, so a training window never sees its holdout. A traded
+    decision on which some model gave no signal stays in ``transitions`` (the logged
+    mode learns from it) but not in ``inputs``: the simulated replay could not follow
+    an action that picks that model. ``n_incomplete`` counts them.
     """
     config = config or FeatureConfig()
     bars = load_bars(con)
     tr = load_transitions(con, start, end, config, bars)
-    rows = decision_order(tr, traded_mask(tr, end))
+    traded = traded_mask(tr, end)
+    complete = every_model_signalled(tr)
+    rows = decision_order(tr, traded & complete)
     paths = counterfactual_paths(tr, bars, rows, end)
     lo, hi = path_windows(tr, rows, paths, config.lookback_bars)
     windows = window_features(bars, lo, hi, config)
     inputs = simulation_inputs(tr, bars, rows, paths, windows)
-    return WindowData(start, end, tr, bars, inputs)
+    return WindowData(start, end, tr, bars, inputs, int((traded & ~complete).sum()))

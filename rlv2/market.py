@@ -224,9 +224,10 @@ def _asof_kernel(
             out[i] = -1
             continue
         t = ts[i]
-        a, end = start[c], last[c] + 1
-        if a > first[c] and bar_ts[a - 1] > t:
-            a = first[c]
+        lo = int(first[c])
+        a, end = int(start[c]), int(last[c]) + 1
+        if a > lo and bar_ts[a - 1] > t:
+            a = lo
             b = end
         else:
             step = 1
@@ -239,7 +240,7 @@ def _asof_kernel(
                 b = end
         a = _last_at_or_before(bar_ts, a, b, t)
         start[c] = a
-        out[i] = a - 1 if a - 1 >= first[c] else -1
+        out[i] = a - 1 if a - 1 >= lo else -1
 
 
 def asof_bars(

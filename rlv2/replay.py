@@ -156,6 +156,15 @@ def traded_mask(tr: Arrays, closed_before: Any = None) -> NDArray[np.bool_]:
     return mask
 
 
+def every_model_signalled(tr: Arrays) -> NDArray[np.bool_]:
+    """Decisions with a signal from every model (a model's confidence is NaN without one).
+
+    The simulated replay needs them: an action that picks a model takes that model's
+    direction and confidence (SPEC C), which a model without a signal does not have.
+    """
+    return np.all([~np.isnan(tr[f"conf_{m}"]) for m in MODEL_COLUMNS], axis=0)
+
+
 def episode_ends(closed_ts: NDArray[Any], episode: str) -> NDArray[np.bool_]:
     """``dones`` over transitions in close order for an episode window (SPEC C)."""
     n = len(closed_ts)

@@ -188,3 +188,36 @@ def test_negative_trade_ids_are_trades_like_any_other(demo_db, tmp_path):
     assert np.isnan(negative["close_winrate"][~closed]).all()
     np.testing.assert_array_equal(negative["closed_before"], positive["closed_before"])
     np.testing.assert_allclose(negative["equity"], positive["equity"], rtol=1e-12)
+
+
+def test_decisions_a_model_gave_no_signal_on_are_kept_out_of_the_simulation(demo_db, tmp_path):
+    """A missing model signal is valid data: training runs, the simulation counts it out."""
+    from rlv2 import pipeline
+
+    gaps = tmp_path / "gaps.duckdb"
+    shutil.copy(demo_db, gaps)
+    with store.connect(gaps) as con:
+        # the three other models' signals of the first five trades' decisions
+        con.execute(
+            "DELETE FROM signals WHERE signal_id IN (SELECT o.signal_id FROM "
+            "(SELECT * FROM trades ORDER BY trade_id LIMIT 5) AS t "
+            "JOIN signals AS s ON s.signal_id = t.signal_id "
+            "JOIN signals AS o ON o.symbol = s.symbol AND o.ts = s.ts AND o.model <> s.model)"
+        )
+        window = history.load_window(con)
+        first_five = con.execute("SELECT min(trade_id) + 4 FROM trades").fetchone()[0]
+    with store.connect(demo_db, read_only=True) as con:
+        full = history.load_window(con)
+    tr = window.transitions
+    gap_rows = np.flatnonzero(np.isnan(tr["conf_xgb"]) | np.isnan(tr["conf_patchtst"]))
+    assert 0 < len(gap_rows) and (tr["trade_id"][gap_rows] <= first_five).all()
+    assert window.n_incomplete == 5
+    assert window.n_trades == full.n_trades - 5
+    assert not np.isin(gap_rows, window.inputs.rows).any()
+    assert len(tr["ts"]) == len(full.transitions["ts"])  # the logged mode still sees them
+    config = pipeline.TrainConfig(epochs=1)
+    for agent in ("meta_strategy", "position_sizing"):
+        trained = pipeline.train_agent(agent, window, config)
+        assert np.isfinite(trained.q).all()
+    _, logged = pipeline.evaluate(window, config, None, None)
+    assert np.isfinite(logged["mean_pnl_pct"])
