@@ -260,7 +260,7 @@ _NO_TRADE: dict[str, Any] = {
     "leverage": -1,
     "portfolio_exposure": math.nan,
     "action_prob": math.nan,
-    "side": -1,
+    "side": 0,
     "trade_ts": None,
 }
 """The trade columns of a point without a trade, by rlv2's NULL conventions (None is NaT)."""
@@ -490,10 +490,10 @@ def _rl_at(inputs: BotInputs, ts: datetime | None) -> bool:
 
 
 def _pivot(signals: list[Signal]) -> dict[str, Any]:
-    """A point's signals side by side per model (a model without a signal: -1, NaN, None)."""
+    """A point's signals side by side per model (a model without a signal: 0, NaN, None)."""
     row: dict[str, Any] = {}
     for direction, confidence, regime in _PIVOT_COLUMNS.values():
-        row[direction], row[confidence], row[regime] = -1, math.nan, None
+        row[direction], row[confidence], row[regime] = 0, math.nan, None
     for _, _, _, model, direction, confidence, regime in signals:
         columns = _PIVOT_COLUMNS[model]
         row[columns[0]], row[columns[1]], row[columns[2]] = direction, confidence, regime

@@ -342,8 +342,11 @@ def load_transitions(
     account before the decision and after the close from ``rlv2.account`` over the
     closes in order, the RL switch from the policy rows. NULLs (a decision without a
     trade, a trade still open) come back as NaN (floats), -1 (integers), False (flags),
-    NaT (times) or None (text). A decision before its symbol's first bar, or on a
-    symbol without candles, has no state and is left out.
+    NaT (times) or None (text); but a direction ``dir_*`` of a model without a signal
+    and the ``side`` of a decision without a trade are 0 (their values are -1 and +1).
+    ``trade_ts`` (NaT: no trade) and ``conf_*`` (NaN: no signal) are the markers to test,
+    not ``trade_id``, whose -1 can be a real id. A decision before its symbol's first
+    bar, or on a symbol without candles, has no state and is left out.
     """
     config = config or FeatureConfig()
     return _transitions(con, load_bars(con) if bars is None else bars, start, end, config)

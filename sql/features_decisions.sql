@@ -7,7 +7,10 @@
 -- found by rlv2.market's kernels from symbol_code, the symbol's position in
 -- bars_symbols.sql (NULL: no candles; such a decision has no state and is dropped, as
 -- is one before its symbol's first bar).
--- Enum columns come back as their codes (enum_code = the rlv2.domain IntEnum value).
+-- Enum columns come back as their codes (enum_code = the rlv2.domain IntEnum value). A
+-- direction of a model without a signal, and the side of a decision without a trade,
+-- are 0, not NULL: their values are -1 and +1, so the usual -1 for a NULL would read as
+-- short.
 -- Parameters: $start, $end.
 WITH symbols AS (
     SELECT symbol, row_number() OVER (ORDER BY symbol) - 1 AS symbol_code
@@ -17,10 +20,14 @@ points AS (
     SELECT
         symbol,
         ts,
-        max(direction) FILTER (WHERE model = 'XGB'::model_enum) AS dir_xgb,
-        max(direction) FILTER (WHERE model = 'LGBM'::model_enum) AS dir_lgbm,
-        max(direction) FILTER (WHERE model = 'NHITS'::model_enum) AS dir_nhits,
-        max(direction) FILTER (WHERE model = 'PATCHTST'::model_enum) AS dir_patchtst,
+        coalesce(max(direction) FILTER (WHERE model = 'XGB'::model_enum), 0::TINYINT)
+            AS dir_xgb,
+        coalesce(max(direction) FILTER (WHERE model = 'LGBM'::model_enum), 0::TINYINT)
+            AS dir_lgbm,
+        coalesce(max(direction) FILTER (WHERE model = 'NHITS'::model_enum), 0::TINYINT)
+            AS dir_nhits,
+        coalesce(max(direction) FILTER (WHERE model = 'PATCHTST'::model_enum), 0::TINYINT)
+            AS dir_patchtst,
         max(confidence) FILTER (WHERE model = 'XGB'::model_enum) AS conf_xgb,
         max(confidence) FILTER (WHERE model = 'LGBM'::model_enum) AS conf_lgbm,
         max(confidence) FILTER (WHERE model = 'NHITS'::model_enum) AS conf_nhits,
@@ -61,7 +68,8 @@ executed AS (
 SELECT
     sy.symbol_code,
     p.* EXCLUDE (symbol),
-    e.* EXCLUDE (symbol, ts)
+    e.* EXCLUDE (symbol, ts, side),
+    coalesce(e.side, 0::TINYINT) AS side
 FROM points AS p
 LEFT JOIN symbols AS sy ON sy.symbol = p.symbol
 LEFT JOIN executed AS e ON e.symbol = p.symbol AND e.ts = p.ts;

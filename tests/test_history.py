@@ -129,6 +129,8 @@ def test_decisions_without_a_trade_have_no_exit(transitions):
     assert untraded.any()
     assert (tr["exit_idx"][untraded] == -1).all()  # NULL, not the symbol's last bar
     assert np.isnat(tr["closed_ts"][untraded]).all()
+    assert (tr["side"][untraded] == 0).all()  # not -1: that is a short
+    assert set(np.unique(tr["side"][~untraded])) == {-1, 1}
     traded = ~untraded
     assert (tr["exit_idx"][traded] > tr["bar_idx"][traded]).all()
 
@@ -212,6 +214,10 @@ def test_decisions_a_model_gave_no_signal_on_are_kept_out_of_the_simulation(demo
     gap_rows = np.flatnonzero(np.isnan(tr["conf_xgb"]) | np.isnan(tr["conf_patchtst"]))
     assert 0 < len(gap_rows) and (tr["trade_id"][gap_rows] <= first_five).all()
     assert window.n_incomplete == 5
+    for m in ("xgb", "lgbm", "nhits", "patchtst"):
+        missing = np.isnan(tr[f"conf_{m}"])
+        assert (tr[f"dir_{m}"][missing] == 0).all()  # no signal: 0, not the short -1
+        assert set(np.unique(tr[f"dir_{m}"][~missing])) == {-1, 1}
     assert window.n_trades == full.n_trades - 5
     assert not np.isin(gap_rows, window.inputs.rows).any()
     assert len(tr["ts"]) == len(full.transitions["ts"])  # the logged mode still sees them
