@@ -1,7 +1,8 @@
 """SPEC A5 as a replay: the live event flow rebuilt from history, driving the agents.
 
 Arrays in, arrays out: the inputs are the columns of ``rlv2.history.load_transitions``
-(DuckDB and the compiled feature kernels), the outputs Q-tables and per-trade records. Two modes:
+(DuckDB and the compiled feature kernels), the outputs Q-tables and per-trade records.
+Two modes:
 
 **Logged** (off-policy Q-learning on the actions the system took). Every trade that
 closed with RL on, at its signal and at its close, is one transition per agent:
