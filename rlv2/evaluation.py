@@ -99,6 +99,13 @@ class PromotionDecision:
         """Plain dict for tags, logs and printing."""
         return asdict(self)
 
+    @classmethod
+    def refused(
+        cls, metric: str, margin: float, n: int, champion: str, reason: str
+    ) -> PromotionDecision:
+        """A refusal before any comparison: every figure 0."""
+        return cls(False, metric, 0.0, 0.0, 0.0, 0.0, 0.0, margin, n, champion, reason)
+
 
 def _per_decision(
     result: SimulationResult, metric: str
@@ -158,14 +165,8 @@ def compare_policies(
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence={confidence} must be in (0, 1)")
     if candidate.equity.size and candidate.equity.min() <= 0.0:
-        return PromotionDecision(
-            False,
+        return PromotionDecision.refused(
             metric,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
             margin,
             int(candidate.equity.size),
             champion_name,
@@ -178,14 +179,8 @@ def compare_policies(
     )
     n = in_cand.size
     if n < 2:
-        return PromotionDecision(
-            False,
+        return PromotionDecision.refused(
             metric,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
             margin,
             n,
             champion_name,

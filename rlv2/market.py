@@ -29,20 +29,26 @@ _MEAN_REVERSION = int(Regime.MEAN_REVERSION)
 
 
 @_jit
-def _volatility(ret: NDArray[np.float64], a: int, b: int) -> float:
-    """Population std of the simple returns ``ret[a+1..b]`` of ``close[a..b]``; 0 under 2 bars."""
+def _mean_std(x: NDArray[np.float64], a: int, b: int) -> tuple[float, float]:
+    """Mean and population std (``ddof=0``) of ``x[a:b]``; ``b > a`` required."""
     n = b - a
-    if n < 1:
-        return 0.0
     mean = 0.0
-    for i in range(a + 1, b + 1):
-        mean += ret[i]
+    for i in range(a, b):
+        mean += x[i]
     mean /= n
     var = 0.0
-    for i in range(a + 1, b + 1):
-        d = ret[i] - mean
+    for i in range(a, b):
+        d = x[i] - mean
         var += d * d
-    return math.sqrt(var / n)
+    return mean, math.sqrt(var / n)
+
+
+@_jit
+def _volatility(ret: NDArray[np.float64], a: int, b: int) -> float:
+    """Population std of the simple returns ``ret[a+1..b]`` of ``close[a..b]``; 0 under 2 bars."""
+    if b - a < 1:
+        return 0.0
+    return _mean_std(ret, a + 1, b + 1)[1]
 
 
 @_jit
@@ -66,16 +72,7 @@ def _is_breakout(
 @_jit
 def _is_stretched(close: NDArray[np.float64], a: int, b: int, reversion_z: float) -> bool:
     """``|p[-1] - mean(p)| >= z * std(p)`` with ``std(p) > 0`` over ``close[a..b]``."""
-    n = b - a + 1
-    mean = 0.0
-    for i in range(a, b + 1):
-        mean += close[i]
-    mean /= n
-    var = 0.0
-    for i in range(a, b + 1):
-        d = close[i] - mean
-        var += d * d
-    std = math.sqrt(var / n)
+    mean, std = _mean_std(close, a, b + 1)
     return std > 0.0 and abs(close[b] - mean) >= reversion_z * std
 
 
