@@ -727,7 +727,7 @@ def profile_steps(path: Path) -> list[tuple[str, float]]:
         t0 = time.perf_counter()
         bars = history.load_bars(con)
         t1 = time.perf_counter()
-        history._decisions(con, None, None)
+        history._decisions(con, None, None, bars["symbols"])
         t2 = time.perf_counter()
         con.execute(store.sql_text("account_closes")).fetchnumpy()
         t3 = time.perf_counter()

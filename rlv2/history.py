@@ -193,14 +193,17 @@ def window_features(
     }
 
 
-def _decisions(con: duckdb.DuckDBPyConnection, start: Any, end: Any) -> Arrays:
+def _decisions(
+    con: duckdb.DuckDBPyConnection, start: Any, end: Any, symbols: NDArray[Any]
+) -> Arrays:
     """Rows of ``sql/features_decisions.sql``: decision points with their trade and close.
 
+    ``symbol_code`` is the position in ``symbols`` (the bars' symbols, ``load_bars``).
     Ordered by (ts, symbol, trade_id) here: sorting three key arrays and taking the rows
     costs a third of DuckDB sorting all thirty columns. A decision without a trade has
     one row (trade_id -1); one on a symbol without candles (code -1) is dropped later.
     """
-    params = {"start": start or EARLIEST, "end": end or LATEST}
+    params = {"start": start or EARLIEST, "end": end or LATEST, "symbols": list(symbols)}
     rows = _fetch(con, sql_text("features_decisions"), params)
     order = np.lexsort((rows["trade_id"], rows["symbol_code"], rows["ts"]))
     return {name: column[order] for name, column in rows.items()}
@@ -281,7 +284,7 @@ def _transitions(
     con: duckdb.DuckDBPyConnection, bars: Arrays, start: Any, end: Any, config: FeatureConfig
 ) -> Arrays:
     """The decision rows with their bars and market features (see ``load_transitions``)."""
-    d = _decisions(con, start, end)
+    d = _decisions(con, start, end, bars["symbols"])
     code = d.pop("symbol_code").astype(np.int64)
     bar_idx = asof_bars(bars["ts"], bars["symbol_first"], bars["symbol_last"], code, d["ts"])
     keep = bar_idx >= 0  # a decision before its symbol's first bar has no state

@@ -4,19 +4,15 @@
 -- account_closes.sql and rlv2.account, the RL switch from policy_switches.sql.
 -- Unordered: rlv2.history orders the rows by (ts, symbol, trade_id). The bars (the last
 -- bar with bar.ts <= ts, the bar of the close) and the market features over them are
--- found by rlv2.market's kernels from symbol_code, the symbol's position in
--- bars_symbols.sql (NULL: no candles; such a decision has no state and is dropped, as
--- is one before its symbol's first bar).
+-- found by rlv2.market's kernels from symbol_code, the symbol's position in $symbols,
+-- the bar arrays' symbols from bars_symbols.sql (NULL: no candles; such a decision has
+-- no state and is dropped, as is one before its symbol's first bar).
 -- Enum columns come back as their codes (enum_code = the rlv2.domain IntEnum value). A
 -- direction of a model without a signal, and the side of a decision without a trade,
 -- are 0, not NULL: their values are -1 and +1, so the usual -1 for a NULL would read as
 -- short.
--- Parameters: $start, $end.
-WITH symbols AS (
-    SELECT symbol, row_number() OVER (ORDER BY symbol) - 1 AS symbol_code
-    FROM (SELECT DISTINCT symbol FROM candles)
-),
-points AS (
+-- Parameters: $start, $end, $symbols (VARCHAR[]).
+WITH points AS (
     SELECT
         symbol,
         ts,
@@ -66,10 +62,9 @@ executed AS (
     WHERE s.ts >= $start AND s.ts < $end
 )
 SELECT
-    sy.symbol_code,
+    list_position($symbols, p.symbol) - 1 AS symbol_code,
     p.* EXCLUDE (symbol),
     e.* EXCLUDE (symbol, ts, side),
     coalesce(e.side, 0::TINYINT) AS side
 FROM points AS p
-LEFT JOIN symbols AS sy ON sy.symbol = p.symbol
 LEFT JOIN executed AS e ON e.symbol = p.symbol AND e.ts = p.ts;
