@@ -240,9 +240,11 @@ def _account_columns(
     before = np.where(closed_before > 0, closed_before + 1, 0)
     order = np.argsort(closes["trade_id"], kind="stable")
     ids = closes["trade_id"][order]
-    pos = np.minimum(np.searchsorted(ids, trade_id), max(ids.size - 1, 0))
-    own = traded & (ids[pos] == trade_id) if ids.size else np.zeros(trade_id.size, bool)
-    after = np.where(own, order[pos] + 2 if ids.size else 0, 1)
+    pos = np.searchsorted(ids, trade_id)
+    own = traded & (pos < ids.size)
+    own[own] = ids[pos[own]] == trade_id[own]
+    after = np.ones(trade_id.size, np.int64)
+    after[own] = order[pos[own]] + 2
     return {
         "previous_winrate": table["winrate"][before],
         "account_health": table["account_health"][before],
