@@ -837,11 +837,6 @@ def _extrapolated_peak(histories: list[History], peaks: list[int | None]) -> Che
     )
 
 
-def largest_history(config: BenchConfig) -> History:
-    """The largest history of the configured sizes (stage 4 trains on it)."""
-    return history_db(max(SIZES[config.sizes]))
-
-
 def run(config: BenchConfig) -> StageResult:
     """Run stage 3 at the configured sizes."""
     result = StageResult(3, TITLE)
