@@ -13,17 +13,28 @@ CREATE OR REPLACE TEMP MACRO ingest_double(value) AS
 CREATE OR REPLACE TEMP MACRO ingest_integer(value) AS
     CASE WHEN regexp_full_match(trim(value), '[+-]?[0-9]+(\.0*)?')
         THEN TRY_CAST(trim(value) AS BIGINT) END;
--- Parsed through TIMESTAMPTZ so that an offset ('+02:00', 'Z') is converted to UTC instead
--- of being dropped; no offset means UTC. The fast branch takes the instant's microseconds
--- since the epoch (UTC whatever the session's zone, and much cheaper than the ICU cast);
--- the fallback is the cast in the connection's zone, UTC (rlv2.store.connect), which also
--- keeps 'infinity'. fmt NULL reads ISO 8601; otherwise fmt is a strptime format such as
--- '%m/%d/%Y', applied to the trimmed value.
+-- fmt NULL reads ISO 8601 in UTC: a value with an offset ('+02:00', '-05') or a zone name
+-- ('Europe/Paris') is converted to UTC, and a value without one is read as UTC; otherwise
+-- fmt is a strptime format such as '%m/%d/%Y', applied to the trimmed value. Three routes:
+--   * no '+' and no '-' past the date: the plain TIMESTAMP cast, which is exact for such a
+--     value (it accepts only 'Z' and 'UTC' as zones, and both mean UTC) and much cheaper
+--     than the ICU cast. It ignores an offset, hence the test; a value it cannot read
+--     (a zone name) goes on to the ICU casts;
+--   * a value with a zone name (two letters in a row): the ICU cast to TIMESTAMPTZ, read
+--     back in the connection's zone, UTC (rlv2.store.connect);
+--   * any other value (an offset): the ICU cast, taken as microseconds since the epoch.
+-- The zone names get a cast of their own because DuckDB 1.5's ICU cast keeps the zone of a
+-- named value for the values after it in the same vector: '2020-01-01 America/New_York'
+-- followed by '2020-01-02 00:00' in one cast read the second as New York time.
 CREATE OR REPLACE TEMP MACRO ingest_timestamp(value, fmt) AS
     CASE WHEN fmt IS NULL
         THEN coalesce(
-            make_timestamp(epoch_us(TRY_CAST(value AS TIMESTAMPTZ))),
-            CAST(TRY_CAST(trim(value) AS TIMESTAMPTZ) AS TIMESTAMP)
+            CASE WHEN NOT contains(value, '+') AND NOT contains(ltrim(value)[9:], '-')
+                THEN TRY_CAST(value AS TIMESTAMP) END,
+            CASE WHEN regexp_matches(value, '[A-Za-z]{2}')
+                THEN CAST(TRY_CAST(trim(value) AS TIMESTAMPTZ) AS TIMESTAMP)
+                ELSE make_timestamp(epoch_us(TRY_CAST(trim(value) AS TIMESTAMPTZ)))
+            END
         )
         ELSE try_strptime(trim(value), fmt) END;
 CREATE OR REPLACE TEMP MACRO ingest_boolean(value) AS TRY_CAST(trim(value) AS BOOLEAN);

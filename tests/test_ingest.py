@@ -272,6 +272,33 @@ def test_a_timestamp_with_an_offset_is_stored_in_utc(tmp_path):
     assert dt.datetime(2024, 1, 1, 12, 0) in stamps
 
 
+def test_zone_names_offsets_and_plain_stamps_mixed_in_one_file_all_read_as_utc(tmp_path):
+    # DuckDB's ICU cast keeps a zone name's zone for the values after it in the same vector
+    # (sql/ingest_setup.sql): the plain stamps after the New York one must stay UTC.
+    stamps = {
+        "2024-01-01 00:00:00 America/New_York": dt.datetime(2024, 1, 1, 5),
+        "2024-01-01 01:00:00": dt.datetime(2024, 1, 1, 1),
+        "2024-01-01 02:00:00+02:00": dt.datetime(2024, 1, 1, 0),
+        "2024-01-01T03:00:00Z": dt.datetime(2024, 1, 1, 3),
+        " 2024-01-01 04:00:00 ": dt.datetime(2024, 1, 1, 4),
+        "2024-01-01 07:00:00 Europe/Paris": dt.datetime(2024, 1, 1, 6),
+        "2024-01-01 08:00:00-05": dt.datetime(2024, 1, 1, 13),
+        "2024-01-01 09:00:00 UTC": dt.datetime(2024, 1, 1, 9),
+        "2024-01-01": dt.datetime(2024, 1, 1),
+        "2024-01-01 10:30:00.25": dt.datetime(2024, 1, 1, 10, 30, 0, 250000),
+    }
+    source = tmp_path / "zones.csv"
+    source.write_text(
+        "symbol,ts,open,high,low,close\n"
+        + "".join(f'S{i},"{stamp}",1,1,1,1\n' for i, stamp in enumerate(stamps))
+    )
+    with store.connect(tmp_path / "zones.duckdb") as con:
+        report = ingest(con, IngestRequest(source=str(source), table="candles"))
+        stored = dict(con.execute("SELECT symbol, ts FROM candles").fetchall())
+    assert report.rows_loaded == len(stamps)
+    assert stored == {f"S{i}": utc for i, utc in enumerate(stamps.values())}
+
+
 def test_a_key_stored_with_other_values_is_a_conflict(tmp_path):
     changed = tmp_path / "changed.csv"
     changed.write_text(
