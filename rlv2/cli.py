@@ -240,6 +240,7 @@ def _print_report(report: IngestReport, db_path: Path) -> None:
     print(
         f"  read {report.rows_read} = loaded {report.rows_loaded}"
         f" + duplicates {report.rows_duplicate} + quarantined {report.rows_quarantined}"
+        + (" (clean: loaded in one pass)" if report.streamed else "")
     )
     if report.ignored_columns:
         print(f"  ignored source columns: {', '.join(report.ignored_columns)}")

@@ -56,6 +56,13 @@ def execute(
     return con.execute(sql_text(name), dict(params) if params else None)
 
 
+def execute_formatted(
+    con: duckdb.DuckDBPyConnection, name: str, params: SqlParams = None, **fields: str
+) -> duckdb.DuckDBPyConnection:
+    """Run ``sql/NAME.sql`` with its ``{field}`` slots filled (SQL the caller has quoted)."""
+    return con.execute(sql_text(name).format(**fields), dict(params) if params else None)
+
+
 def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the data contract's types and tables (``sql/schema.sql``) where missing."""
     execute(con, "schema")

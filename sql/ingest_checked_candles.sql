@@ -4,7 +4,7 @@
 -- gets NULL: a value that does not parse or breaks a rule (ingest_unparsed.sql and
 -- ingest_rules_candles.sql name it), or a key stored with other values; those rows, usually
 -- few, go through ingest_triage.sql for their verdict and reason. A key given by two rows
--- of the source is left to the key index (see ingest_repeats_candles.sql).
+-- of the source is found by ingest_repeats_candles.sql, run right after this query.
 -- The conditions are those of the two files above, stated for a row that passes.
 -- Parameter: $ts_format (strptime format of ts, or NULL for ISO 8601).
 CREATE OR REPLACE TEMP TABLE ingest_checked AS

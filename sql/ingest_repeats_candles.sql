@@ -1,7 +1,7 @@
 -- Sends every candles row whose key (symbol, ts) another row of the source repeats to
--- ingest_triage.sql, which tells a repeat (the same values) from a conflict. Run only when
--- the key index refused the rows that ingest_checked_candles.sql passed: that query does
--- not look for repeats itself, since a source seldom has any and the index finds them.
+-- ingest_triage.sql, which tells a repeat (the same values) from a conflict. Run after
+-- ingest_checked_candles.sql on every staged load, since candles has no key index to refuse
+-- a repeat (on a database made before the index was dropped: only when the index refused).
 UPDATE ingest_checked
 SET verdict = NULL
 FROM (

@@ -16,7 +16,8 @@ CREATE OR REPLACE TEMP MACRO ingest_integer(value) AS
 -- fmt NULL reads ISO 8601 in UTC: a value with an offset ('+02:00', '-05') or a zone name
 -- ('Europe/Paris') is converted to UTC, and a value without one is read as UTC; otherwise
 -- fmt is a strptime format such as '%m/%d/%Y', applied to the trimmed value. Three routes:
---   * no '+' and no '-' past the date: the plain TIMESTAMP cast, which is exact for such a
+--   * no '+' and no '-' from the 9th character on (past a date's two dashes; leading
+--     blanks only send a value to the ICU casts): the plain TIMESTAMP cast, which is exact for such a
 --     value (it accepts only 'Z' and 'UTC' as zones, and both mean UTC) and much cheaper
 --     than the ICU cast. It ignores an offset, hence the test; a value it cannot read
 --     (a zone name) goes on to the ICU casts;
@@ -29,7 +30,7 @@ CREATE OR REPLACE TEMP MACRO ingest_integer(value) AS
 CREATE OR REPLACE TEMP MACRO ingest_timestamp(value, fmt) AS
     CASE WHEN fmt IS NULL
         THEN coalesce(
-            CASE WHEN NOT contains(value, '+') AND NOT contains(ltrim(value)[9:], '-')
+            CASE WHEN NOT contains(value, '+') AND NOT contains(value[9:], '-')
                 THEN TRY_CAST(value AS TIMESTAMP) END,
             CASE WHEN regexp_matches(value, '[A-Za-z]{2}')
                 THEN CAST(TRY_CAST(trim(value) AS TIMESTAMPTZ) AS TIMESTAMP)

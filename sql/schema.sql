@@ -22,7 +22,10 @@ CREATE TYPE IF NOT EXISTS model_enum AS ENUM ('XGB', 'LGBM', 'NHITS', 'PATCHTST'
 -- Weight adjustment chosen by the meta agent (rlv2.domain.WeightAction).
 CREATE TYPE IF NOT EXISTS weight_action_enum AS ENUM ('WEIGHT_UP', 'WEIGHT_DOWN', 'WEIGHT_HOLD');
 
--- candles: price bars of any interval, one row per (symbol, bar).
+-- candles: price bars of any interval, one row per (symbol, bar): (symbol, ts) is unique.
+-- `rlv2 ingest` keeps it so (a repeated row is skipped, a key given other values is
+-- quarantined); there is no PRIMARY KEY index, because DuckDB maintains one row by row and
+-- that alone made a bulk load of bars about four times slower (bench stage 5).
 CREATE TABLE IF NOT EXISTS candles (
     -- Instrument, as the trading system names it (e.g. 'BTCUSDT'); no surrounding blanks.
     symbol VARCHAR NOT NULL CHECK (symbol <> '' AND symbol = trim(symbol)),
@@ -39,7 +42,6 @@ CREATE TABLE IF NOT EXISTS candles (
     close DOUBLE NOT NULL CHECK (isfinite(close) AND close > 0),
     -- Traded volume in the source's unit; NULL where the source publishes none.
     volume DOUBLE CHECK (isfinite(volume) AND volume >= 0),
-    PRIMARY KEY (symbol, ts),
     -- The high and the low bound the bar: low <= open, close <= high.
     CHECK (high >= low AND high >= open AND high >= close AND low <= open AND low <= close)
 );
@@ -157,6 +159,18 @@ CREATE TABLE IF NOT EXISTS ingest_log (
     finished_at TIMESTAMP NOT NULL,
     CHECK (rows_read = rows_loaded + rows_duplicate + rows_quarantined),
     CHECK (finished_at >= started_at)
+);
+
+-- ingest_lock: one row per contract table, written by every ingest into it inside its
+-- transaction, so that two ingests into one table at once conflict and the second fails
+-- and changes nothing. candles has no key index to refuse the rows two overlapping ingests
+-- would both append; DuckDB lets one process at a time write a file, and this covers two
+-- connections of one process.
+CREATE TABLE IF NOT EXISTS ingest_lock (
+    -- The contract table.
+    target_table VARCHAR PRIMARY KEY,
+    -- The ingest that last wrote to it.
+    ingest_id BIGINT NOT NULL
 );
 
 -- quarantine: every problem of every source row that broke the contract, one row per

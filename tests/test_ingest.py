@@ -4,6 +4,7 @@ sources that cannot be read at all."""
 
 import csv
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -18,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from rlv2 import ingest as ingest_module
 from rlv2 import store
 from rlv2.cli import main
 from rlv2.ingest import (
@@ -319,6 +322,120 @@ def test_a_key_stored_with_other_values_is_a_conflict(tmp_path):
     assert (report.rows_loaded, report.rows_duplicate, report.rows_quarantined) == (0, 1, 1)
     assert reason.startswith("key already stored with other values")
     assert close == 105.0
+
+
+# --- the one-pass road of a clean candles CSV ----------------------------------------------
+
+CANDLE_HEADER = "symbol,ts,open,high,low,close,volume\n"
+
+
+def candle_lines(symbol, hours, close=105):
+    return "".join(f"{symbol},2024-01-01 {h:02d}:00:00,100,110,95,{close},1\n" for h in hours)
+
+
+def ingest_all(db, sources):
+    """Ingest each CSV text into candles; return the reports, the table and the log."""
+    reports = []
+    with store.connect(db) as con:
+        for i, text in enumerate(sources):
+            path = db.parent / f"{db.stem}_{i}.csv"
+            path.write_text(CANDLE_HEADER + text)
+            reports.append(ingest(con, IngestRequest(source=str(path), table="candles")))
+        stored = con.execute("SELECT * FROM candles ORDER BY symbol, ts").fetchall()
+        quarantined = con.execute(
+            "SELECT ingest_id, source_row, column_name, reason FROM quarantine ORDER BY ALL"
+        ).fetchall()
+    counts = [(r.rows_read, r.rows_loaded, r.rows_duplicate, r.rows_quarantined) for r in reports]
+    return [r.streamed for r in reports], counts, stored, quarantined
+
+
+SEQUENCES = {
+    # name: (CSV texts ingested one after the other, whether each one streams)
+    "time order": ([candle_lines("BTC", range(5))], [True]),
+    "unsorted, keys distinct": ([candle_lines("BTC", [3, 1, 4, 0, 2])], [True]),
+    "by time then symbol": (
+        ["".join(candle_lines(s, [h]) for h in range(3) for s in ("BTC", "ETH"))],
+        [True],
+    ),
+    "later bars onto stored ones": (
+        [candle_lines("BTC", range(3)), candle_lines("BTC", range(3, 6))],
+        [True, True],
+    ),
+    "another symbol, same hours": (
+        [candle_lines("BTC", range(3)), candle_lines("ETH", range(3))],
+        [True, True],
+    ),
+    "a row repeated": ([candle_lines("BTC", [0, 1, 1, 2])], [False]),
+    "a key repeated unsorted, other values": (
+        [candle_lines("BTC", [2, 0]) + candle_lines("BTC", [1, 2], close=107)],
+        [False],
+    ),
+    "the same file twice": ([candle_lines("BTC", range(3))] * 2, [True, False]),
+    "one stored key among new ones": (
+        [candle_lines("BTC", [1]), candle_lines("BTC", range(3))],
+        [True, False],
+    ),
+    "a stored key given other values": (
+        [candle_lines("BTC", [1]), candle_lines("BTC", range(3), close=107)],
+        [True, False],
+    ),
+    "a bad value": ([candle_lines("BTC", range(3)).replace(",1\n", ",x\n", 1)], [False]),
+}
+
+
+@pytest.mark.parametrize("name", SEQUENCES)
+def test_a_clean_candles_csv_streams_and_any_other_gets_the_staged_road(
+    tmp_path, monkeypatch, name
+):
+    sources, streams = SEQUENCES[name]
+    streamed, *outcome = ingest_all(tmp_path / "one_pass.duckdb", sources)
+    assert streamed == streams
+    # The staged road alone must give the same counts, rows and quarantine.
+    monkeypatch.setattr(ingest_module, "_load_streamed", lambda *args: None)
+    staged, *reference = ingest_all(tmp_path / "staged.duckdb", sources)
+    assert not any(staged)
+    assert outcome == reference
+
+
+def test_the_one_pass_load_logs_like_the_staged_one(tmp_path):
+    source = tmp_path / "clean.csv"
+    source.write_text("Date;Close;Open;High;Low;Extra\n01/02/2024;105;100;110;95;x\n")
+    request = IngestRequest(source=str(source), table="candles", symbol="SPX", ts_format="%m/%d/%Y")
+    with store.connect(tmp_path / "log.duckdb") as con:
+        report = ingest(con, replace(request, column_map={"ts": "Date"}))
+        logged = con.execute(
+            "SELECT content_sha256, rows_read, rows_loaded, options->>'symbol' FROM ingest_log"
+        ).fetchone()
+        stored = con.execute("SELECT * FROM candles").fetchall()
+    assert report.streamed
+    assert report.ignored_columns == ("Extra",) and report.null_columns == ("volume",)
+    assert logged == (hashlib.sha256(source.read_bytes()).hexdigest(), 1, 1, "SPX")
+    assert stored == [("SPX", dt.datetime(2024, 1, 2), 100.0, 110.0, 95.0, 105.0, None)]
+
+
+def test_two_ingests_into_one_table_at_once_cannot_both_commit(tmp_path):
+    # candles has no key index, so two overlapping ingests at once could both append;
+    # ingest_lock makes the second fail. `holder` stands for an ingest still running.
+    first, later = tmp_path / "first.csv", tmp_path / "later.csv"
+    first.write_text(CANDLE_HEADER + candle_lines("BTC", range(3)))
+    later.write_text(CANDLE_HEADER + candle_lines("BTC", range(3, 6)))
+    with store.connect(tmp_path / "lock.duckdb") as con:
+        ingest(con, IngestRequest(source=str(first), table="candles"))
+        holder = con.cursor()
+        holder.begin()
+        store.execute(holder, "ingest_lock", {"table": "candles", "ingest_id": 0})
+        with pytest.raises(IngestError, match="another ingest into candles ran at the same"):
+            ingest(con, IngestRequest(source=str(later), table="candles"))
+        assert con.execute("SELECT count(*) FROM candles").fetchone() == (3,)
+        holder.rollback()
+        assert ingest(con, IngestRequest(source=str(later), table="candles")).rows_loaded == 3
+        # The other order: an ingest commits while the holder runs, before the holder
+        # writes its lock row; the holder then cannot.
+        holder.begin()
+        holder.execute("SELECT count(*) FROM candles").fetchall()
+        ingest(con, IngestRequest(source=str(first), table="candles"))
+        with pytest.raises(duckdb.TransactionException):
+            store.execute(holder, "ingest_lock", {"table": "candles", "ingest_id": 0})
 
 
 def test_a_second_trade_on_a_stored_signal_is_quarantined(tmp_path):

@@ -4,7 +4,9 @@ The fast path (``sql/ingest_checked_candles.sql``) states the candles rules as b
 rows it does not pass go through the detailed rules that write the quarantine. On
 random files mixing good and bad values, a row must be loaded exactly when a plain
 Python reading of the contract (``sql/schema.sql``) accepts it, and quarantined with a
-reason otherwise.
+reason otherwise. A file whose rows all pass loads in one streaming pass
+(``sql/ingest_streamed_candles.sql``), which states the rules a third time, as the
+table's CHECKs and NOT NULLs; any other file must fall back to the staged road.
 """
 
 from __future__ import annotations
@@ -89,5 +91,6 @@ def test_a_row_loads_exactly_when_the_contract_accepts_it(rows):
     assert report.rows_loaded == len(expected)
     assert report.rows_quarantined == len(rows) - len(expected)
     assert report.rows_read == len(rows)
+    assert report.streamed == (len(expected) == len(rows))  # one pass exactly when all clean
     assert {r for r, _ in quarantined} == {i + 1 for i in range(len(rows)) if i not in expected}
     assert all(reason for _, reason in quarantined)

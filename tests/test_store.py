@@ -45,6 +45,7 @@ def test_apply_schema_is_idempotent(con):
         "positions",
         "policy",
         "ingest_log",
+        "ingest_lock",
         "quarantine",
     }
 
