@@ -481,13 +481,15 @@ def _load_streamed(
         params = {"path": request.source, "header": request.header}
         header = store.execute(con, "ingest_streamed_header", params).fetchall()
         plan = _plan_from(con, request, source, [row[0] for row in header])
+        columns, types = _streamed_columns(plan)
         (after,) = _fetch_one(store.execute(con, "ingest_streamed_rowid"))
         (loaded,) = _fetch_one(
             store.execute_formatted(
                 con,
                 "ingest_streamed_candles",
                 {**params, "ts_format": request.ts_format},
-                columns=_select_list(plan),
+                columns=columns,
+                types=types,
             )
         )
         appended, *breaks, first_ts, last_ts = _fetch_one(
@@ -528,6 +530,34 @@ def _load_streamed(
     finally:
         store.execute(con, "ingest_cleanup")
     return report
+
+
+_STREAMED_DOUBLES = ("open", "high", "low", "close", "volume")
+"""The candles columns a streamed load has read_csv parse as DOUBLE."""
+
+
+def _streamed_columns(plan: ColumnPlan) -> tuple[str, str]:
+    """The select list and read_csv ``types`` of ``ingest_streamed_candles.sql``.
+
+    Raises :class:`_NotClean` when a source column feeds both a number and text, which
+    the staged road reads.
+    """
+    doubles = {plan.sources[name] for name in _STREAMED_DOUBLES if name in plan.sources}
+    texts = {source for name, source in plan.sources.items() if name not in _STREAMED_DOUBLES}
+    if doubles & texts:
+        raise _NotClean(f"source columns {sorted(doubles & texts)} feed a number and text")
+    columns = []
+    for target in [*plan.sources, *plan.constants, *plan.nulls]:
+        kind = "DOUBLE" if target in _STREAMED_DOUBLES else "VARCHAR"
+        if target in plan.sources:
+            value = _quote(plan.sources[target])
+        elif target in plan.constants:
+            value = _sql_literal(plan.constants[target])
+        else:
+            value = "NULL"
+        columns.append(f"{value}::{kind} AS {_quote(target)}")
+    types = ", ".join(f"{_sql_literal(source)}: 'DOUBLE'" for source in sorted(doubles))
+    return ", ".join(columns), "{" + types + "}"
 
 
 def _has_key_index(con: duckdb.DuckDBPyConnection, table: str) -> bool:

@@ -1,29 +1,27 @@
--- Loads a candles CSV into candles in one streaming pass, typed by the parsers and checked
--- by the rules of ingest_checked_candles.sql (the same expressions), for a source with no
--- problem at all: any value that does not parse or breaks a rule makes the INSERT fail
--- (a required value's NULL by NOT NULL, a rule by the table's CHECKs, an unreadable volume
--- by error()), as does a malformed record, and rlv2.ingest then rolls back and takes the
--- staged path, which finds and names every problem. Keys are checked after the insert
--- (ingest_streamed_check.sql). Returns the count of rows inserted.
--- {columns} is the select list of ingest_mapped.sql, built from the column plan.
+-- Loads a candles CSV into candles in one streaming pass, for a source with no problem at
+-- all: any value that does not parse or breaks a rule makes the INSERT fail, as does a
+-- malformed record, and rlv2.ingest then rolls back and takes the staged road, which finds
+-- and names every problem. The prices and the volume are parsed by read_csv as DOUBLE
+-- ({types}): the same parser as the cast in ingest_double (DuckDB's TryDoubleCast, which
+-- skips ASCII blanks), and a value it cannot read fails the read instead of being NULL.
+-- symbol and ts are read as text and parsed by the macros of ingest_setup.sql, as in
+-- ingest_checked_candles.sql; a missing required value fails its NOT NULL, and a broken
+-- rule one of the table's CHECKs, which state the rules of ingest_rules_candles.sql. Keys
+-- are checked after the insert (ingest_streamed_check.sql). Returns the count inserted.
+-- {columns}: symbol and ts as VARCHAR, the prices and volume as DOUBLE, each from its
+-- source column, a constant or NULL; {types}: the DOUBLE source columns, as a struct
+-- literal; both built by rlv2.ingest from the column plan.
 -- Parameters: $path, $header, $ts_format.
 INSERT INTO candles BY NAME
 SELECT
-    typed.* EXCLUDE (volume, volume_text),
-    CASE
-        WHEN typed.volume IS NULL AND ingest_text(typed.volume_text) IS NOT NULL
-            THEN error('volume: cannot parse ' || typed.volume_text)
-        ELSE typed.volume
-    END AS volume
+    ingest_text(mapped.symbol) AS symbol,
+    ingest_timestamp(mapped.ts, $ts_format) AS ts,
+    mapped.open,
+    mapped.high,
+    mapped.low,
+    mapped.close,
+    mapped.volume
 FROM (
-    SELECT
-        ingest_text(mapped.symbol) AS symbol,
-        ingest_timestamp(mapped.ts, $ts_format) AS ts,
-        ingest_double(mapped.open) AS open,
-        ingest_double(mapped.high) AS high,
-        ingest_double(mapped.low) AS low,
-        ingest_double(mapped.close) AS close,
-        ingest_double(mapped.volume) AS volume,
-        mapped.volume AS volume_text
-    FROM (SELECT {columns} FROM read_csv($path, all_varchar = true, header = $header)) AS mapped
-) AS typed;
+    SELECT {columns}
+    FROM read_csv($path, all_varchar = true, header = $header, types = {types})
+) AS mapped;

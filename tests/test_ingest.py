@@ -349,6 +349,9 @@ def ingest_all(db, sources):
     return [r.streamed for r in reports], counts, stored, quarantined
 
 
+SPELLINGS = ["1e2", "+100", "100.", " 100 ", "1_00", ".5", "0.1000000000000000055511151231257827"]
+"""Numbers read_csv parses as DOUBLE in the one-pass road and ingest_double in the staged one."""
+
 SEQUENCES = {
     # name: (CSV texts ingested one after the other, whether each one streams)
     "time order": ([candle_lines("BTC", range(5))], [True]),
@@ -378,6 +381,19 @@ SEQUENCES = {
     "a stored key given other values": (
         [candle_lines("BTC", [1]), candle_lines("BTC", range(3), close=107)],
         [True, False],
+    ),
+    "number spellings": (
+        [
+            "".join(
+                f'BTC,2024-01-01 {h:02d}:00:00,"{v}","{v}","{v}","{v}","{v}"\n'
+                for h, v in enumerate(SPELLINGS)
+            )
+        ],
+        [True],
+    ),
+    "a blank only the staged road reads (no-break space)": (
+        ["BTC,2024-01-01 00:00:00,100,110,95,\u00a0105\u00a0,1\n"],
+        [False],
     ),
     "a bad value": ([candle_lines("BTC", range(3)).replace(",1\n", ",x\n", 1)], [False]),
 }
