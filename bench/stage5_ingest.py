@@ -178,8 +178,14 @@ def _memory_note(ingest_row: Row, read_csv_row: Row) -> str:
     return (
         f"Memory: one ingest of {format_count(ingest_row.n_events)} rows peaks at "
         f"{format_bytes(allocated)} above its start ({per_row:,.0f} bytes per row; read_csv: "
-        f"{format_bytes(read_csv_row.timing.allocated)}); at {format_count(TARGET_ROWS)} "
-        f"rows that is ~{format_bytes(int(per_row * TARGET_ROWS))}. A clean file streams "
+        f"{format_bytes(read_csv_row.timing.allocated)})"
+        + (
+            f"; at {format_count(TARGET_ROWS)} rows that is "
+            f"~{format_bytes(int(per_row * TARGET_ROWS))}"
+            if ingest_row.n_events != TARGET_ROWS
+            else ""
+        )
+        + ". A clean file streams "
         "from the CSV into candles without a staged copy; a file with a problem is staged "
         "(VARCHAR and typed TEMP tables, held in memory unless DuckDB spills)."
     )
@@ -238,9 +244,10 @@ def run(config: BenchConfig) -> StageResult:
         "parsing rules of its own, key checks, quarantine or log: the floor of any load "
         "into that table, whose ratio to read_csv bounds the target.",
         "Each timed load writes into a fresh DuckDB file (deleted untimed before each "
-        "repeat). The CSV is clean, so rlv2's ingest takes its one-pass road: it reads "
-        "every column as text, types it with the same parsers and rules as the staged "
-        "road, inserts into candles (whose CHECKs refuse a broken rule), proves the keys "
+        "repeat). The CSV is clean, so rlv2's ingest takes its one-pass road: read_csv "
+        "parses the prices and volume as DOUBLE, symbol and ts go through the staged "
+        "road's parsers, the rows go into candles (whose CHECKs refuse a broken rule), then "
+        "it proves the keys "
         "distinct from the appended rows' order and the stored rows' ts range, hashes the "
         "file, logs and commits; any problem would roll that back and stage the file. "
         "read_csv sniffs the types and stores the rows, unchecked.",

@@ -429,6 +429,37 @@ def test_the_one_pass_load_logs_like_the_staged_one(tmp_path):
     assert stored == [("SPX", dt.datetime(2024, 1, 2), 100.0, 110.0, 95.0, 105.0, None)]
 
 
+def test_a_database_made_with_the_old_key_index_still_ingests(tmp_path):
+    # Databases made before candles lost its PRIMARY KEY keep it (apply_schema creates
+    # only what is missing); both roads must still give the right counts.
+    schema = store.sql_text("schema")
+    old = schema.replace(
+        "    -- The high and the low bound the bar",
+        "    PRIMARY KEY (symbol, ts),\n    -- The high",
+    )
+    assert old != schema
+    with store.connect(tmp_path / "old.duckdb") as con:
+        con.execute(old)
+        assert ingest_module._has_key_index(con, "candles")
+    sources = [
+        candle_lines("BTC", range(3)),
+        candle_lines("BTC", [2, 3, 3, 4]),
+        candle_lines("BTC", [5]) + candle_lines("BTC", [5], close=107),
+    ]
+    with store.connect(tmp_path / "old.duckdb") as con:
+        reports = []
+        for i, text in enumerate(sources):
+            path = tmp_path / f"old_{i}.csv"
+            path.write_text(CANDLE_HEADER + text)
+            reports.append(ingest(con, IngestRequest(source=str(path), table="candles")))
+        stored = con.execute("SELECT * FROM candles ORDER BY symbol, ts").fetchall()
+    counts = [(r.rows_read, r.rows_loaded, r.rows_duplicate, r.rows_quarantined) for r in reports]
+    assert [r.streamed for r in reports] == [True, False, False]
+    assert counts == [(3, 3, 0, 0), (4, 2, 2, 0), (2, 0, 0, 2)]
+    _, reference_counts, reference, _ = ingest_all(tmp_path / "new.duckdb", sources)
+    assert (counts, stored) == (reference_counts, reference)
+
+
 def test_two_ingests_into_one_table_at_once_cannot_both_commit(tmp_path):
     # candles has no key index, so two overlapping ingests at once could both append;
     # ingest_lock makes the second fail. `holder` stands for an ingest still running.
