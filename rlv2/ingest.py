@@ -24,8 +24,10 @@ Where the table has a key index (signals, trades, positions, policy), a key repe
 within the source is left to it: if the index refuses the load, the transaction is rolled
 back and run again with the repeats sent to triage (``ingest_repeats_*``). candles has no
 key index (it would make a bulk load several times slower), so its repeats are looked for
-up front. A source that cannot be read at all raises :class:`IngestError` and changes
-nothing. Re-ingesting a source loads nothing twice: its rows count as duplicates.
+up front. Each ingest writes its table's row of ``ingest_lock``, so of two ingests into
+one table at once only one can commit. A source that cannot be read at all raises
+:class:`IngestError` and changes nothing. Re-ingesting a source loads nothing twice: its
+rows count as duplicates.
 """
 
 from __future__ import annotations
