@@ -296,7 +296,9 @@ class BotInputs:
     trade_of_signal: dict[int, Trade]
     position_of_trade: dict[int, Close]
     closes: list[Close]
-    """Every position in close order (closed_ts, then trade_id)."""
+    """Every position in close order (closed_ts, zero-duration last, then trade_id)."""
+    instant_trades: frozenset[int]
+    """The trades entered and closed at one instant."""
     switch_ts: list[datetime]
     """Times the RL switch was set, ascending; ``switch_on`` holds the flags."""
     switch_on: list[bool]
@@ -345,10 +347,14 @@ def bot_inputs(
         "SELECT trade_id, signal_id, ts, side, size_multiplier, leverage, portfolio_exposure, "
         "strategy, weight_action, action_prob FROM trades"
     ).fetchall()
-    closes = con.execute(
-        "SELECT trade_id, closed_ts, pnl_pct, max_drawdown_pct FROM positions "
-        "ORDER BY closed_ts, trade_id"
+    # a trade entered and closed at one instant is not known at that instant: its close
+    # comes last among that instant's closes, and the ledger holds it back (rlv2 does too)
+    rows = con.execute(
+        "SELECT p.trade_id, p.closed_ts, p.pnl_pct, p.max_drawdown_pct, p.closed_ts = t.ts "
+        "FROM positions p JOIN trades t USING (trade_id) ORDER BY p.closed_ts, 5, p.trade_id"
     ).fetchall()
+    closes: list[Close] = [(row[0], row[1], row[2], row[3]) for row in rows]
+    instant = frozenset(row[0] for row in rows if row[4])
     switches = con.execute("SELECT ts, enable_rl FROM policy ORDER BY ts").fetchall()
     return BotInputs(
         bar_ts,
@@ -357,6 +363,7 @@ def bot_inputs(
         {trade[1]: trade for trade in trades},
         {close[0]: close for close in closes},
         closes,
+        instant,
         [ts for ts, _ in switches],
         [on for _, on in switches],
     )
@@ -431,8 +438,11 @@ def _sharpe(pnls: list[float]) -> float:
 class _Ledger:
     """The bot's account: applies closes in close order and keeps the state after each."""
 
-    def __init__(self, closes: list[Close], config: FeatureConfig) -> None:
+    def __init__(
+        self, closes: list[Close], instant_trades: frozenset[int], config: FeatureConfig
+    ) -> None:
         self._closes, self._next, self._config = closes, 0, config
+        self._instant = instant_trades
         self._pnls: list[float] = []
         self._equities: list[float] = []
         self._cumulative_pnl, self._peak = 0.0, config.initial_equity
@@ -448,8 +458,11 @@ class _Ledger:
         """The account right after each applied close, by trade id."""
 
     def apply_until(self, ts: datetime) -> None:
-        """Apply every close at or before ``ts``."""
-        while self._next < len(self._closes) and self._closes[self._next][1] <= ts:
+        """Apply every close known at ``ts``: before it, or at it if entered earlier."""
+        while self._next < len(self._closes):
+            trade_id, closed_ts, _, _ = self._closes[self._next]
+            if closed_ts > ts or (closed_ts == ts and trade_id in self._instant):
+                break
             self._apply(self._closes[self._next])
 
     def apply_until_closed(self, trade_ids: set[int]) -> None:
@@ -589,7 +602,7 @@ def run_bot(inputs: BotInputs, config: FeatureConfig) -> dict[str, list[Any]]:
     and the RL switch. Once every logged trade has closed, each row gets the account
     right after its trade's close.
     """
-    ledger = _Ledger(inputs.closes, config)
+    ledger = _Ledger(inputs.closes, inputs.instant_trades, config)
     rows: list[dict[str, Any]] = []
     for (ts, symbol), point in groupby(inputs.signals, key=itemgetter(1, 2)):
         ledger.apply_until(ts)

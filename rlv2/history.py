@@ -218,8 +218,9 @@ def _account_columns(
 ) -> Arrays:
     """Account state before each decision at ``ts`` and after the close of ``trade_id``.
 
-    Before: after every trade closed at or before ``ts`` (the neutral start when none);
-    after the close: NaN for a trade without a close, or a row without a trade
+    Before: after every trade closed before ``ts``, or at ``ts`` but entered before it (a
+    trade entered and closed at ``ts`` is not known yet); the neutral start when none.
+    After the close: NaN for a trade without a close, or a row without a trade
     (``traded`` False; any id, negative ones included, can be a trade's).
     """
     closes = _fetch(con, sql_text("account_closes"), {})
@@ -236,7 +237,11 @@ def _account_columns(
         "sharpe_signal": 0.0,
     }
     table = {k: np.r_[neutral[k], np.nan, v] for k, v in acct.items()}
-    closed_before = np.searchsorted(closes["closed_ts"], ts, side="right").astype(np.int64)
+    # the closes at ts are a block of the close order, its zero-duration ones last
+    first_at = np.searchsorted(closes["closed_ts"], ts, side="left")
+    after_at = np.searchsorted(closes["closed_ts"], ts, side="right")
+    known = np.r_[0, np.cumsum(~closes["zero_duration"].astype(bool))]
+    closed_before = (first_at + known[after_at] - known[first_at]).astype(np.int64)
     before = np.where(closed_before > 0, closed_before + 1, 0)
     order = np.argsort(closes["trade_id"], kind="stable")
     ids = closes["trade_id"][order]

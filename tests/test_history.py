@@ -72,12 +72,18 @@ def test_account_features_equal_python_formulas(demo_con):
         )
 
 
-def test_decision_account_state_counts_closes_at_or_before_it(transitions, demo_con):
+def known_closes(closes, ts):
+    """How many closes a decision at ``ts`` knows: before it, or at it if entered earlier."""
+    at = closes["closed_ts"] == ts
+    return int((closes["closed_ts"] < ts).sum() + (at & ~closes["zero_duration"]).sum())
+
+
+def test_decision_account_state_counts_the_closes_known_at_it(transitions, demo_con):
     tr, _ = transitions
     closes = demo_con.execute(store.sql_text("account_closes")).fetchnumpy()
     acct = account_after_closes(closes["pnl_pct"], 100.0, 10.0, 20)
     for i in range(0, len(tr["ts"]), 53):
-        k = int((closes["closed_ts"] <= tr["ts"][i]).sum())
+        k = known_closes(closes, tr["ts"][i])
         assert tr["closed_before"][i] == k
         if k == 0:
             assert (tr["previous_winrate"][i], tr["equity"][i]) == (0.5, 100.0)
@@ -89,6 +95,46 @@ def test_decision_account_state_counts_closes_at_or_before_it(transitions, demo_
             assert tr["close_sharpe_signal"][i] == acct["sharpe_signal"][own]
         else:
             assert np.isnan(tr["close_winrate"][i])
+
+
+def test_a_trade_entered_and_closed_at_its_signal_is_not_known_at_that_instant(demo_db, tmp_path):
+    # One demo trade made zero-duration: entered and closed at its own signal's instant.
+    # Its own decision, and any other decision at that instant, must not count its close;
+    # the next decision does. A trade entered earlier and closed at a decision's instant
+    # stays known to it (the demo has such ties).
+    copy = tmp_path / "zero.duckdb"
+    shutil.copy(demo_db, copy)
+    with store.connect(copy) as con:
+        trade_id, signal_ts = con.execute(
+            "SELECT t.trade_id, s.ts FROM trades t JOIN signals s USING (signal_id) "
+            "ORDER BY t.trade_id LIMIT 1 OFFSET 500"
+        ).fetchone()
+        con.execute(
+            "UPDATE trades SET ts = $ts WHERE trade_id = $id", {"ts": signal_ts, "id": trade_id}
+        )
+        con.execute(
+            "UPDATE positions SET closed_ts = $ts WHERE trade_id = $id",
+            {"ts": signal_ts, "id": trade_id},
+        )
+        closes = con.execute(store.sql_text("account_closes")).fetchnumpy()
+        tr = history.load_transitions(con)
+    assert closes["zero_duration"].sum() == 1
+    own = np.flatnonzero(tr["trade_id"] == trade_id)[0]
+    at_or_before = int((closes["closed_ts"] <= tr["ts"][own]).sum())
+    assert tr["closed_before"][own] == at_or_before - 1  # all but its own close
+    later = np.flatnonzero(tr["ts"] > tr["ts"][own])[0]
+    assert tr["closed_before"][later] == known_closes(closes, tr["ts"][later])
+    assert tr["closed_before"][later] >= at_or_before
+    for i in range(0, len(tr["ts"]), 7):
+        assert tr["closed_before"][i] == known_closes(closes, tr["ts"][i])
+    tied = [
+        i for i in range(len(tr["ts"])) if i != own and (closes["closed_ts"] == tr["ts"][i]).any()
+    ]
+    assert tied  # decisions at the instant of another trade's close: that close is known
+    for i in tied[:50]:
+        assert tr["closed_before"][i] == int((closes["closed_ts"] <= tr["ts"][i]).sum()) - int(
+            ((closes["closed_ts"] == tr["ts"][i]) & closes["zero_duration"]).sum()
+        )
 
 
 def test_no_look_ahead_changing_later_bars_changes_no_earlier_state(demo_db, tmp_path):
