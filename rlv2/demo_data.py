@@ -76,6 +76,7 @@ from rlv2.outcomes import (
     position_pnl,
     walk_paths,
 )
+from rlv2.resources import bundled_dir
 from rlv2.states import label_regime, volatility
 
 LOOKBACK = 20
@@ -87,7 +88,7 @@ FAST_MA_BARS = 5
 
 CANDLE_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
 """Columns of the candles a history is built from."""
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = bundled_dir("data")
 """The repository's bundled real price bars."""
 
 

@@ -10,14 +10,15 @@ import hashlib
 import re
 from collections.abc import Mapping
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-"""The repository's ``sql/`` folder (found beside the package in an editable install)."""
+from rlv2.resources import bundled_dir
+
+SQL_DIR = bundled_dir("sql")
+"""The repository's ``sql/`` folder, wherever the package is installed from."""
 
 SqlParams = Mapping[str, Any] | None
 """Named parameters of a query file (``$name`` in the SQL)."""
