@@ -461,7 +461,8 @@ def _log(
 
 
 class _NotClean(Exception):
-    """A streamed load found a key repeated or already stored: the staged road judges it."""
+    """A streamed load cannot keep the source (a repeated or stored key, a column used as
+    both a number and text): it rolls back, and the staged road judges the source."""
 
 
 def _load_streamed(
@@ -548,18 +549,8 @@ def _streamed_columns(plan: ColumnPlan) -> tuple[str, str]:
     texts = {source for name, source in plan.sources.items() if name not in _STREAMED_DOUBLES}
     if doubles & texts:
         raise _NotClean(f"source columns {sorted(doubles & texts)} feed a number and text")
-    columns = []
-    for target in [*plan.sources, *plan.constants, *plan.nulls]:
-        kind = "DOUBLE" if target in _STREAMED_DOUBLES else "VARCHAR"
-        if target in plan.sources:
-            value = _quote(plan.sources[target])
-        elif target in plan.constants:
-            value = _sql_literal(plan.constants[target])
-        else:
-            value = "NULL"
-        columns.append(f"{value}::{kind} AS {_quote(target)}")
     types = ", ".join(f"{_sql_literal(source)}: 'DOUBLE'" for source in sorted(doubles))
-    return ", ".join(columns), "{" + types + "}"
+    return _select_list(plan, doubles=_STREAMED_DOUBLES), "{" + types + "}"
 
 
 def _has_key_index(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -633,21 +624,23 @@ def _map_columns(con: duckdb.DuckDBPyConnection, plan: ColumnPlan) -> None:
     store.execute_formatted(con, "ingest_mapped", columns=_select_list(plan))
 
 
-def _select_list(plan: ColumnPlan) -> str:
-    """The contract's columns as VARCHAR, each from its source column, constant or NULL.
+def _select_list(plan: ColumnPlan, doubles: Sequence[str] = ()) -> str:
+    """The contract's columns, each from its source column, constant or NULL: as DOUBLE
+    for the columns in ``doubles``, as VARCHAR for the others.
 
     Built here, since the identifiers come from the source's header: they are quoted, and a
     constant is inlined as a quoted literal (a view takes no parameters).
     """
     columns = []
     for target in [*plan.sources, *plan.constants, *plan.nulls]:
+        kind = "DOUBLE" if target in doubles else "VARCHAR"
         if target in plan.sources:
             value = _quote(plan.sources[target])
         elif target in plan.constants:
             value = _sql_literal(plan.constants[target])
         else:
             value = "NULL"
-        columns.append(f"{value}::VARCHAR AS {_quote(target)}")
+        columns.append(f"{value}::{kind} AS {_quote(target)}")
     return ", ".join(columns)
 
 
