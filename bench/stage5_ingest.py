@@ -100,27 +100,23 @@ def _bare_insert(db: Path, csv: Path) -> None:
 @contextmanager
 def _step_timer(steps: dict[str, float]) -> Iterator[None]:
     """Time every ``store.execute*`` call by the SQL file it runs (patched for the block)."""
-    original, original_formatted = store.execute, store.execute_formatted
+    originals = store.execute, store.execute_formatted
 
-    def timed(con: Any, name: str, params: Any = None) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return original(con, name, params)
-        finally:
-            steps[name] = steps.get(name, 0.0) + time.perf_counter() - t0
+    def timing(run: Any) -> Any:
+        def timed(con: Any, name: str, params: Any = None, **fields: str) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return run(con, name, params, **fields)
+            finally:
+                steps[name] = steps.get(name, 0.0) + time.perf_counter() - t0
 
-    def timed_formatted(con: Any, name: str, params: Any = None, **fields: str) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return original_formatted(con, name, params, **fields)
-        finally:
-            steps[name] = steps.get(name, 0.0) + time.perf_counter() - t0
+        return timed
 
-    store.execute, store.execute_formatted = timed, timed_formatted
+    store.execute, store.execute_formatted = map(timing, originals)
     try:
         yield
     finally:
-        store.execute, store.execute_formatted = original, original_formatted
+        store.execute, store.execute_formatted = originals
 
 
 def _profile(db: Path, csv: Path) -> list[str]:

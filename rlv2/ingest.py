@@ -587,10 +587,10 @@ def _stage_attached(
 ) -> None:
     """Read a table of an attached DuckDB or PostgreSQL database into ``ingest_read``."""
     if source_format == "duckdb":
-        attach, location = store.sql_text("ingest_attach_duckdb"), request.source
+        attach, location = "ingest_attach_duckdb", request.source
     else:
-        attach, location = store.sql_text("ingest_attach_postgres"), postgres_dsn(request.source)
-    con.execute(attach.format(location=_sql_literal(location)))
+        attach, location = "ingest_attach_postgres", postgres_dsn(request.source)
+    store.execute_formatted(con, attach, location=_sql_literal(location))
     try:
         store.execute(con, "ingest_read_attached", {"table": request.source_table or request.table})
     finally:

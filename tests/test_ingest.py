@@ -446,15 +446,8 @@ def test_a_database_made_with_the_old_key_index_still_ingests(tmp_path):
         candle_lines("BTC", [2, 3, 3, 4]),
         candle_lines("BTC", [5]) + candle_lines("BTC", [5], close=107),
     ]
-    with store.connect(tmp_path / "old.duckdb") as con:
-        reports = []
-        for i, text in enumerate(sources):
-            path = tmp_path / f"old_{i}.csv"
-            path.write_text(CANDLE_HEADER + text)
-            reports.append(ingest(con, IngestRequest(source=str(path), table="candles")))
-        stored = con.execute("SELECT * FROM candles ORDER BY symbol, ts").fetchall()
-    counts = [(r.rows_read, r.rows_loaded, r.rows_duplicate, r.rows_quarantined) for r in reports]
-    assert [r.streamed for r in reports] == [True, False, False]
+    streamed, counts, stored, _ = ingest_all(tmp_path / "old.duckdb", sources)
+    assert streamed == [True, False, False]
     assert counts == [(3, 3, 0, 0), (4, 2, 2, 0), (2, 0, 0, 2)]
     _, reference_counts, reference, _ = ingest_all(tmp_path / "new.duckdb", sources)
     assert (counts, stored) == (reference_counts, reference)
