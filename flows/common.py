@@ -51,10 +51,10 @@ def plan_split(db: str, holdout_fraction: float) -> Split:
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def load_window(
     db: str, start: datetime | None, end: datetime | None, config: TrainConfig
-) -> history.WindowData:
+) -> pipeline.WindowData:
     """Load one window's transitions and counterfactual paths from DuckDB."""
     with store.connect(db, read_only=True) as con:
-        window = history.load_window(con, start, end, config.features)
+        window = pipeline.load_window(con, start, end, config.features)
     if window.n_incomplete:
         get_run_logger().warning(
             "%d of %d traded decisions in %s..%s lack a signal from some model: the "
@@ -70,7 +70,7 @@ def load_window(
 @task(cache_policy=NO_CACHE)
 def train_agent(
     agent: str,
-    window: history.WindowData,
+    window: pipeline.WindowData,
     config: TrainConfig,
     warm_start: np.ndarray | None = None,
 ) -> AgentTraining:
@@ -87,7 +87,7 @@ def production_q(agent: str, config: TrainConfig) -> np.ndarray | None:
     if loaded is None:
         return None
     q, space = loaded
-    if space != pipeline.space_of(agent, config.replay):
+    if space != config.replay.state_space(agent):
         print(f"{agent}: production uses other state bins; not comparable, ignored")
         return None
     return q

@@ -18,9 +18,8 @@ from flows.common import (
 )
 from flows.promote import gate_candidates
 from rlv2 import pipeline, tracking
-from rlv2.history import WindowData
-from rlv2.pipeline import AgentTraining, Split, TrainConfig
-from rlv2.replay import AGENTS
+from rlv2.domain import Agent
+from rlv2.pipeline import AgentTraining, Split, TrainConfig, WindowData
 
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -49,14 +48,14 @@ def log_training(
         tracking.log_config(config.to_dict())
         versions = {}
         for agent, result in trained.items():
-            space = pipeline.space_of(agent, config.replay)
+            space = config.replay.state_space(agent)
             tracking.log_curves(agent, **result.curves(pipeline.CURVE_POINTS))
             tracking.log_metrics({f"{agent}.{k}": v for k, v in result.summary().items()})
             tracking.log_q_table(agent, result.q, space)
             version = tracking.log_policy_model(agent, result.q, space)
             versions[agent] = None if version is None else str(version.version)
         _, cand = pipeline.evaluate(
-            holdout, config, trained["meta_strategy"].q, trained["position_sizing"].q
+            holdout, config, trained[Agent.META_STRATEGY].q, trained[Agent.POSITION_SIZING].q
         )
         _, logged = pipeline.evaluate(holdout, config, None, None)
         tracking.log_metrics({f"holdout.{k}": v for k, v in cand.items()})
@@ -106,16 +105,16 @@ def nightly_retrain(
     print(f"training {split.train_start} .. {split.holdout_start}, holdout .. {split.holdout_end}")
     train_f = load_window.submit(path, split.train_start, split.holdout_start, config)
     holdout_f = load_window.submit(path, split.holdout_start, split.holdout_end, config)
-    warm = {a: production_q(a, config) if warm_start else None for a in AGENTS}
+    warm = {a: production_q(a, config) if warm_start else None for a in Agent}
     train = train_f.result()
-    futures = {a: train_agent.submit(a, train, config, warm[a]) for a in AGENTS}
+    futures = {a: train_agent.submit(a, train, config, warm[a]) for a in Agent}
     trained = {a: f.result() for a, f in futures.items()}
     holdout = holdout_f.result()
     logged = log_training("nightly-retrain", trained, holdout, train, split, config, path)
     result: dict[str, Any] = {**logged, "split": split._asdict()}
     if promote:
         candidates = {
-            a: (logged["versions"][a], trained[a].q) for a in AGENTS if logged["versions"][a]
+            a: (logged["versions"][a], trained[a].q) for a in Agent if logged["versions"][a]
         }
         result["decisions"] = gate_candidates(candidates, holdout, config)
     return result

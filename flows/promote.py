@@ -10,9 +10,8 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import DEFAULT_DB, db_path, load_window, plan_split, production_q
 from rlv2 import pipeline, tracking
-from rlv2.history import WindowData
-from rlv2.pipeline import TrainConfig
-from rlv2.replay import AGENTS
+from rlv2.domain import Agent
+from rlv2.pipeline import TrainConfig, WindowData
 
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -60,10 +59,10 @@ def gate_candidates(
     Each production table is loaded from the registry once: it is one agent's champion
     and the other's partner.
     """
-    production = {agent: production_q.fn(agent, config) for agent in AGENTS}
+    production = {agent: production_q.fn(agent, config) for agent in Agent}
     out = {}
     for agent, (version, q) in candidates.items():
-        other = AGENTS[1] if agent == AGENTS[0] else AGENTS[0]
+        (other,) = (a for a in Agent if a != agent)
         out[agent] = gate_agent(
             agent, version, q, holdout, config, production[agent], production[other]
         )
@@ -82,7 +81,7 @@ def promote(
 ) -> dict[str, dict[str, Any]]:
     """Gate registered candidates (default: each agent's newest version) against production."""
     tracking.configure()
-    agents = list(AGENTS) if agent == "both" else [agent]
+    agents = list(Agent) if agent == "both" else [Agent(agent)]
     if version is not None and len(agents) != 1:
         raise ValueError("--version needs a single --agent")
     config = TrainConfig(holdout_fraction=holdout_fraction, metric=metric, margin=margin)

@@ -28,10 +28,9 @@ from flows.common import (
     train_agent,
 )
 from rlv2 import history, pipeline, store, tracking
-from rlv2.history import WindowData
-from rlv2.pipeline import AgentTraining, TrainConfig
+from rlv2.domain import Agent, agent_spec
+from rlv2.pipeline import AgentTraining, TrainConfig, WindowData
 from rlv2.qlearning import stream_seed
-from rlv2.replay import AGENTS
 from rlv2.rewards import MetaRewardWeights, SizingRewardWeights
 from rlv2.states import meta_state_space, sizing_state_space
 
@@ -99,9 +98,10 @@ def train_group(
 @task(cache_policy=NO_CACHE)
 def score(agent: str, q: np.ndarray, window: WindowData, config: TrainConfig) -> dict[str, float]:
     """Validation metrics of one agent's greedy Q-table, the other agent logged."""
-    meta_q, sizing_q = (q, None) if agent == "meta_strategy" else (None, q)
+    spec = agent_spec(agent)
+    meta_q, sizing_q = (q, None) if spec.agent is Agent.META_STRATEGY else (None, q)
     _, metrics = pipeline.evaluate(window, config, meta_q, sizing_q)
-    reward = metrics["meta_mean_reward" if agent == "meta_strategy" else "sizing_mean_reward"]
+    reward = metrics[spec.mean_reward_metric]
     return {"score": reward, **metrics}
 
 
@@ -218,7 +218,7 @@ def log_sweep(
         tracking.log_metrics({"best.score": float(best["score"])})
         version = None
         if register_best and best_final is not None:
-            space = pipeline.space_of(agent, best_config.replay)
+            space = best_config.replay.state_space(agent)
             tracking.log_config(best_config.to_dict())
             tracking.log_q_table(agent, best_final.q, space)
             registered = tracking.log_policy_model(agent, best_final.q, space)
@@ -287,7 +287,7 @@ def sweep(
         f"fit {split.train_start}..{val_start} ({fit.n_trades} trades), "
         f"validation ..{split.holdout_start} ({val.n_trades}); holdout untouched"
     )
-    agents = list(AGENTS) if agent == "both" else [agent]
+    agents = list(Agent) if agent == "both" else [Agent(agent)]
     runner = make_task_runner(task_runner)
     out: dict[str, Any] = {}
     for name in agents:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -35,6 +36,23 @@ N_META_ACTIONS = len(Strategy) * len(Model) * len(WeightAction)
 """Size of the meta-strategy action space (48)."""
 N_SIZING_ACTIONS = len(SIZE_MULTIPLIERS) * len(LEVERAGES)
 """Size of the position-sizing action space (56)."""
+
+
+_N_MODELS = len(Model)
+_N_WEIGHTS = len(WeightAction)
+_N_LEVERAGES = len(LEVERAGES)
+
+
+@numba.njit(cache=True, nogil=True)
+def meta_action_parts(code: int) -> tuple[int, int, int]:
+    """(strategy, model, weight action) codes of a meta action code; the one decoding rule."""
+    return code // (_N_MODELS * _N_WEIGHTS), (code // _N_WEIGHTS) % _N_MODELS, code % _N_WEIGHTS
+
+
+@numba.njit(cache=True, nogil=True)
+def sizing_action_parts(code: int) -> tuple[int, int]:
+    """(size multiplier index, leverage index) of a sizing action code."""
+    return code // _N_LEVERAGES, code % _N_LEVERAGES
 
 
 class MetaAction(NamedTuple):
@@ -84,9 +102,7 @@ class MetaActionSpace:
 
     def decode(self, code: int) -> MetaAction:
         """Parts of one meta-strategy action code."""
-        c = int(_codes("meta action code", code, self.n))
-        s, rest = divmod(c, len(Model) * len(WeightAction))
-        m, w = divmod(rest, len(WeightAction))
+        s, m, w = meta_action_parts(int(_codes("meta action code", code, self.n)))
         return MetaAction(Strategy(s), Model(m), WeightAction(w))
 
     def decode_arrays(self, codes: ArrayLike) -> tuple[NDArray[np.int64], ...]:
@@ -124,8 +140,7 @@ class SizingActionSpace:
 
     def decode(self, code: int) -> SizingAction:
         """Parts of one position-sizing action code."""
-        c = int(_codes("sizing action code", code, self.n))
-        s, lv = divmod(c, len(LEVERAGES))
+        s, lv = sizing_action_parts(int(_codes("sizing action code", code, self.n)))
         return SizingAction(SIZE_MULTIPLIERS[s], LEVERAGES[lv])
 
     def decode_arrays(self, codes: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.int64]]:

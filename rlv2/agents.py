@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from rlv2.actions import MetaAction, SizingAction, meta_space, sizing_space
+from rlv2.domain import Agent
 from rlv2.qlearning import QLearner, discounted_return
 from rlv2.states import META_STATE_SPACE, SIZING_STATE_SPACE, StateSpace
 
@@ -160,7 +161,7 @@ class TabularAgent:
 class MetaStrategyAgent(TabularAgent):
     """Picks strategy × model × weight action (48) from the meta-strategy state (SPEC A3)."""
 
-    name = "meta_strategy"
+    name = Agent.META_STRATEGY
 
     def __init__(
         self,
@@ -178,7 +179,7 @@ class MetaStrategyAgent(TabularAgent):
 class PositionSizingAgent(TabularAgent):
     """Picks size multiplier × leverage (56) from the position-sizing state (SPEC A3)."""
 
-    name = "position_sizing"
+    name = Agent.POSITION_SIZING
 
     def __init__(
         self,

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rlv2.replay import AGENTS
+from rlv2.domain import Agent
 
-AGENT_CHOICES = ("meta_strategy", "position_sizing", "both")
+AGENT_CHOICES = (*(a.value for a in Agent), "both")
 
 
 def _floats(text: str) -> list[float]:
@@ -306,7 +306,7 @@ def add_rollback_command(subparsers: Any) -> None:
         description="Move the alias production of an agent back to the version under "
         "previous (the one it replaced), and record it in the promotion log.",
     )
-    parser.add_argument("agent", choices=AGENTS, help="the agent to roll back")
+    parser.add_argument("agent", choices=[a.value for a in Agent], help="the agent to roll back")
     parser.add_argument("--reason", default="", help="why, for the promotion log")
     parser.set_defaults(run=run_rollback)
 

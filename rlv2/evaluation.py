@@ -63,16 +63,6 @@ def policy_metrics(
     return out
 
 
-def action_distribution(result: SimulationResult) -> dict[str, dict[str, int]]:
-    """How often each action was taken, by readable label, per agent."""
-    meta = np.bincount(result.meta_action, minlength=meta_space.n)
-    sizing = np.bincount(result.sizing_action, minlength=sizing_space.n)
-    return {
-        "meta_strategy": {meta_space.label(a): int(c) for a, c in enumerate(meta) if c},
-        "position_sizing": {sizing_space.label(a): int(c) for a, c in enumerate(sizing) if c},
-    }
-
-
 def visited_share(q: NDArray[np.float64]) -> float:
     """Share of a Q-table's state-action pairs that learning has touched (non-zero)."""
     return float(np.count_nonzero(q) / q.size)

@@ -12,7 +12,7 @@ kernels sum in a fixed order).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,59 +21,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rlv2.account import account_after_closes
-from rlv2.domain import Model, Regime, WeightAction
-from rlv2.market import asof_bars, simple_returns, window_market_features
-from rlv2.outcomes import INITIAL_EQUITY, MARGIN_UNIT
-from rlv2.replay import (
-    SimulationInputs,
-    counterfactual_paths,
-    decision_order,
-    every_model_signalled,
-    path_windows,
-    simulation_inputs,
-    traded_mask,
-)
-from rlv2.states import (
-    NEUTRAL_WINRATE,
-    PRESSURE_WINDOW,
-    VOLATILITY_WINDOW,
-    WINRATE_WINDOW,
-    RegimeRule,
-)
+from rlv2.market import asof_bars, simple_returns, window_features
+from rlv2.records import MODEL_COLUMNS, Bars, Transitions
+from rlv2.states import NEUTRAL_WINRATE, FeatureConfig
 from rlv2.store import sql_text
 
 EARLIEST = datetime(1900, 1, 1)
 LATEST = datetime(2200, 1, 1)
 
 Arrays = dict[str, NDArray[Any]]
+"""Columns of a query result by name (this module's own, before they become records)."""
 
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """Windows and rules of the feature SQL (SPEC A2, C); every field is configurable."""
-
-    lookback_bars: int = VOLATILITY_WINDOW
-    """Bars in a state window: volatility and the regime label (SPEC C default 20)."""
-    pressure_bars: int = PRESSURE_WINDOW
-    """Bars for market pressure, ``p[-1]`` against ``p[-pressure_bars]`` (default 5)."""
-    winrate_window: int = WINRATE_WINDOW
-    """Closed trades in the trailing win rate, Sharpe signal and equity slope (20)."""
-    regime_rule: RegimeRule = field(default_factory=RegimeRule)
-    """Thresholds of the regime rule (``rlv2.states.label_regime``)."""
-    initial_equity: float = INITIAL_EQUITY
-    """Equity before the first trade."""
-    margin_unit: float = MARGIN_UNIT
-    """Margin each position puts up, in equity units."""
-
-    def __post_init__(self) -> None:
-        if self.pressure_bars > self.lookback_bars:
-            raise ValueError(
-                f"pressure_bars={self.pressure_bars} must not exceed "
-                f"lookback_bars={self.lookback_bars}"
-            )
-        for name in ("lookback_bars", "pressure_bars", "winrate_window"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+Connection = duckdb.DuckDBPyConnection
+"""A DuckDB connection, for modules that pass one through without importing DuckDB."""
 
 
 def _unmask(values: Any) -> NDArray[Any]:
@@ -107,50 +67,12 @@ def _fetch_dense(con: duckdb.DuckDBPyConnection, sql: str) -> Arrays:
     return {name: table.column(name).to_numpy() for name in table.column_names}
 
 
-def _names(enum: Any) -> NDArray[Any]:
-    """Names of an IntEnum by code, then None: ``_names(E)[code]`` maps -1 (NULL) to None."""
-    return np.asarray([e.name for e in sorted(enum, key=int)] + [None], dtype=object)
-
-
-REGIME_NAMES = _names(Regime)
-"""Regime names by code; index -1 (no label) gives None."""
-
-_ENUM_COLUMNS = {
-    **{f"regime_{m}": Regime for m in ("xgb", "lgbm", "nhits", "patchtst")},
-    "trade_model": Model,
-    "trade_predicted_regime": Regime,
-    "strategy": Regime,
-    "weight_action": WeightAction,
-}
-"""Columns features_decisions.sql returns as enum codes and load_transitions as names."""
-
-_TRADE_COLUMNS = (
-    "trade_id",
-    "trade_model",
-    "trade_confidence",
-    "trade_predicted_regime",
-    "strategy",
-    "weight_action",
-    "size_multiplier",
-    "leverage",
-    "portfolio_exposure",
-    "action_prob",
-    "side",
-    "trade_ts",
-    "closed_ts",
-    "pnl_pct",
-    "max_drawdown_pct",
-)
-"""The executed trade's columns, in the order load_transitions returns them."""
-
-
-def load_bars(con: duckdb.DuckDBPyConnection) -> Arrays:
+def load_bars(con: duckdb.DuckDBPyConnection) -> Bars:
     """Every candle as price arrays in (symbol, ts) order, with each symbol's bar range.
 
     Bar ``i`` is row ``i`` of ``ts``, ``high``, ``low``, ``close``. ``symbols`` lists the
     symbols in code order and ``symbol_first`` / ``symbol_last`` their bar ranges, so no
-    window or price path crosses into another symbol; ``ret`` is the simple return into
-    each bar (meaningless on a symbol's first bar, never read).
+    window or price path crosses into another symbol.
     """
     per_symbol = _fetch(con, sql_text("bars_symbols"), {})
     out = _fetch_dense(con, sql_text("bars_arrays"))
@@ -158,39 +80,16 @@ def load_bars(con: duckdb.DuckDBPyConnection) -> Arrays:
     if int(counts.sum()) != len(out["close"]):
         raise RuntimeError("the candles changed while their bars were loading; load again")
     symbol_last = np.cumsum(counts) - 1
-    symbol_first = symbol_last - counts + 1
-    out.update(
-        symbols=per_symbol["symbol"].astype(object),
-        symbol_first=symbol_first,
-        symbol_last=symbol_last,
+    return Bars(
+        ts=out["ts"],
+        high=out["high"],
+        low=out["low"],
+        close=out["close"],
         ret=simple_returns(out["close"]),
+        symbols=per_symbol["symbol"].astype(object),
+        symbol_first=symbol_last - counts + 1,
+        symbol_last=symbol_last,
     )
-    return out
-
-
-def window_features(
-    bars: Arrays,
-    lo_idx: NDArray[np.int64],
-    hi_idx: NDArray[np.int64],
-    config: FeatureConfig | None = None,
-) -> Arrays:
-    """Market features of bar windows ``lo_idx..hi_idx`` (inclusive), aligned with them.
-
-    ``volatility``, ``market_pressure``, ``regime`` (name) and ``regime_code``, by
-    ``rlv2.market.window_market_features`` over the closes of ``load_bars``.
-    """
-    config = config or FeatureConfig()
-    volatility, pressure, regime = window_market_features(
-        bars["close"], lo_idx, hi_idx, config.pressure_bars, config.regime_rule, bars.get("ret")
-    )
-    return {
-        "lo_idx": np.asarray(lo_idx, dtype=np.int64),
-        "hi_idx": np.asarray(hi_idx, dtype=np.int64),
-        "volatility": volatility,
-        "market_pressure": pressure,
-        "regime": REGIME_NAMES[regime],
-        "regime_code": regime,
-    }
 
 
 def _decisions(
@@ -270,71 +169,91 @@ def _switch_at(switches: Arrays, ts: NDArray[Any]) -> NDArray[np.bool_]:
 
 
 def _state_windows(
-    tr: Arrays, bars: Arrays, at: NDArray[np.int64], prefix: str, config: FeatureConfig
-) -> None:
-    """Market state over the ``lookback_bars`` bars ending at bar ``at`` (-1: none) into ``tr``."""
+    bars: Bars, first_idx: NDArray[np.int64], at: NDArray[np.int64], config: FeatureConfig
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+    """Volatility, pressure and regime code over the ``lookback_bars`` bars ending at ``at``.
+
+    ``at`` -1 (no bar) gives NaN, NaN, -1.
+    """
     has = at >= 0
-    lo = np.maximum(at[has] - config.lookback_bars + 1, tr["first_idx"][has])
+    lo = np.maximum(at[has] - config.lookback_bars + 1, first_idx[has])
     feats = window_features(bars, lo, at[has], config)
     volatility = np.full(at.size, np.nan)
     pressure = np.full(at.size, np.nan)
     regime = np.full(at.size, -1, np.int64)
-    volatility[has] = feats["volatility"]
-    pressure[has] = feats["market_pressure"]
-    regime[has] = feats["regime_code"]
-    tr[f"{prefix}volatility"] = volatility
-    tr[f"{prefix}market_pressure"] = pressure
-    tr[f"{prefix}regime"] = REGIME_NAMES[regime]
+    volatility[has] = feats.volatility
+    pressure[has] = feats.market_pressure
+    regime[has] = feats.regime
+    return volatility, pressure, regime
 
 
 def _transitions(
-    con: duckdb.DuckDBPyConnection, bars: Arrays, start: Any, end: Any, config: FeatureConfig
-) -> Arrays:
+    con: duckdb.DuckDBPyConnection, bars: Bars, start: Any, end: Any, config: FeatureConfig
+) -> Transitions:
     """The decision rows with their bars and market features (see ``load_transitions``)."""
-    d = _decisions(con, start, end, bars["symbols"])
+    d = _decisions(con, start, end, bars.symbols)
     code = d.pop("symbol_code").astype(np.int64)
-    bar_idx = asof_bars(bars["ts"], bars["symbol_first"], bars["symbol_last"], code, d["ts"])
+    bar_idx = asof_bars(bars.ts, bars.symbol_first, bars.symbol_last, code, d["ts"])
     keep = bar_idx >= 0  # a decision before its symbol's first bar has no state
     if not keep.all():
         d = {k: v[keep] for k, v in d.items()}
         code, bar_idx = code[keep], bar_idx[keep]
     new_point = np.ones(bar_idx.size, dtype=bool)
     new_point[1:] = (d["ts"][1:] != d["ts"][:-1]) | (code[1:] != code[:-1])
-    exit_idx = asof_bars(
-        bars["ts"], bars["symbol_first"], bars["symbol_last"], code, d["closed_ts"]
+    exit_idx = asof_bars(bars.ts, bars.symbol_first, bars.symbol_last, code, d["closed_ts"])
+    first_idx = bars.symbol_first[code]
+    volatility, pressure, regime = _state_windows(bars, first_idx, bar_idx, config)
+    close_volatility, close_pressure, close_regime = _state_windows(
+        bars, first_idx, exit_idx, config
     )
-    tr: Arrays = {
-        "decision_id": np.cumsum(new_point) - 1,
-        "symbol": bars["symbols"][code],
-        "ts": d.pop("ts"),
-    }
-    for m in ("xgb", "lgbm", "nhits", "patchtst"):
-        tr[f"dir_{m}"] = d.pop(f"dir_{m}")
-    for m in ("xgb", "lgbm", "nhits", "patchtst"):
-        tr[f"conf_{m}"] = d.pop(f"conf_{m}")
-    for m in ("xgb", "lgbm", "nhits", "patchtst"):
-        tr[f"regime_{m}"] = d.pop(f"regime_{m}")
-    tr["confidence"] = d.pop("confidence")
-    tr["bar_idx"] = bar_idx
-    tr["first_idx"] = bars["symbol_first"][code]
-    tr["last_idx"] = bars["symbol_last"][code]
-    for name in _TRADE_COLUMNS:
-        tr[name] = d.pop(name)
-    tr["exit_idx"] = exit_idx
-    for column, enum in _ENUM_COLUMNS.items():
-        tr[column] = _names(enum)[tr[column].astype(np.int64)]
-    _state_windows(tr, bars, bar_idx, "", config)
-    _state_windows(tr, bars, exit_idx, "close_", config)
     held = exit_idx >= 0
     actual = np.full(exit_idx.size, -1, np.int64)
-    actual[held] = window_features(bars, bar_idx[held], exit_idx[held], config)["regime_code"]
-    tr["actual_regime"] = REGIME_NAMES[actual]
-    traded = ~np.isnat(tr["trade_ts"])  # trades.ts is NOT NULL: NaT only without a trade
-    tr.update(_account_columns(con, tr["ts"], tr["trade_id"], traded, config))
+    actual[held] = window_features(bars, bar_idx[held], exit_idx[held], config).regime
+    traded = ~np.isnat(d["trade_ts"])  # trades.ts is NOT NULL: NaT only without a trade
     switches = _fetch(con, sql_text("policy_switches"), {})
-    tr["rl_at_signal"] = _switch_at(switches, tr["ts"])
-    tr["rl_at_close"] = _switch_at(switches, tr["closed_ts"])
-    return tr
+    ts = d["ts"]
+
+    def per_model(prefix: str, dtype: Any) -> NDArray[Any]:
+        return np.stack([d[f"{prefix}_{m}"] for m in MODEL_COLUMNS], axis=1).astype(dtype)
+
+    return Transitions(
+        decision_id=np.cumsum(new_point) - 1,
+        symbol=bars.symbols[code],
+        ts=ts,
+        model_direction=per_model("dir", np.int64),
+        model_confidence=per_model("conf", np.float64),
+        model_regime=per_model("regime", np.int64),
+        confidence=d["confidence"],
+        bar_idx=bar_idx,
+        first_idx=first_idx,
+        last_idx=bars.symbol_last[code],
+        trade_id=d["trade_id"],
+        trade_model=d["trade_model"].astype(np.int64),
+        trade_confidence=d["trade_confidence"],
+        trade_predicted_regime=d["trade_predicted_regime"].astype(np.int64),
+        strategy=d["strategy"].astype(np.int64),
+        weight_action=d["weight_action"].astype(np.int64),
+        size_multiplier=d["size_multiplier"],
+        leverage=d["leverage"],
+        portfolio_exposure=d["portfolio_exposure"],
+        action_prob=d["action_prob"],
+        side=d["side"],
+        trade_ts=d["trade_ts"],
+        closed_ts=d["closed_ts"],
+        pnl_pct=d["pnl_pct"],
+        max_drawdown_pct=d["max_drawdown_pct"],
+        exit_idx=exit_idx,
+        volatility=volatility,
+        market_pressure=pressure,
+        regime=regime,
+        close_volatility=close_volatility,
+        close_market_pressure=close_pressure,
+        close_regime=close_regime,
+        actual_regime=actual,
+        **_account_columns(con, ts, d["trade_id"], traded, config),
+        rl_at_signal=_switch_at(switches, ts),
+        rl_at_close=_switch_at(switches, d["closed_ts"]),
+    )
 
 
 def load_transitions(
@@ -342,21 +261,17 @@ def load_transitions(
     start: datetime | None = None,
     end: datetime | None = None,
     config: FeatureConfig | None = None,
-    bars: Arrays | None = None,
-) -> Arrays:
+    bars: Bars | None = None,
+) -> Transitions:
     """One row per decision point in ``[start, end)`` with its states, reward parts and switch.
 
     DuckDB pivots the signals and joins trades and closes (``sql/features_decisions.sql``);
     the bar of each decision and close and the market features over the bars come from
     ``rlv2.market``'s kernels over ``bars`` (``load_bars``, loaded if not given), the
     account before the decision and after the close from ``rlv2.account`` over the
-    closes in order, the RL switch from the policy rows. NULLs (a decision without a
-    trade, a trade still open) come back as NaN (floats), -1 (integers), False (flags),
-    NaT (times) or None (text); but a direction ``dir_*`` of a model without a signal
-    and the ``side`` of a decision without a trade are 0 (their values are -1 and +1).
-    ``trade_ts`` (NaT: no trade) and ``conf_*`` (NaN: no signal) are the markers to test,
-    not ``trade_id``, whose -1 can be a real id. A decision before its symbol's first
-    bar, or on a symbol without candles, has no state and is left out.
+    closes in order, the RL switch from the policy rows. ``Transitions`` says how NULLs
+    come back. A decision before its symbol's first bar, or on a symbol without
+    candles, has no state and is left out.
     """
     config = config or FeatureConfig()
     return _transitions(con, load_bars(con) if bars is None else bars, start, end, config)
@@ -380,23 +295,15 @@ def holdout_start(
 
 
 @dataclass(frozen=True)
-class WindowData:
-    """Everything the replay needs about one time window, as arrays."""
+class HistoryWindow:
+    """The history of one time window ``[start, end)``, as arrays."""
 
     start: datetime | None
     end: datetime | None
-    transitions: Arrays
-    """Columns of ``load_transitions``, one row per decision point and executed trade."""
-    bars: Arrays
-    inputs: SimulationInputs
-    """Traded decisions (closed inside the window) with their counterfactual paths."""
-    n_incomplete: int = 0
-    """Traded decisions left out of ``inputs`` because some model gave no signal on them."""
-
-    @property
-    def n_trades(self) -> int:
-        """Traded decisions the replay uses."""
-        return len(self.inputs.rows)
+    transitions: Transitions
+    """One row per decision point (and executed trade) of the window."""
+    bars: Bars
+    """Every bar of every symbol (paths may run past ``end``; the replay cuts them)."""
 
 
 def load_window(
@@ -404,23 +311,8 @@ def load_window(
     start: datetime | None = None,
     end: datetime | None = None,
     config: FeatureConfig | None = None,
-) -> WindowData:
-    """Load one window ``[start, end)``: transitions, bars, and counterfactual paths.
-
-    Only trades closed before ``end`` are used, and no counterfactual path runs past
-    the last bar before ``end``, so a training window never sees its holdout. A traded
-    decision on which some model gave no signal stays in ``transitions`` (the logged
-    mode learns from it) but not in ``inputs``: the simulated replay could not follow
-    an action that picks that model. ``n_incomplete`` counts them.
-    """
+) -> HistoryWindow:
+    """Load the bars and the transitions of one window ``[start, end)``."""
     config = config or FeatureConfig()
     bars = load_bars(con)
-    tr = load_transitions(con, start, end, config, bars)
-    traded = traded_mask(tr, end)
-    complete = every_model_signalled(tr)
-    rows = decision_order(tr, traded & complete)
-    paths = counterfactual_paths(tr, bars, rows, end)
-    lo, hi = path_windows(tr, rows, paths, config.lookback_bars)
-    windows = window_features(bars, lo, hi, config)
-    inputs = simulation_inputs(tr, bars, rows, paths, windows)
-    return WindowData(start, end, tr, bars, inputs, int((traded & ~complete).sum()))
+    return HistoryWindow(start, end, load_transitions(con, start, end, config, bars), bars)

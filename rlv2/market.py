@@ -17,7 +17,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rlv2.domain import Regime
-from rlv2.states import RegimeRule
+from rlv2.records import Bars, MarketWindows
+from rlv2.states import FeatureConfig, RegimeRule
 
 _jit = numba.njit(cache=True, nogil=True)
 _pjit = numba.njit(cache=True, nogil=True, parallel=True)
@@ -264,3 +265,23 @@ def asof_bars(
         out,
     )
     return out
+
+
+def window_features(
+    bars: Bars,
+    lo_idx: NDArray[np.int64],
+    hi_idx: NDArray[np.int64],
+    config: FeatureConfig | None = None,
+) -> MarketWindows:
+    """Market features of bar windows ``lo_idx..hi_idx`` (inclusive) of ``bars``, aligned."""
+    config = config or FeatureConfig()
+    volatility, pressure, regime = window_market_features(
+        bars.close, lo_idx, hi_idx, config.pressure_bars, config.regime_rule, bars.ret
+    )
+    return MarketWindows(
+        lo_idx=np.asarray(lo_idx, dtype=np.int64),
+        hi_idx=np.asarray(hi_idx, dtype=np.int64),
+        volatility=volatility,
+        market_pressure=pressure,
+        regime=regime,
+    )

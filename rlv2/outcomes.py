@@ -31,7 +31,7 @@ import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from rlv2.domain import Strategy
+from rlv2.domain import WEIGHT_EXPOSURE_SCALE, Strategy, WeightAction
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,11 @@ DEFAULT_EXIT_RULES: dict[Strategy, ExitRule] = {
     Strategy.MEAN_REVERSION: ExitRule(take_profit=2.0, stop_loss=3.0, max_bars=16),
 }
 """Default exit rule of each strategy: trend rides, range and reversion take profit early."""
+
+WEIGHT_SCALES: NDArray[np.float64] = np.asarray(
+    [WEIGHT_EXPOSURE_SCALE[w] for w in WeightAction], dtype=np.float64
+)
+"""Exposure scale of each weight action, indexed by its code."""
 
 SIGMA_FLOOR = 1e-4
 """Smallest σ used for the barriers, so a flat window still gets finite barriers."""
@@ -162,6 +167,42 @@ def walk_paths(
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def position_outcome(
+    ret: float, mae: float, size_multiplier: float, leverage: float, weight_scale: float
+) -> tuple[float, float, bool]:
+    """``(pnl_pct, max_drawdown_pct, liquidated)`` of one position (see module docstring)."""
+    effective = size_multiplier * weight_scale * leverage
+    liquidated = effective * mae >= 1.0
+    pnl = -100.0 if liquidated else 100.0 * effective * ret
+    return pnl, 100.0 * min(effective * mae, 1.0), liquidated
+
+
+@numba.njit(cache=True, nogil=True)
+def position_notional(
+    size_multiplier: float, weight_scale: float, leverage: float, margin_unit: float
+) -> float:
+    """Notional × leverage of one position, in equity units (SPEC C exposure's numerator)."""
+    return size_multiplier * weight_scale * margin_unit * leverage
+
+
+@numba.njit(cache=True, nogil=True)
+def _outcome_kernel(
+    ret: NDArray[np.float64],
+    mae: NDArray[np.float64],
+    size: NDArray[np.float64],
+    leverage: NDArray[np.float64],
+    scale: NDArray[np.float64],
+    pnl: NDArray[np.float64],
+    drawdown: NDArray[np.float64],
+    liquidated: NDArray[np.bool_],
+) -> None:
+    for i in range(ret.size):
+        pnl[i], drawdown[i], liquidated[i] = position_outcome(
+            ret[i], mae[i], size[i], leverage[i], scale[i]
+        )
+
+
 def position_pnl(
     ret: ArrayLike,
     mae: ArrayLike,
@@ -169,18 +210,16 @@ def position_pnl(
     leverage: ArrayLike,
     weight_scale: ArrayLike = 1.0,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
-    """``(pnl_pct, max_drawdown_pct, liquidated)`` of a position (see module docstring)."""
-    r = np.asarray(ret, dtype=np.float64)
-    adverse = np.asarray(mae, dtype=np.float64)
-    effective = (
-        np.asarray(size_multiplier, dtype=np.float64)
-        * np.asarray(weight_scale, dtype=np.float64)
-        * np.asarray(leverage, dtype=np.float64)
-    )
-    liquidated = effective * adverse >= 1.0
-    pnl = np.where(liquidated, -100.0, 100.0 * effective * r)
-    drawdown = 100.0 * np.minimum(effective * adverse, 1.0)
-    return pnl, drawdown, liquidated
+    """``position_outcome`` over broadcast arrays: pnl_pct, max_drawdown_pct, liquidated."""
+    values = (ret, mae, size_multiplier, leverage, weight_scale)
+    args = np.broadcast_arrays(*[np.asarray(x, dtype=np.float64) for x in values])
+    shape = args[0].shape
+    flat = [a.flatten() for a in args]  # a copy: broadcast views are read-only
+    pnl = np.empty(flat[0].size)
+    drawdown = np.empty(flat[0].size)
+    liquidated = np.empty(flat[0].size, dtype=np.bool_)
+    _outcome_kernel(*flat, pnl, drawdown, liquidated)
+    return pnl.reshape(shape), drawdown.reshape(shape), liquidated.reshape(shape)
 
 
 INITIAL_EQUITY = 100.0
@@ -199,8 +238,8 @@ def position_exposure(
 ) -> NDArray[np.float64]:
     """Exposure a position adds (SPEC C): its notional × leverage over equity.
 
-    Notional is ``size · w · MARGIN_UNIT``; size 1.0, HOLD, at leverage 5 on the
-    initial equity is 0.5, SPEC A1's exposure threshold.
+    Notional is ``size · w · MARGIN_UNIT`` (``position_notional``); size 1.0, HOLD, at
+    leverage 5 on the initial equity is 0.5, SPEC A1's exposure threshold.
     """
     notional = (
         np.asarray(size_multiplier, dtype=np.float64) * np.asarray(weight_scale) * MARGIN_UNIT

@@ -14,20 +14,21 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from rlv2.actions import meta_space, sizing_space
+from rlv2 import history
+from rlv2.domain import Agent, ReplayMode, agent_spec, parse_enum
 from rlv2.evaluation import PromotionDecision, compare_policies, policy_metrics, visited_share
-from rlv2.history import FeatureConfig, WindowData
 from rlv2.qlearning import ReplayStats, replay_sweep, stream_seed
+from rlv2.records import Bars, Transitions
 from rlv2.replay import (
-    AGENTS,
-    MODES,
     ReplayConfig,
+    SimulationInputs,
     SimulationResult,
     evaluate_policies,
     kernel_inputs,
+    prepare_inputs,
     train_kernel,
 )
-from rlv2.states import StateSpace
+from rlv2.states import FeatureConfig
 
 CURVE_POINTS = 1_000
 """Most points of a logged learning curve; longer ones are bucket means."""
@@ -59,8 +60,7 @@ class TrainConfig:
     """Confidence level of the gate's interval."""
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r}: expected one of {MODES}")
+        parse_enum(ReplayMode, self.mode, "mode")
         if self.epochs < 1:
             raise ValueError(f"epochs={self.epochs} must be >= 1")
         if not 0.0 < self.holdout_fraction < 1.0:
@@ -96,20 +96,46 @@ def walk_forward_split(first: datetime, last: datetime, holdout_start: datetime)
     return Split(first, holdout_start, last + timedelta(microseconds=1))
 
 
-def space_of(agent: str, config: ReplayConfig) -> StateSpace:
-    """The state space of an agent under a configuration."""
-    return config.meta_space if agent == "meta_strategy" else config.sizing_space
+@dataclass(frozen=True)
+class WindowData:
+    """Everything the replay needs about one time window, as arrays."""
+
+    start: datetime | None
+    end: datetime | None
+    transitions: Transitions
+    """One row per decision point and executed trade (``rlv2.history.load_transitions``)."""
+    bars: Bars
+    inputs: SimulationInputs
+    """Traded decisions (closed inside the window) with their counterfactual paths."""
+    n_incomplete: int = 0
+    """Traded decisions left out of ``inputs`` because some model gave no signal on them."""
+
+    @property
+    def n_trades(self) -> int:
+        """Traded decisions the replay uses."""
+        return len(self.inputs.rows)
 
 
-def n_actions(agent: str) -> int:
-    """Size of an agent's action space."""
-    return meta_space.n if agent == "meta_strategy" else sizing_space.n
+def load_window(
+    con: history.Connection,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    config: FeatureConfig | None = None,
+) -> WindowData:
+    """Load one window ``[start, end)`` from the history and prepare its replay inputs.
+
+    See ``rlv2.replay.prepare_inputs`` for what a window keeps from its holdout.
+    """
+    config = config or FeatureConfig()
+    loaded = history.load_window(con, start, end, config)
+    inputs, n_incomplete = prepare_inputs(loaded.transitions, loaded.bars, end, config)
+    return WindowData(start, end, loaded.transitions, loaded.bars, inputs, n_incomplete)
 
 
 class AgentTraining(NamedTuple):
     """A trained Q-table with its learning curves over all epochs."""
 
-    agent: str
+    agent: Agent
     q: NDArray[np.float64]
     epochs: list[ReplayStats]
     n_events: int
@@ -152,10 +178,8 @@ def train_agent(
     warm_start: NDArray[np.float64] | None = None,
 ) -> AgentTraining:
     """Train one agent on a window with the compiled kernel, ``epochs`` passes."""
-    if agent not in AGENTS:
-        raise ValueError(f"agent={agent!r}: expected one of {AGENTS}")
-    space = space_of(agent, config.replay)
-    shape = (space.n_states, n_actions(agent))
+    spec = agent_spec(agent)
+    shape = (config.replay.state_space(spec.agent).n_states, spec.n_actions)
     if warm_start is not None and warm_start.shape != shape:
         raise ValueError(
             f"warm start Q-table of {agent} has shape {warm_start.shape}, expected {shape} "
@@ -169,10 +193,10 @@ def train_agent(
         run_config = replace(
             config.replay, epsilon=epsilon, seed=stream_seed(config.replay.seed, epoch)
         )
-        result = train_kernel(q, events, run_config, agent)
+        result = train_kernel(q, events, run_config, spec.agent)
         stats.append(result)
         epsilon = result.epsilon
-    return AgentTraining(agent, q, stats, len(events.states))
+    return AgentTraining(spec.agent, q, stats, len(events.states))
 
 
 def train_agent_sweep(
@@ -184,9 +208,9 @@ def train_agent_sweep(
     seed; configuration k gives the byte-identical Q-table ``train_agent`` gives with
     ``config.with_hyperparameters(**hypers[k])`` (same per-epoch seeds).
     """
-    space = space_of(agent, config.replay)
+    spec = agent_spec(agent)
     k = len(hypers)
-    qs = np.zeros((k, space.n_states, n_actions(agent)))
+    qs = np.zeros((k, config.replay.state_space(spec.agent).n_states, spec.n_actions))
     events = kernel_inputs(agent, config.mode, window.transitions, config.replay, window.inputs)
     fixed = {
         name: np.asarray([float(h[name]) for h in hypers])
@@ -210,7 +234,7 @@ def train_agent_sweep(
         epsilon = stats.epsilon
         for i in range(k):
             per_config[i].append(stats.for_config(i))
-    return [AgentTraining(agent, qs[i], per_config[i], len(events.states)) for i in range(k)]
+    return [AgentTraining(spec.agent, qs[i], per_config[i], len(events.states)) for i in range(k)]
 
 
 def evaluate(
@@ -244,15 +268,14 @@ def promotion_gate(
     behaviour) in both runs; the champion is ``production_q`` or, with none yet, the
     logged behaviour policy. Returns the decision and both runs' metrics.
     """
-    if agent == "meta_strategy":
+    spec = agent_spec(agent)
+    if spec.agent is Agent.META_STRATEGY:
         cand_result, cand_metrics = evaluate(window, config, candidate_q, partner_q)
         champ_result, champ_metrics = evaluate(window, config, production_q, partner_q)
     else:
         cand_result, cand_metrics = evaluate(window, config, partner_q, candidate_q)
         champ_result, champ_metrics = evaluate(window, config, partner_q, production_q)
-    metric = config.metric
-    if metric == "reward":
-        metric = "meta_reward" if agent == "meta_strategy" else "sizing_reward"
+    metric = spec.reward_metric if config.metric == "reward" else config.metric
     decision = compare_policies(
         cand_result,
         champ_result,

@@ -41,15 +41,9 @@ from mlflow.pyfunc.model import PythonModel, PythonModelContext
 from numpy.typing import NDArray
 
 from rlv2.actions import meta_space, sizing_space
-from rlv2.domain import Model, Strategy, WeightAction
+from rlv2.domain import Agent, Model, Strategy, WeightAction, agent_spec
 from rlv2.qlearning import greedy_policy
 from rlv2.states import StateSpace
-
-MODEL_NAMES: dict[str, str] = {
-    "meta_strategy": "rlv2-meta-strategy",
-    "position_sizing": "rlv2-position-sizing",
-}
-"""Registered model name of each agent."""
 
 PRODUCTION_ALIAS = "production"
 """Alias of the version a live consumer loads."""
@@ -59,27 +53,21 @@ Q_TABLE_ARTIFACT = "q_table"
 SPACE_ARTIFACT = "space"
 """Key of the agent and state-space JSON among the pyfunc model's artifacts."""
 
-N_ACTIONS: dict[str, int] = {"meta_strategy": meta_space.n, "position_sizing": sizing_space.n}
-"""Size of each agent's action space (SPEC A3)."""
 
-
-def check_agent(agent: str) -> str:
-    """Return ``agent`` if it names one of the two agents, else raise naming the choices."""
-    if agent not in MODEL_NAMES:
-        raise ValueError(f"agent must be one of {sorted(MODEL_NAMES)}, got {agent!r}")
-    return agent
+def check_agent(agent: str) -> Agent:
+    """The agent ``agent`` names, or a ValueError naming the choices."""
+    return agent_spec(agent).agent
 
 
 def action_labels(agent: str) -> list[str]:
     """Readable labels of the agent's actions, in code order."""
-    space = meta_space if check_agent(agent) == "meta_strategy" else sizing_space
-    return space.labels()
+    return agent_spec(agent).action_space.labels()
 
 
 def check_q_table(agent: str, q: Any, state_space: StateSpace) -> NDArray[np.float64]:
     """Return ``q`` as a float64 array, raising unless it is (n_states, n_actions) and finite."""
     arr = np.asarray(q, dtype=np.float64)
-    expected = (state_space.n_states, N_ACTIONS[check_agent(agent)])
+    expected = (state_space.n_states, agent_spec(agent).n_actions)
     if arr.shape != expected:
         raise ValueError(
             f"{agent} Q-table: shape {arr.shape}, expected {expected} "
@@ -130,7 +118,7 @@ def greedy_actions(
     )
     actions = greedy_policy(q[states]) if states.size else np.zeros(0, dtype=np.int64)
     out = pd.DataFrame({"state": states, "action": actions}, index=frame.index)
-    if agent == "meta_strategy":
+    if check_agent(agent) is Agent.META_STRATEGY:
         strategy, model, weight = meta_space.decode_arrays(actions)
         out["strategy"] = [Strategy(int(c)).name for c in strategy]
         out["model"] = [Model(int(c)).name for c in model]
@@ -160,7 +148,7 @@ class QTablePolicy(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
         """Load the Q-table and the agent's state space from the model's artifacts."""
         spec = json.loads(Path(context.artifacts[SPACE_ARTIFACT]).read_text())
-        self.agent: str = check_agent(spec["agent"])
+        self.agent: Agent = check_agent(spec["agent"])
         self.state_space = StateSpace.from_dict(spec["state_space"])
         self.q = check_q_table(
             self.agent, np.load(context.artifacts[Q_TABLE_ARTIFACT]), self.state_space
@@ -211,11 +199,11 @@ class Policy:
 
 def model_uri(agent: str, alias: str = PRODUCTION_ALIAS) -> str:
     """The ``models:/NAME@ALIAS`` URI of an agent's aliased version."""
-    return f"models:/{MODEL_NAMES[check_agent(agent)]}@{alias}"
+    return f"models:/{agent_spec(agent).model_name}@{alias}"
 
 
 def load_policy(
-    agent: str = "position_sizing",
+    agent: str = Agent.POSITION_SIZING,
     alias: str = PRODUCTION_ALIAS,
     tracking_uri: str | None = None,
 ) -> Policy:

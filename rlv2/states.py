@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from rlv2.domain import Regime
+from rlv2.domain import Agent, Regime
+from rlv2.outcomes import INITIAL_EQUITY, MARGIN_UNIT
 from rlv2.rewards import FloatOrArray, finite_array
 
 WINRATE_WINDOW = 20
@@ -136,6 +139,34 @@ class RegimeRule:
     """|last price − mean| / std of prices at or above which it is MEAN_REVERSION."""
 
 
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Windows and rules of the feature SQL (SPEC A2, C); every field is configurable."""
+
+    lookback_bars: int = VOLATILITY_WINDOW
+    """Bars in a state window: volatility and the regime label (SPEC C default 20)."""
+    pressure_bars: int = PRESSURE_WINDOW
+    """Bars for market pressure, ``p[-1]`` against ``p[-pressure_bars]`` (default 5)."""
+    winrate_window: int = WINRATE_WINDOW
+    """Closed trades in the trailing win rate, Sharpe signal and equity slope (20)."""
+    regime_rule: RegimeRule = field(default_factory=RegimeRule)
+    """Thresholds of the regime rule (``rlv2.states.label_regime``)."""
+    initial_equity: float = INITIAL_EQUITY
+    """Equity before the first trade."""
+    margin_unit: float = MARGIN_UNIT
+    """Margin each position puts up, in equity units."""
+
+    def __post_init__(self) -> None:
+        if self.pressure_bars > self.lookback_bars:
+            raise ValueError(
+                f"pressure_bars={self.pressure_bars} must not exceed "
+                f"lookback_bars={self.lookback_bars}"
+            )
+        for name in ("lookback_bars", "pressure_bars", "winrate_window"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+
 def efficiency_ratio(prices: ArrayLike) -> FloatOrArray:
     """Kaufman efficiency ratio ``|p[-1] - p[0]| / Σ|Δp|`` in [0, 1]; flat or short gives 0."""
     p = _positive_prices("prices", prices)
@@ -250,6 +281,38 @@ class Feature:
         return f"{lo:g}<={self.name}<{hi:g}"
 
 
+class StateSpaceArrays(NamedTuple):
+    """A state space as flat arrays, for ``encode_state`` in compiled code."""
+
+    edges: NDArray[np.float64]
+    """(features, max edges) bin edges, padded with +inf."""
+    n_edges: NDArray[np.int64]
+    categorical: NDArray[np.bool_]
+    radix: NDArray[np.int64]
+
+
+@numba.njit(cache=True, nogil=True)
+def encode_state(
+    values: NDArray[np.float64],
+    edges: NDArray[np.float64],
+    n_edges: NDArray[np.int64],
+    categorical: NDArray[np.bool_],
+    radix: NDArray[np.int64],
+) -> int:
+    """``StateSpace.encode`` of one state vector (features in digit order), compiled."""
+    index = 0
+    for f in range(values.shape[0]):
+        if categorical[f]:
+            b = int(values[f])
+        else:
+            b = 0
+            for e in range(n_edges[f]):
+                if edges[f, e] <= values[f]:
+                    b += 1
+        index += b * radix[f]
+    return index
+
+
 @dataclass(frozen=True)
 class StateSpace:
     """A discrete state space: the mixed-radix code of its features' bins (SPEC C).
@@ -310,6 +373,19 @@ class StateSpace:
             out[f.name] = int(b) if b.ndim == 0 else b
         return out
 
+    @cached_property
+    def kernel_arrays(self) -> StateSpaceArrays:
+        """The space as flat arrays for ``encode_state`` in compiled code (same bins)."""
+        width = max([len(f.edges) for f in self.features] + [1])
+        edges = np.full((len(self.features), width), np.inf)
+        n_edges = np.zeros(len(self.features), np.int64)
+        categorical = np.zeros(len(self.features), bool)
+        for i, f in enumerate(self.features):
+            edges[i, : len(f.edges)] = f.edges
+            n_edges[i] = len(f.edges)
+            categorical[i] = bool(f.categories)
+        return StateSpaceArrays(edges, n_edges, categorical, np.asarray(self._radix, np.int64))
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (name, features with edges or categories)."""
         return {
@@ -365,6 +441,80 @@ trade, relative to mean equity (falling / flat / rising).
 """
 
 
+def meta_state_features(
+    regime: Any,
+    volatility: Any,
+    market_pressure: Any,
+    confidence: Any,
+    previous_winrate: Any,
+    account_health: Any,
+) -> dict[str, Any]:
+    """The meta-strategy state's raw features (SPEC A2), scalars or arrays, by name."""
+    return {
+        "regime": regime,
+        "volatility": volatility,
+        "market_pressure": market_pressure,
+        "confidence": confidence,
+        "previous_winrate": previous_winrate,
+        "account_health": account_health,
+    }
+
+
+def sizing_state_features(
+    signal_confidence: Any,
+    portfolio_exposure: Any,
+    recent_winrate: Any,
+    volatility: Any,
+    equity_curve_slope: Any,
+) -> dict[str, Any]:
+    """The position-sizing state's raw features (SPEC A2), scalars or arrays, by name."""
+    return {
+        "signal_confidence": signal_confidence,
+        "portfolio_exposure": portfolio_exposure,
+        "recent_winrate": recent_winrate,
+        "volatility": volatility,
+        "equity_curve_slope": equity_curve_slope,
+    }
+
+
+@numba.njit(cache=True, nogil=True)
+def meta_state_vector(
+    out: NDArray[np.float64],
+    regime: float,
+    volatility: float,
+    market_pressure: float,
+    confidence: float,
+    previous_winrate: float,
+    account_health: float,
+) -> NDArray[np.float64]:
+    """``meta_state_features`` as a vector in digit order, for compiled code; fills ``out``."""
+    out[0] = regime
+    out[1] = volatility
+    out[2] = market_pressure
+    out[3] = confidence
+    out[4] = previous_winrate
+    out[5] = account_health
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def sizing_state_vector(
+    out: NDArray[np.float64],
+    signal_confidence: float,
+    portfolio_exposure: float,
+    recent_winrate: float,
+    volatility: float,
+    equity_curve_slope: float,
+) -> NDArray[np.float64]:
+    """``sizing_state_features`` as a vector in digit order, for compiled code; fills ``out``."""
+    out[0] = signal_confidence
+    out[1] = portfolio_exposure
+    out[2] = recent_winrate
+    out[3] = volatility
+    out[4] = equity_curve_slope
+    return out
+
+
 def meta_state_space(edges: Mapping[str, Sequence[float]] | None = None) -> StateSpace:
     """The meta-strategy state space (SPEC A2): regime × five binned features."""
     merged = {**DEFAULT_META_EDGES, **{k: tuple(v) for k, v in (edges or {}).items()}}
@@ -372,7 +522,7 @@ def meta_state_space(edges: Mapping[str, Sequence[float]] | None = None) -> Stat
     if unknown:
         raise ValueError(f"meta state: unknown features {sorted(unknown)}")
     feats = [Feature(name, edges=tuple(merged[name])) for name in DEFAULT_META_EDGES]
-    return StateSpace("meta_strategy", (REGIME_FEATURE, *feats))
+    return StateSpace(Agent.META_STRATEGY, (REGIME_FEATURE, *feats))
 
 
 def sizing_state_space(edges: Mapping[str, Sequence[float]] | None = None) -> StateSpace:
@@ -382,7 +532,7 @@ def sizing_state_space(edges: Mapping[str, Sequence[float]] | None = None) -> St
     if unknown:
         raise ValueError(f"sizing state: unknown features {sorted(unknown)}")
     feats = [Feature(name, edges=tuple(merged[name])) for name in DEFAULT_SIZING_EDGES]
-    return StateSpace("position_sizing", tuple(feats))
+    return StateSpace(Agent.POSITION_SIZING, tuple(feats))
 
 
 META_STATE_SPACE = meta_state_space()

@@ -9,7 +9,7 @@ Stores
     wherever the process happens to run.
 
 Registry
-    Each agent is a registered model (``MODEL_NAMES``) whose versions are pyfunc models
+    Each agent is a registered model (``AgentSpec.model_name``) whose versions are pyfunc models
     (``rlv2.serving.QTablePolicy``). Only aliases are used, never the deprecated stages:
     ``production`` is what a live consumer loads (``models:/rlv2-position-sizing@production``),
     ``previous`` is what ``rollback`` returns to.
@@ -61,13 +61,13 @@ from numpy.typing import ArrayLike, NDArray
 
 import rlv2
 from rlv2 import serving
+from rlv2.domain import AGENT_SPECS, agent_spec
 from rlv2.qlearning import greedy_policy
-from rlv2.serving import MODEL_NAMES, PRODUCTION_ALIAS, QTablePolicy, check_agent, check_q_table
+from rlv2.serving import PRODUCTION_ALIAS, QTablePolicy, check_agent, check_q_table
 from rlv2.states import StateSpace
 
 __all__ = [
     "EXPERIMENT",
-    "MODEL_NAMES",
     "PREVIOUS_ALIAS",
     "PRODUCTION_ALIAS",
     "PROMOTION_EXPERIMENT",
@@ -448,7 +448,7 @@ def log_policy_model(
     the agent's model already has this Q-table's ``q_sha256``, it is returned as is and
     nothing is logged. Logs into the active run, or a new ``<agent>-policy`` run.
     """
-    name = MODEL_NAMES[check_agent(agent)]
+    name = agent_spec(agent).model_name
     arr = check_q_table(agent, q, state_space)
     digest = q_sha256(arr, state_space)
     if registered:
@@ -487,7 +487,7 @@ def log_policy_model(
 
 def _by_alias(agent: str, alias: str) -> ModelVersion | None:
     try:
-        return MlflowClient().get_model_version_by_alias(MODEL_NAMES[check_agent(agent)], alias)
+        return MlflowClient().get_model_version_by_alias(agent_spec(agent).model_name, alias)
     except MlflowException as err:
         if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
@@ -500,7 +500,7 @@ def production_version(agent: str) -> ModelVersion | None:
 
 
 def _get_version(agent: str, version: int | str) -> ModelVersion:
-    name = MODEL_NAMES[check_agent(agent)]
+    name = agent_spec(agent).model_name
     try:
         return MlflowClient().get_model_version(name, str(version))
     except MlflowException as err:
@@ -517,7 +517,7 @@ def _log_entry(agent: str, version: int | str, decision: str, figures: Mapping[s
     client = MlflowClient()
     tags = {
         "agent": agent,
-        "model_name": MODEL_NAMES[agent],
+        "model_name": agent_spec(agent).model_name,
         "version": str(version),
         "decision": decision,
         "timestamp": timestamp,
@@ -600,7 +600,7 @@ def rollback(agent: str, reason: str = "") -> ModelVersion:
     Raises ``ValueError`` if the agent has no ``previous`` version. The rollback is a
     ``rolled_back`` entry in the promotion log.
     """
-    name = MODEL_NAMES[check_agent(agent)]
+    name = agent_spec(agent).model_name
     restored = _by_alias(agent, PREVIOUS_ALIAS)
     if restored is None:
         raise ValueError(
@@ -680,7 +680,8 @@ def _since(agent: str, version: ModelVersion) -> str:
 def status() -> list[dict[str, Any]]:
     """Per agent: production version, its run, since when, its promotion figures, previous."""
     rows = []
-    for agent, name in MODEL_NAMES.items():
+    for agent, spec in AGENT_SPECS.items():
+        name = spec.model_name
         production = production_version(agent)
         previous = _by_alias(agent, PREVIOUS_ALIAS)
         figures = {
@@ -721,7 +722,7 @@ def load_q_table(
 
 def latest_version(agent: str) -> str | None:
     """The newest registered version of the agent's model, or None."""
-    name = MODEL_NAMES[check_agent(agent)]
+    name = agent_spec(agent).model_name
     versions = MlflowClient().search_model_versions(f"name = '{name}'")
     if not versions:
         return None

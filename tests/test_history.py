@@ -7,10 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from rlv2 import history, rewards, states, store
+from rlv2 import history, market, pipeline, rewards, states, store
 from rlv2.account import account_after_closes
+from rlv2.domain import Model, Regime
 from rlv2.outcomes import account_equity
-from rlv2.replay import traded_mask
+from rlv2.replay.config import traded_mask
 
 
 @pytest.fixture(scope="module")
@@ -24,32 +25,32 @@ def transitions(demo_db):
 def test_every_decision_point_is_loaded(transitions, demo_con):
     tr, _ = transitions
     n_points = demo_con.execute("SELECT count(DISTINCT (symbol, ts)) FROM signals").fetchone()[0]
-    assert len(tr["decision_id"]) == n_points
-    assert np.array_equal(tr["decision_id"], np.arange(n_points))
+    assert len(tr) == n_points
+    assert np.array_equal(tr.decision_id, np.arange(n_points))
     n_trades = demo_con.execute("SELECT count(*) FROM trades").fetchone()[0]
-    assert int((tr["trade_id"] >= 0).sum()) == n_trades
+    assert int((tr.trade_id >= 0).sum()) == n_trades
 
 
 def test_market_features_equal_python_formulas_on_real_bars(transitions):
     tr, bars = transitions
-    close = bars["close"]
-    for i in range(len(tr["decision_id"])):
-        hi, first = int(tr["bar_idx"][i]), int(tr["first_idx"][i])
+    close = bars.close
+    for i in range(len(tr.decision_id)):
+        hi, first = int(tr.bar_idx[i]), int(tr.first_idx[i])
         window = close[max(hi - 19, first) : hi + 1]
-        assert tr["volatility"][i] == pytest.approx(states.volatility(window), rel=1e-9, abs=1e-15)
-        assert tr["market_pressure"][i] == pytest.approx(
+        assert tr.volatility[i] == pytest.approx(states.volatility(window), rel=1e-9, abs=1e-15)
+        assert tr.market_pressure[i] == pytest.approx(
             states.market_pressure(window[-5:]), rel=1e-9, abs=1e-12
         )
-        assert tr["regime"][i] == states.label_regime(window).name
-        exit_idx = int(tr["exit_idx"][i])
+        assert tr.regime[i] == states.label_regime(window)
+        exit_idx = int(tr.exit_idx[i])
         if exit_idx >= 0:
             held = close[hi : exit_idx + 1]
-            assert tr["actual_regime"][i] == states.label_regime(held).name
+            assert tr.actual_regime[i] == states.label_regime(held)
 
 
 def test_all_four_regimes_occur(transitions):
     tr, _ = transitions
-    assert set(tr["regime"]) == {"TREND", "RANGE", "BREAKOUT", "MEAN_REVERSION"}
+    assert set(tr.regime) == set(Regime)
 
 
 def test_account_features_equal_python_formulas(demo_con):
@@ -82,19 +83,19 @@ def test_decision_account_state_counts_the_closes_known_at_it(transitions, demo_
     tr, _ = transitions
     closes = demo_con.execute(store.sql_text("account_closes")).fetchnumpy()
     acct = account_after_closes(closes["pnl_pct"], 100.0, 10.0, 20)
-    for i in range(0, len(tr["ts"]), 53):
-        k = known_closes(closes, tr["ts"][i])
-        assert tr["closed_before"][i] == k
+    for i in range(0, len(tr.ts), 53):
+        k = known_closes(closes, tr.ts[i])
+        assert tr.closed_before[i] == k
         if k == 0:
-            assert (tr["previous_winrate"][i], tr["equity"][i]) == (0.5, 100.0)
+            assert (tr.previous_winrate[i], tr.equity[i]) == (0.5, 100.0)
         else:
-            assert tr["equity"][i] == acct["equity"][k - 1]
-            assert tr["previous_winrate"][i] == acct["winrate"][k - 1]
-        if tr["exit_idx"][i] >= 0:
-            own = int(np.flatnonzero(closes["trade_id"] == tr["trade_id"][i])[0])
-            assert tr["close_sharpe_signal"][i] == acct["sharpe_signal"][own]
+            assert tr.equity[i] == acct["equity"][k - 1]
+            assert tr.previous_winrate[i] == acct["winrate"][k - 1]
+        if tr.exit_idx[i] >= 0:
+            own = int(np.flatnonzero(closes["trade_id"] == tr.trade_id[i])[0])
+            assert tr.close_sharpe_signal[i] == acct["sharpe_signal"][own]
         else:
-            assert np.isnan(tr["close_winrate"][i])
+            assert np.isnan(tr.close_winrate[i])
 
 
 def test_a_trade_entered_and_closed_at_its_signal_is_not_known_at_that_instant(demo_db, tmp_path):
@@ -119,21 +120,19 @@ def test_a_trade_entered_and_closed_at_its_signal_is_not_known_at_that_instant(d
         closes = con.execute(store.sql_text("account_closes")).fetchnumpy()
         tr = history.load_transitions(con)
     assert closes["zero_duration"].sum() == 1
-    own = np.flatnonzero(tr["trade_id"] == trade_id)[0]
-    at_or_before = int((closes["closed_ts"] <= tr["ts"][own]).sum())
-    assert tr["closed_before"][own] == at_or_before - 1  # all but its own close
-    later = np.flatnonzero(tr["ts"] > tr["ts"][own])[0]
-    assert tr["closed_before"][later] == known_closes(closes, tr["ts"][later])
-    assert tr["closed_before"][later] >= at_or_before
-    for i in range(0, len(tr["ts"]), 7):
-        assert tr["closed_before"][i] == known_closes(closes, tr["ts"][i])
-    tied = [
-        i for i in range(len(tr["ts"])) if i != own and (closes["closed_ts"] == tr["ts"][i]).any()
-    ]
+    own = np.flatnonzero(tr.trade_id == trade_id)[0]
+    at_or_before = int((closes["closed_ts"] <= tr.ts[own]).sum())
+    assert tr.closed_before[own] == at_or_before - 1  # all but its own close
+    later = np.flatnonzero(tr.ts > tr.ts[own])[0]
+    assert tr.closed_before[later] == known_closes(closes, tr.ts[later])
+    assert tr.closed_before[later] >= at_or_before
+    for i in range(0, len(tr.ts), 7):
+        assert tr.closed_before[i] == known_closes(closes, tr.ts[i])
+    tied = [i for i in range(len(tr.ts)) if i != own and (closes["closed_ts"] == tr.ts[i]).any()]
     assert tied  # decisions at the instant of another trade's close: that close is known
     for i in tied[:50]:
-        assert tr["closed_before"][i] == int((closes["closed_ts"] <= tr["ts"][i]).sum()) - int(
-            ((closes["closed_ts"] == tr["ts"][i]) & closes["zero_duration"]).sum()
+        assert tr.closed_before[i] == int((closes["closed_ts"] <= tr.ts[i]).sum()) - int(
+            ((closes["closed_ts"] == tr.ts[i]) & closes["zero_duration"]).sum()
         )
 
 
@@ -142,7 +141,7 @@ def test_no_look_ahead_changing_later_bars_changes_no_earlier_state(demo_db, tmp
     shutil.copy(demo_db, copy)
     with store.connect(copy, read_only=True) as con:
         before = history.load_transitions(con)
-    cut = before["ts"][len(before["ts"]) // 2]
+    cut = before.ts[len(before.ts) // 2]
     with store.connect(copy) as con:
         con.execute(
             "UPDATE candles SET close = close * 1.37, high = high * 1.37, low = low * 1.37, "
@@ -150,35 +149,35 @@ def test_no_look_ahead_changing_later_bars_changes_no_earlier_state(demo_db, tmp
             [cut],
         )
         after = history.load_transitions(con)
-    early = before["ts"] <= cut
+    early = before.ts <= cut
     assert early.sum() > 100
     for column in ("volatility", "market_pressure", "regime", "confidence", "bar_idx"):
-        assert np.array_equal(before[column][early], after[column][early]), column
+        assert np.array_equal(getattr(before, column)[early], getattr(after, column)[early]), column
     late = ~early
-    assert not np.allclose(before["market_pressure"][late], after["market_pressure"][late])
+    assert not np.allclose(before.market_pressure[late], after.market_pressure[late])
 
 
 def test_window_features_match_requested_order(demo_con):
     bars = history.load_bars(demo_con)
     lo = np.array([30, 0, 10, 30])
     hi = np.array([49, 4, 29, 49])
-    out = history.window_features(bars, lo, hi)
+    out = market.window_features(bars, lo, hi)
     for i in range(4):
-        window = bars["close"][lo[i] : hi[i] + 1]
-        assert out["volatility"][i] == pytest.approx(states.volatility(window), rel=1e-9)
-        assert out["regime"][i] == states.label_regime(window).name
+        window = bars.close[lo[i] : hi[i] + 1]
+        assert out.volatility[i] == pytest.approx(states.volatility(window), rel=1e-9)
+        assert out.regime[i] == states.label_regime(window)
 
 
 def test_decisions_without_a_trade_have_no_exit(transitions):
     tr, _ = transitions
-    untraded = tr["trade_id"] < 0
+    untraded = tr.trade_id < 0
     assert untraded.any()
-    assert (tr["exit_idx"][untraded] == -1).all()  # NULL, not the symbol's last bar
-    assert np.isnat(tr["closed_ts"][untraded]).all()
-    assert (tr["side"][untraded] == 0).all()  # not -1: that is a short
-    assert set(np.unique(tr["side"][~untraded])) == {-1, 1}
+    assert (tr.exit_idx[untraded] == -1).all()  # NULL, not the symbol's last bar
+    assert np.isnat(tr.closed_ts[untraded]).all()
+    assert (tr.side[untraded] == 0).all()  # not -1: that is a short
+    assert set(np.unique(tr.side[~untraded])) == {-1, 1}
     traded = ~untraded
-    assert (tr["exit_idx"][traded] > tr["bar_idx"][traded]).all()
+    assert (tr.exit_idx[traded] > tr.bar_idx[traded]).all()
 
 
 def test_a_decision_without_a_known_bar_is_left_out(demo_db, tmp_path):
@@ -198,13 +197,13 @@ def test_a_decision_without_a_known_bar_is_left_out(demo_db, tmp_path):
                 "id": next_id,
                 "early": first_ts - np.timedelta64(1, "D"),
                 "symbol": symbol,
-                "late": before["ts"][-1],
+                "late": before.ts[-1],
             },
         )
         after = history.load_transitions(con)
-    assert len(after["ts"]) == len(before["ts"])
-    assert np.array_equal(after["decision_id"], before["decision_id"])
-    assert np.array_equal(after["bar_idx"], before["bar_idx"])
+    assert len(after.ts) == len(before.ts)
+    assert np.array_equal(after.decision_id, before.decision_id)
+    assert np.array_equal(after.bar_idx, before.bar_idx)
 
 
 def test_negative_trade_ids_are_trades_like_any_other(demo_db, tmp_path):
@@ -227,21 +226,19 @@ def test_negative_trade_ids_are_trades_like_any_other(demo_db, tmp_path):
     with store.connect(demo_db, read_only=True) as con:
         positive = history.load_transitions(con)
     assert np.array_equal(traded_mask(negative), traded_mask(positive))
-    traded = ~np.isnat(positive["trade_ts"])
-    assert np.array_equal(negative["trade_id"][traded], -positive["trade_id"][traded])
-    closed = traded & ~np.isnat(positive["closed_ts"])
+    traded = ~np.isnat(positive.trade_ts)
+    assert np.array_equal(negative.trade_id[traded], -positive.trade_id[traded])
+    closed = traded & ~np.isnat(positive.closed_ts)
     # the account after each close is there (ties in closed_ts now order the other way,
     # so its values may differ from the positive ids')
-    assert np.isfinite(negative["close_winrate"][closed]).all()
-    assert np.isnan(negative["close_winrate"][~closed]).all()
-    np.testing.assert_array_equal(negative["closed_before"], positive["closed_before"])
-    np.testing.assert_allclose(negative["equity"], positive["equity"], rtol=1e-12)
+    assert np.isfinite(negative.close_winrate[closed]).all()
+    assert np.isnan(negative.close_winrate[~closed]).all()
+    np.testing.assert_array_equal(negative.closed_before, positive.closed_before)
+    np.testing.assert_allclose(negative.equity, positive.equity, rtol=1e-12)
 
 
 def test_decisions_a_model_gave_no_signal_on_are_kept_out_of_the_simulation(demo_db, tmp_path):
     """A missing model signal is valid data: training runs, the simulation counts it out."""
-    from rlv2 import pipeline
-
     gaps = tmp_path / "gaps.duckdb"
     shutil.copy(demo_db, gaps)
     with store.connect(gaps) as con:
@@ -252,21 +249,21 @@ def test_decisions_a_model_gave_no_signal_on_are_kept_out_of_the_simulation(demo
             "JOIN signals AS s ON s.signal_id = t.signal_id "
             "JOIN signals AS o ON o.symbol = s.symbol AND o.ts = s.ts AND o.model <> s.model)"
         )
-        window = history.load_window(con)
+        window = pipeline.load_window(con)
         first_five = con.execute("SELECT min(trade_id) + 4 FROM trades").fetchone()[0]
     with store.connect(demo_db, read_only=True) as con:
-        full = history.load_window(con)
+        full = pipeline.load_window(con)
     tr = window.transitions
-    gap_rows = np.flatnonzero(np.isnan(tr["conf_xgb"]) | np.isnan(tr["conf_patchtst"]))
-    assert 0 < len(gap_rows) and (tr["trade_id"][gap_rows] <= first_five).all()
+    gap_rows = np.flatnonzero(np.isnan(tr.model_confidence[:, [Model.XGB, Model.PATCHTST]]).any(1))
+    assert 0 < len(gap_rows) and (tr.trade_id[gap_rows] <= first_five).all()
     assert window.n_incomplete == 5
-    for m in ("xgb", "lgbm", "nhits", "patchtst"):
-        missing = np.isnan(tr[f"conf_{m}"])
-        assert (tr[f"dir_{m}"][missing] == 0).all()  # no signal: 0, not the short -1
-        assert set(np.unique(tr[f"dir_{m}"][~missing])) == {-1, 1}
+    for m in range(tr.model_confidence.shape[1]):
+        missing = np.isnan(tr.model_confidence[:, m])
+        assert (tr.model_direction[missing, m] == 0).all()  # no signal: 0, not the short -1
+        assert set(np.unique(tr.model_direction[~missing, m])) == {-1, 1}
     assert window.n_trades == full.n_trades - 5
     assert not np.isin(gap_rows, window.inputs.rows).any()
-    assert len(tr["ts"]) == len(full.transitions["ts"])  # the logged mode still sees them
+    assert len(tr.ts) == len(full.transitions.ts)  # the logged mode still sees them
     config = pipeline.TrainConfig(epochs=1)
     for agent in ("meta_strategy", "position_sizing"):
         trained = pipeline.train_agent(agent, window, config)

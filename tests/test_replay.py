@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlv2 import history, replay, store
+from rlv2 import history, pipeline, replay, store
 from rlv2.replay import ReplayConfig, kernel_inputs, make_agents
+from rlv2.replay.config import episode_ends
 
 
 @pytest.fixture(scope="module")
 def window(demo_db):
     with store.connect(demo_db, read_only=True) as con:
-        return history.load_window(con)
+        return pipeline.load_window(con)
 
 
 CONFIG = ReplayConfig(alpha=0.1, gamma=0.9, seed=3)
@@ -43,12 +44,12 @@ def test_events_while_rl_was_off_are_skipped(window, demo_con):
         "SELECT min(ts) FILTER (WHERE NOT enable_rl), min(ts) FILTER (WHERE enable_rl AND ts > "
         "(SELECT min(ts) FROM policy WHERE NOT enable_rl)) FROM policy"
     ).fetchone()
-    signal_ts = tr["ts"][lt.rows]
-    close_ts = tr["closed_ts"][lt.rows]
+    signal_ts = tr.ts[lt.rows]
+    close_ts = tr.closed_ts[lt.rows]
     off = (np.datetime64(off_start), np.datetime64(off_end))
     assert not np.any((signal_ts >= off[0]) & (signal_ts < off[1]))
     assert not np.any((close_ts >= off[0]) & (close_ts < off[1]))
-    traded = int((tr["trade_id"] >= 0).sum())
+    traded = int((tr.trade_id >= 0).sum())
     assert 0 < traded - len(lt.rows) < traded  # some trades skipped, most kept
 
 
@@ -57,28 +58,26 @@ def test_logged_reward_hand_check(window):
     lt = replay.logged_transitions(tr, CONFIG)
     i = 123
     r = lt.rows[i]
-    sharpe = tr["close_sharpe_signal"][r]
-    conf = tr["trade_confidence"][r]
-    alignment = (1.0 if tr["trade_predicted_regime"][r] == tr["actual_regime"][r] else -0.5) * conf
-    expected_meta = tr["pnl_pct"][r] - 0.5 * tr["max_drawdown_pct"][r] + 0.2 * sharpe
+    sharpe = tr.close_sharpe_signal[r]
+    conf = tr.trade_confidence[r]
+    alignment = (1.0 if tr.trade_predicted_regime[r] == tr.actual_regime[r] else -0.5) * conf
+    expected_meta = tr.pnl_pct[r] - 0.5 * tr.max_drawdown_pct[r] + 0.2 * sharpe
     expected_meta += 0.15 * alignment
     assert lt.meta_rewards[i] == pytest.approx(expected_meta)
-    lev, exposure, vol = tr["leverage"][r], tr["portfolio_exposure"][r], tr["volatility"][r]
+    lev, exposure, vol = tr.leverage[r], tr.portfolio_exposure[r], tr.volatility[r]
     penalty = min(max(lev - 5, 0) * 0.3 + max(exposure - 0.5, 0) * 2.0, 5.0)
     adjustment = (
         0.5 if 0.01 <= vol <= 0.03 else (-0.2 if vol < 0.01 else -0.5 * (vol - 0.03) / 0.03)
     )
-    assert lt.sizing_rewards[i] == pytest.approx(
-        tr["pnl_pct"][r] - 0.4 * penalty + 0.1 * adjustment
-    )
+    assert lt.sizing_rewards[i] == pytest.approx(tr.pnl_pct[r] - 0.4 * penalty + 0.1 * adjustment)
 
 
 def test_simulating_the_logged_actions_reproduces_the_logged_outcomes(window):
     meta, sizing, _ = make_agents(CONFIG)
     result = replay.simulate(window.inputs, meta, sizing, CONFIG, policy="logged", learn=False)
-    logged_pnl = window.transitions["pnl_pct"][window.inputs.rows]
+    logged_pnl = window.transitions.pnl_pct[window.inputs.rows]
     np.testing.assert_allclose(result.pnl_pct, logged_pnl[result.decision], rtol=1e-9, atol=1e-9)
-    dd = window.transitions["max_drawdown_pct"][window.inputs.rows]
+    dd = window.transitions.max_drawdown_pct[window.inputs.rows]
     np.testing.assert_allclose(result.max_drawdown_pct, dd[result.decision], atol=1e-9)
 
 
@@ -122,15 +121,15 @@ def test_explore_kernel_trains_both_agents(window):
 def test_walk_forward_windows_do_not_overlap(demo_con):
     first, last, _ = history.decision_bounds(demo_con)
     cut = history.holdout_start(demo_con, 0.2)
-    train = history.load_window(demo_con, first, cut)
-    holdout = history.load_window(demo_con, cut, None)
+    train = pipeline.load_window(demo_con, first, cut)
+    holdout = pipeline.load_window(demo_con, cut, None)
     tr = train.transitions
-    assert (tr["ts"] < np.datetime64(cut)).all()
-    assert (tr["closed_ts"][train.inputs.rows] < np.datetime64(cut)).all()
+    assert (tr.ts < np.datetime64(cut)).all()
+    assert (tr.closed_ts[train.inputs.rows] < np.datetime64(cut)).all()
     assert (train.inputs.exit_ts < np.datetime64(cut)).all()  # no path reaches the holdout
-    assert (holdout.transitions["ts"] >= np.datetime64(cut)).all()
-    n_points = len(tr["ts"]) + len(holdout.transitions["ts"])
-    assert abs(len(holdout.transitions["ts"]) / n_points - 0.2) < 0.01
+    assert (holdout.transitions.ts >= np.datetime64(cut)).all()
+    n_points = len(tr.ts) + len(holdout.transitions.ts)
+    assert abs(len(holdout.transitions.ts) / n_points - 0.2) < 0.01
 
 
 @pytest.mark.parametrize(
@@ -145,9 +144,9 @@ def test_episode_windows(episode, expected):
     ts = np.array(
         ["2024-01-01T10", "2024-01-01T12", "2024-01-02T09", "2024-01-02T10"], dtype="datetime64[s]"
     )
-    assert replay.episode_ends(ts, episode).tolist() == expected
+    assert episode_ends(ts, episode).tolist() == expected
     with pytest.raises(ValueError, match="episode"):
-        replay.episode_ends(ts, "weekly")
+        episode_ends(ts, "weekly")
 
 
 def test_long_learning_curves_are_bucket_means():
