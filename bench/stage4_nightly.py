@@ -36,6 +36,7 @@ from bench.harness import (
 )
 from bench.stage3_features import CASE as SCALING_CASE
 from bench.stage3_features import SIZES, History, history_db
+from rlv2.domain import Agent
 
 TITLE = "Nightly retrain end to end (Prefect + MLflow)"
 EPOCHS = 5
@@ -59,16 +60,16 @@ MLFLOW_CALLS = (
     "log_policy_model",
 )
 """The tracking functions log_training calls, timed inside it."""
-WINDOW_CALLS = (
-    "load_transitions",
-    "load_bars",
+HISTORY_CALLS = ("load_transitions", "load_bars")
+"""The functions of rlv2.history that pipeline.load_window calls, timed inside it."""
+INPUT_CALLS = (
     "decision_order",
     "counterfactual_paths",
     "path_windows",
     "window_features",
     "simulation_inputs",
 )
-"""The functions history.load_window calls, timed inside it."""
+"""The functions of rlv2.replay.inputs that pipeline.load_window calls, timed inside it."""
 
 
 # --- the child process --------------------------------------------------------------------
@@ -133,7 +134,7 @@ def _parts(db: str, timings: dict[str, list[float]]) -> int:
     from flows.nightly import log_training
     from rlv2 import history, pipeline, store, tracking
     from rlv2.pipeline import TrainConfig
-    from rlv2.replay import AGENTS
+    from rlv2.replay import inputs
 
     config = TrainConfig(epochs=EPOCHS)
     _timed(timings, "scan", lambda: _scan(db))
@@ -151,20 +152,23 @@ def _parts(db: str, timings: dict[str, list[float]]) -> int:
                 lambda s=start, e=end: history.load_transitions(con, s, e, config.features),
             )
             part = f"load_window ({name})"
-            with _timing_calls(timings, part, history, WINDOW_CALLS):
+            with (
+                _timing_calls(timings, part, history, HISTORY_CALLS),
+                _timing_calls(timings, part, inputs, INPUT_CALLS),
+            ):
                 windows[name] = _timed(
                     timings,
                     part,
-                    lambda s=start, e=end: history.load_window(con, s, e, config.features),
+                    lambda s=start, e=end: pipeline.load_window(con, s, e, config.features),
                 )
     train, holdout = windows["train"], windows["holdout"]
     trained = {
         agent: _timed(
             timings, f"kernel {agent}", lambda a=agent: pipeline.train_agent(a, train, config)
         )
-        for agent in AGENTS
+        for agent in Agent
     }
-    meta_q, sizing_q = trained[AGENTS[0]].q, trained[AGENTS[1]].q
+    meta_q, sizing_q = trained[Agent.META_STRATEGY].q, trained[Agent.POSITION_SIZING].q
     _timed(
         timings,
         "evaluate x2",
@@ -185,7 +189,7 @@ def _parts(db: str, timings: dict[str, list[float]]) -> int:
         "promotion gates x2",
         lambda: [
             pipeline.promotion_gate(a, holdout, config, trained[a].q, None, None, "logged")
-            for a in AGENTS
+            for a in Agent
         ],
     )
     return train.n_trades
@@ -266,9 +270,7 @@ def run(config: BenchConfig) -> StageResult:
     t: dict[str, list[float]] = out["timings"]
     n = large.n_trades
     last_flow = f"flow {1 + len(sized)}"
-    kernel = [
-        sum(t[f"kernel {a}"][i] for a in ("meta_strategy", "position_sizing")) for i in (0, 1)
-    ]
+    kernel = [sum(t[f"kernel {a}"][i] for a in Agent) for i in (0, 1)]
     scan_kernel = [t["scan"][i] + kernel[i] for i in (0, 1)]
     result.rows += [
         _row(

@@ -5,7 +5,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlv2.actions import MetaAction, SizingAction, meta_space, sizing_space
+from rlv2.actions import (
+    MetaAction,
+    SizingAction,
+    meta_action_parts,
+    meta_space,
+    sizing_action_parts,
+    sizing_space,
+)
 from rlv2.domain import LEVERAGES, SIZE_MULTIPLIERS, Model, Strategy, WeightAction
 
 
@@ -73,3 +80,12 @@ def test_epsilon_greedy_explores_and_exploits():
     picks = [int(epsilon_greedy(q_row, 1.0, rng)) for _ in range(2000)]
     assert len(set(picks)) == 48  # ε = 1 explores uniformly
     assert abs(picks.count(17) / 2000 - 1 / 48) < 0.02
+
+
+def test_compiled_decoding_is_the_spaces_decoding():
+    for code in range(meta_space.n):
+        assert meta_action_parts(code) == tuple(int(x) for x in meta_space.decode(code))
+    # code 47: MEAN_REVERSION (3), PATCHTST (3), WEIGHT_HOLD (2)
+    assert meta_action_parts(47) == (3, 3, 2)
+    # code 55: size 1.8 (index 7), leverage 7 (index 6)
+    assert sizing_action_parts(55) == (7, 6)

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from rlv2.domain import Strategy
-from rlv2.outcomes import DEFAULT_EXIT_RULES, ExitRule, position_pnl, walk_paths
+from rlv2.outcomes import (
+    DEFAULT_EXIT_RULES,
+    ExitRule,
+    position_notional,
+    position_outcome,
+    position_pnl,
+    walk_paths,
+)
 
 RULE = ExitRule(take_profit=2.0, stop_loss=3.0, max_bars=10)
 
@@ -55,3 +62,12 @@ def test_strategy_codes_pick_their_rules():
         DEFAULT_EXIT_RULES[Strategy.TREND].max_bars,
         DEFAULT_EXIT_RULES[Strategy.RANGE].max_bars,
     ]
+
+
+def test_the_scalar_rule_gives_hand_computed_outcomes():
+    # e = 1.8 * 1.25 * 7 = 15.75: pnl 100 * 15.75 * 0.01, drawdown 100 * 15.75 * 0.05
+    pnl, dd, liquidated = position_outcome(0.01, 0.05, 1.8, 7, 1.25)
+    assert (pnl, dd, liquidated) == pytest.approx((15.75, 78.75, False))
+    # e * mae = 15.75 * 0.07 >= 1: the margin is gone
+    assert position_outcome(0.02, 0.07, 1.8, 7, 1.25) == (-100.0, 100.0, True)
+    assert position_notional(1.0, 1.0, 5, 10.0) == 50.0
