@@ -218,7 +218,7 @@ def position_pnl(
     pnl = np.empty(flat[0].size)
     drawdown = np.empty(flat[0].size)
     liquidated = np.empty(flat[0].size, dtype=np.bool_)
-    _outcome_kernel(*flat, pnl, drawdown, liquidated)
+    _outcome_kernel(flat[0], flat[1], flat[2], flat[3], flat[4], pnl, drawdown, liquidated)
     return pnl.reshape(shape), drawdown.reshape(shape), liquidated.reshape(shape)
 
 

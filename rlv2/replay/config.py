@@ -96,7 +96,7 @@ def every_model_signalled(tr: Transitions) -> NDArray[np.bool_]:
     The simulated replay needs them: an action that picks a model takes that model's
     direction and confidence (SPEC C), which a model without a signal does not have.
     """
-    return ~np.isnan(tr.model_confidence).any(axis=1)
+    return np.asarray(~np.isnan(tr.model_confidence).any(axis=1), dtype=np.bool_)
 
 
 def close_order(tr: Transitions, mask: NDArray[np.bool_]) -> NDArray[np.int64]:

@@ -164,13 +164,18 @@ def _evaluate_core(
             pressure[d],
             confidence[d],
             winrate,
-            equity / peak,
+            float(equity / peak),
         )
         ms = encode_state(meta_values, meta_sp[0], meta_sp[1], meta_sp[2], meta_sp[3])
         ma = int(np.argmax(q_meta[ms])) if meta_greedy else logged_meta[d]
         strategy, model, weight = meta_action_parts(ma)
         sizing_state_vector(
-            sizing_values, confidences[d, model], open_sum / equity, winrate, volatility[d], slope
+            sizing_values,
+            confidences[d, model],
+            float(open_sum / equity),
+            winrate,
+            volatility[d],
+            slope,
         )
         ss = encode_state(sizing_values, sizing_sp[0], sizing_sp[1], sizing_sp[2], sizing_sp[3])
         sa = int(np.argmax(q_sizing[ss])) if sizing_greedy else logged_sizing[d]
