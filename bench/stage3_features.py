@@ -427,8 +427,8 @@ def run(config: BenchConfig) -> StageResult:
         f"decision and at the close (volatility, pressure, regime over the last "
         f"{FeatureConfig().lookback_bars} closes), the regime over the holding period, the "
         "account before the decision and after the trade's close, and the RL switch at "
-        "both times, with loops over Python lists: every column of load_transitions but its "
-        f"row and bar indices ({', '.join(INDEX_COLUMNS)}). Column 'Q equal' here: all "
+        "both times, with loops over Python lists: every column of load_transitions, its row "
+        f"and bar indices ({', '.join(INDEX_COLUMNS)}) included. Column 'Q equal' here: all "
         f"{len(COLUMNS)} columns equal rlv2's on every row (floats np.isclose rtol "
         f"{FLOAT_RTOL:g}, atol {FLOAT_ATOL:g}, NaN equal; labels, integers, times and flags "
         "exactly) and the row counts match.",

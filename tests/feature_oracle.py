@@ -62,6 +62,11 @@ COLUMNS_BY_KIND: dict[Kind, tuple[str, ...]] = {
         "leverage",
         "side",
         "closed_before",
+        "decision_id",
+        "bar_idx",
+        "first_idx",
+        "last_idx",
+        "exit_idx",
     ),
     "label": (
         "symbol",
@@ -77,12 +82,12 @@ COLUMNS_BY_KIND: dict[Kind, tuple[str, ...]] = {
     "time": ("ts", "trade_ts", "closed_ts"),
     "flag": ("rl_at_signal", "rl_at_close"),
 }
-"""Every feature and reward part of ``load_transitions``, by how it is compared (see
-``mismatches``)."""
+"""Every column of ``load_transitions``, by how it is compared (see ``mismatches``)."""
 COLUMNS: dict[str, Kind] = {name: kind for kind, names in COLUMNS_BY_KIND.items() for name in names}
 """The kind of each column; the one list of the columns the oracle computes."""
 INDEX_COLUMNS = ("decision_id", "bar_idx", "first_idx", "last_idx", "exit_idx")
-"""rlv2's own row and bar-array indices: bookkeeping, not features; the oracle has none."""
+"""Bookkeeping rather than features: the row's decision point and its bars' indices into
+the bar arrays of ``rlv2.history.load_bars`` (every candle in (symbol, ts) order)."""
 
 FLOAT_RTOL = 1e-9
 FLOAT_ATOL = 1e-12
@@ -133,6 +138,7 @@ _NO_CLOSE: dict[str, Any] = {
     "close_market_pressure": math.nan,
     "close_regime": None,
     "actual_regime": None,
+    "exit_idx": -1,
     "rl_at_close": True,
 }
 """The close columns of a row without a close; the switch at no time reads as on."""
@@ -155,6 +161,8 @@ class OracleInputs:
     bar_ts: dict[str, list[datetime]]
     """Each symbol's bar times, ascending; the symbols in (symbol) order."""
     bar_close: dict[str, list[float]]
+    bar_first: dict[str, int]
+    """Index of each symbol's first bar among all candles in (symbol, ts) order."""
     signals: list[Signal]
     """The signals of the decision points, by (ts, symbol, model)."""
     trade_of_signal: dict[int, Trade]
@@ -179,8 +187,10 @@ def read_tables(
     """
     bar_ts: dict[str, list[datetime]] = {}
     bar_close: dict[str, list[float]] = {}
+    bar_first: dict[str, int] = {}
     candles = con.execute("SELECT symbol, ts, close FROM candles ORDER BY symbol, ts").fetchall()
-    for symbol, ts, close in candles:
+    for i, (symbol, ts, close) in enumerate(candles):
+        bar_first.setdefault(symbol, i)
         bar_ts.setdefault(symbol, []).append(ts)
         bar_close.setdefault(symbol, []).append(close)
     signals = con.execute(
@@ -205,6 +215,7 @@ def read_tables(
     return OracleInputs(
         bar_ts=bar_ts,
         bar_close=bar_close,
+        bar_first=bar_first,
         signals=signals,
         trade_of_signal={trade[1]: trade for trade in trades},
         position_of_trade={close[0]: close for close in closes},
@@ -407,6 +418,7 @@ def _close_columns(
         "close_market_pressure": pressure,
         "close_regime": regime,
         "actual_regime": _regime(held, _returns(held), config),
+        "exit_idx": inputs.bar_first[symbol] + exit_bar,
         "rl_at_close": _rl_at(inputs, closed_ts),
     }
 
@@ -414,6 +426,7 @@ def _close_columns(
 def _decision_rows(
     inputs: OracleInputs,
     signals: list[Signal],
+    decision_id: int,
     bar: int,
     account: dict[str, Any],
     config: FeatureConfig,
@@ -421,10 +434,15 @@ def _decision_rows(
     """The rows of one decision point at ``bar``: one per trade executed on it, by trade id."""
     ts, symbol = signals[0][1], signals[0][2]
     volatility, pressure, regime = _market_state(inputs.bar_close[symbol], bar, config)
+    first = inputs.bar_first[symbol]
     decision = {
+        "decision_id": decision_id,
         "symbol": symbol,
         "ts": ts,
         **_pivot(signals),
+        "bar_idx": first + bar,
+        "first_idx": first,
+        "last_idx": first + len(inputs.bar_ts[symbol]) - 1,
         "volatility": volatility,
         "market_pressure": pressure,
         "regime": regime,
@@ -448,7 +466,7 @@ def _decision_rows(
 
 
 def oracle_transitions(inputs: OracleInputs, config: FeatureConfig) -> dict[str, list[Any]]:
-    """Every feature and reward part of ``load_transitions``, per event in plain Python.
+    """Every column of ``load_transitions``, per event in plain Python.
 
     Walks the decision points in time order. Before each it applies the closes known at
     its time to the account; it logs one row per trade executed on the point (one
@@ -456,19 +474,23 @@ def oracle_transitions(inputs: OracleInputs, config: FeatureConfig) -> dict[str,
     the market state at the decision and at the close, the holding period's regime, the
     account and the RL switch. A point before its symbol's first bar (or on a symbol
     without candles) has no state and no row. Once every logged trade has closed, each
-    row gets the account right after its trade's close.
+    row with a close gets the account right after it.
     """
     ledger = _Ledger(inputs.closes, inputs.instant_trades, config)
     rows: list[dict[str, Any]] = []
+    n_points = 0
     for (ts, symbol), point in groupby(inputs.signals, key=itemgetter(1, 2)):
         ledger.apply_until(ts)
         bar = bisect.bisect_right(inputs.bar_ts.get(symbol, []), ts) - 1
         if bar < 0:
             continue
-        rows += _decision_rows(inputs, list(point), bar, ledger.state, config)
+        rows += _decision_rows(inputs, list(point), n_points, bar, ledger.state, config)
+        n_points += 1
     ledger.apply_until_closed({row["trade_id"] for row in rows if row["closed_ts"] is not None})
     for row in rows:
-        account = ledger.after.get(row["trade_id"], _NO_CLOSE_ACCOUNT)
+        # by the close, not the trade id: any id, -1 included, can be a trade's
+        closed = row["closed_ts"] is not None
+        account = ledger.after[row["trade_id"]] if closed else _NO_CLOSE_ACCOUNT
         row.update(zip(_CLOSE_ACCOUNT, account, strict=True))
     return {name: [row[name] for row in rows] for name in COLUMNS}
 
@@ -495,13 +517,13 @@ def mismatches(oracle: Mapping[str, list[Any]], transitions: Mapping[str, Any]) 
     """How ``load_transitions``' columns differ from the oracle's (empty: identical).
 
     Every column of ``COLUMNS`` over all rows, each problem naming the column, how many
-    rows differ and the first of them; a column on one side only (beside
-    ``INDEX_COLUMNS``) and a differing row count are problems too.
+    rows differ and the first of them; a column on one side only and a differing row
+    count are problems too.
     """
     problems = [
         f"{name}: returned by load_transitions, not computed by the oracle"
         for name in transitions
-        if name not in COLUMNS and name not in INDEX_COLUMNS
+        if name not in COLUMNS
     ]
     n_ours, n_theirs = len(oracle["ts"]), len(transitions["ts"])
     n = min(n_ours, n_theirs)
