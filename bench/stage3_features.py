@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 
 from bench.harness import (
     BenchConfig,
@@ -48,7 +47,9 @@ from bench.harness import (
     time_call,
 )
 from rlv2 import demo_data, history, store
-from rlv2.history import FeatureConfig
+from rlv2.market import window_features
+from rlv2.records import Transitions
+from rlv2.states import FeatureConfig
 from tests.feature_oracle import (
     COLUMNS,
     FLOAT_ATOL,
@@ -204,10 +205,10 @@ def _memory(run: Any) -> tuple[int | None, int | None]:
 
 def _time_sql(
     result: StageResult, hist: History, repeat: int
-) -> tuple[Row, dict[str, NDArray[Any]], int | None]:
+) -> tuple[Row, Transitions, int | None]:
     """Time ``load_transitions`` on a history; return its row, its output and the peak RSS."""
     progress(f"stage 3: {RLV2_IMPL} on {hist.label}")
-    output: dict[str, dict[str, NDArray[Any]]] = {}
+    output: dict[str, Transitions] = {}
     with store.connect(hist.path, read_only=True) as con:
 
         def run() -> object:
@@ -223,9 +224,7 @@ def _time_sql(
     return row, output["transitions"], peak
 
 
-def _time_naive(
-    result: StageResult, hist: History, sql: dict[str, NDArray[Any]], repeat: int
-) -> Row:
+def _time_naive(result: StageResult, hist: History, sql: Transitions, repeat: int) -> Row:
     """Time the naive bot from the DuckDB file to every decision's rows; compare them."""
     progress(f"stage 3: naive bot from DuckDB on all {hist.n_decisions:,} decisions")
     config = FeatureConfig()
@@ -267,7 +266,7 @@ def profile_steps(path: Path) -> list[tuple[str, float]]:
         t0 = time.perf_counter()
         bars = history.load_bars(con)
         t1 = time.perf_counter()
-        history._decisions(con, None, None, bars["symbols"])
+        history._decisions(con, None, None, bars.symbols)
         t2 = time.perf_counter()
         con.execute(store.sql_text("account_closes")).fetchnumpy()
         t3 = time.perf_counter()
@@ -281,9 +280,7 @@ def profile_steps(path: Path) -> list[tuple[str, float]]:
     ]
 
 
-def _time_kernel(
-    result: StageResult, hist: History, sql: dict[str, NDArray[Any]], repeat: int
-) -> Row:
+def _time_kernel(result: StageResult, hist: History, sql: Transitions, repeat: int) -> Row:
     """The market state of every decision by rlv2.market's kernel from arrays (info).
 
     One of the computations inside load_transitions, alone: the decision windows' closes
@@ -294,18 +291,18 @@ def _time_kernel(
     with store.connect(hist.path, read_only=True) as con:
         bars = history.load_bars(con)
     config = FeatureConfig()
-    hi = sql["bar_idx"].astype(np.int64)
-    lo = np.maximum(hi - config.lookback_bars + 1, sql["first_idx"])
+    hi = sql.bar_idx.astype(np.int64)
+    lo = np.maximum(hi - config.lookback_bars + 1, sql.first_idx)
     out: dict[str, Any] = {}
 
     def run() -> object:
-        out["features"] = history.window_features(bars, lo, hi, config)
+        out["features"] = window_features(bars, lo, hi, config)
         return out["features"]
 
     timing = time_call(run, repeat=repeat, warmup=run)
     feats = out["features"]
-    equal = bool(np.array_equal(feats["regime"], sql["regime"])) and np.allclose(
-        feats["volatility"], sql["volatility"], rtol=FLOAT_RTOL, atol=0
+    equal = bool(np.array_equal(feats.regime, sql.regime)) and np.allclose(
+        feats.volatility, sql.volatility, rtol=FLOAT_RTOL, atol=0
     )
     n = len(hi)
     note = "volatility, pressure, regime of each decision window; no account, no joins"

@@ -25,8 +25,9 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from rlv2.domain import Model
-from rlv2.history import FeatureConfig
+from rlv2.domain import Model, Regime, WeightAction
+from rlv2.records import Transitions, names_of
+from rlv2.states import FeatureConfig
 
 Kind = Literal["float", "int", "label", "time", "flag"]
 
@@ -513,13 +514,35 @@ def differing_rows(kind: Kind, ours: NDArray[Any], theirs: NDArray[Any]) -> NDAr
     return np.asarray(ours != theirs, dtype=np.bool_)
 
 
-def mismatches(oracle: Mapping[str, list[Any]], transitions: Mapping[str, Any]) -> list[str]:
+_NAMED_CODES = {
+    **{f"regime_{m.lower()}": Regime for m in MODEL_NAMES},
+    "trade_model": Model,
+    "trade_predicted_regime": Regime,
+    "strategy": Regime,
+    "weight_action": WeightAction,
+    "regime": Regime,
+    "close_regime": Regime,
+    "actual_regime": Regime,
+}
+"""The code columns of ``Transitions``, which the oracle computes as names."""
+
+
+def named_columns(transitions: Transitions) -> dict[str, NDArray[Any]]:
+    """``Transitions`` in the oracle's form: flat columns, enum codes as their names."""
+    out = transitions.columns()
+    for name, enum in _NAMED_CODES.items():
+        out[name] = names_of(enum, out[name])
+    return out
+
+
+def mismatches(oracle: Mapping[str, list[Any]], loaded: Transitions) -> list[str]:
     """How ``load_transitions``' columns differ from the oracle's (empty: identical).
 
     Every column of ``COLUMNS`` over all rows, each problem naming the column, how many
     rows differ and the first of them; a column on one side only and a differing row
     count are problems too.
     """
+    transitions = named_columns(loaded)
     problems = [
         f"{name}: returned by load_transitions, not computed by the oracle"
         for name in transitions
