@@ -17,8 +17,10 @@ install: $(STAMP)  ## create .venv with rlv2 and its dev tools
 demo: $(STAMP)  ## build the demo history from the bundled bars, train, sweep, promote
 	$(BIN)/rlv2 demo
 
-test: $(STAMP)  ## lint, then the whole test suite
+test: $(STAMP)  ## lint, types (pyright, strict for the pure core), then the whole test suite
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pyright
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)  ## ruff, formatting, and pyright (strict for the pure core)

@@ -53,7 +53,7 @@ def log_training(
             tracking.log_metrics({f"{agent}.{k}": v for k, v in result.summary().items()})
             tracking.log_q_table(agent, result.q, space)
             version = tracking.log_policy_model(agent, result.q, space)
-            versions[agent] = None if version is None else str(version.version)
+            versions[str(agent)] = None if version is None else str(version.version)
         _, cand = pipeline.evaluate(
             holdout, config, trained[Agent.META_STRATEGY].q, trained[Agent.POSITION_SIZING].q
         )

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import DEFAULT_DB, db_path, load_window, plan_split, production_q
 from rlv2 import pipeline, tracking
-from rlv2.domain import Agent
+from rlv2.domain import Agent, agent_spec
 from rlv2.pipeline import TrainConfig, WindowData
 
 
@@ -63,7 +63,7 @@ def gate_candidates(
     out = {}
     for agent, (version, q) in candidates.items():
         (other,) = (a for a in Agent if a != agent)
-        out[agent] = gate_agent(
+        out[str(agent)] = gate_agent(
             agent, version, q, holdout, config, production[agent], production[other]
         )
     return out
@@ -81,7 +81,7 @@ def promote(
 ) -> dict[str, dict[str, Any]]:
     """Gate registered candidates (default: each agent's newest version) against production."""
     tracking.configure()
-    agents = list(Agent) if agent == "both" else [Agent(agent)]
+    agents = list(Agent) if agent == "both" else [agent_spec(agent).agent]
     if version is not None and len(agents) != 1:
         raise ValueError("--version needs a single --agent")
     config = TrainConfig(holdout_fraction=holdout_fraction, metric=metric, margin=margin)
@@ -93,9 +93,9 @@ def promote(
     for name in agents:
         chosen = version or tracking.latest_version(name)
         if chosen is None:
-            raise ValueError(f"no registered version of {tracking.MODEL_NAMES[name]} to gate")
+            raise ValueError(f"no registered version of {agent_spec(name).model_name} to gate")
         loaded = tracking.load_q_table(name, version=str(chosen))
         if loaded is None:
-            raise ValueError(f"{tracking.MODEL_NAMES[name]} v{chosen} not found")
+            raise ValueError(f"{agent_spec(name).model_name} v{chosen} not found")
         candidates[name] = (str(chosen), loaded[0])
     return gate_candidates(candidates, holdout, config)

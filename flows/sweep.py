@@ -287,7 +287,7 @@ def sweep(
         f"fit {split.train_start}..{val_start} ({fit.n_trades} trades), "
         f"validation ..{split.holdout_start} ({val.n_trades}); holdout untouched"
     )
-    agents = list(Agent) if agent == "both" else [Agent(agent)]
+    agents = list(Agent) if agent == "both" else [agent_spec(agent).agent]
     runner = make_task_runner(task_runner)
     out: dict[str, Any] = {}
     for name in agents:

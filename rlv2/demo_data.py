@@ -438,11 +438,15 @@ def _policy_table(first_ts: int, last_ts: int, config: DemoConfig) -> pd.DataFra
 
 
 def _rl_on(ts: NDArray[np.int64], policy: pd.DataFrame) -> NDArray[np.bool_]:
-    """The ``enable_rl`` flag in force at each ``ts`` (ns): the latest switch at or before it."""
+    """The ``enable_rl`` flag in force at each ``ts`` (ns), as the contract reads the switch.
+
+    The latest switch at or before ``ts``; before the first switch RL is on
+    (``sql/schema.sql``), as ``rlv2.history`` reads it.
+    """
     switches = policy["ts"].to_numpy().astype("datetime64[ns]").astype(np.int64)
     at = np.searchsorted(switches, ts, side="right") - 1
     flags = policy["enable_rl"].to_numpy(dtype=np.bool_)
-    return (at >= 0) & flags[np.maximum(at, 0)]
+    return np.where(at >= 0, flags[np.maximum(at, 0)], True)
 
 
 def _names(names: list[str], codes: NDArray[np.int64]) -> NDArray[np.object_]:

@@ -117,7 +117,8 @@ CREATE TABLE IF NOT EXISTS positions (
 );
 
 -- policy: the history of the RL switch; the flag in force at time t is the one of the
--- latest row with ts <= t (SPEC C: the replay skips events that happened while it was off).
+-- latest row with ts <= t, and RL is on before the first row (or with no rows at all)
+-- (SPEC C: the replay skips events that happened while it was off).
 CREATE TABLE IF NOT EXISTS policy (
     -- Time the flag was set, UTC.
     ts TIMESTAMP PRIMARY KEY,

@@ -31,6 +31,7 @@ from prefect.utilities.schema_tools import validate
 
 from rlv2 import tracking
 from rlv2.demo import build_demo_database
+from rlv2.domain import AGENT_SPECS
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -315,4 +316,4 @@ def test_worker_runs_nightly_retrain_from_the_checkout(
     assert runs[0].data.params["epochs"] == "2"
     assert runs[0].data.params["db.path"] == str(db.resolve())
     registered = {model.name for model in client.search_registered_models()}
-    assert registered == set(tracking.MODEL_NAMES.values())
+    assert registered == {spec.model_name for spec in AGENT_SPECS.values()}

@@ -12,6 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from rlv2 import cli, pipeline, tracking
+from rlv2.domain import agent_spec
 from rlv2.qlearning import stream_seed
 from rlv2.states import SIZING_STATE_SPACE
 
@@ -83,7 +84,9 @@ def test_every_gate_decision_is_recorded(nightly):
     assert set(log["agent"]) == {"meta_strategy", "position_sizing"}
     for agent, decision in nightly["decisions"].items():
         assert decision["champion"] == "logged"  # nothing was in production
-        version = MlflowClient().get_model_version(tracking.MODEL_NAMES[agent], decision["version"])
+        version = MlflowClient().get_model_version(
+            agent_spec(agent).model_name, decision["version"]
+        )
         assert version.tags["promotion.decision"] in {"promoted", "refused"}
         promoted = tracking.production_version(agent)
         assert (promoted is not None) == decision["promote"]
@@ -95,7 +98,7 @@ def test_rerun_gives_byte_identical_q_tables_and_no_duplicate(nightly, db):
     again = nightly_retrain(db=db, epochs=3, seed=5, promote=False)
     assert again["versions"] == nightly["versions"]  # same Q-table hash: same version
     for agent in ("meta_strategy", "position_sizing"):
-        name = tracking.MODEL_NAMES[agent]
+        name = agent_spec(agent).model_name
         assert len(MlflowClient().search_model_versions(f"name = '{name}'")) == 1
         assert q_of(agent, nightly["versions"][agent]).any()
 

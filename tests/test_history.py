@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rlv2 import history, market, pipeline, rewards, states, store
@@ -270,3 +271,25 @@ def test_decisions_a_model_gave_no_signal_on_are_kept_out_of_the_simulation(demo
         assert np.isfinite(trained.q).all()
     _, logged = pipeline.evaluate(window, config, None, None)
     assert np.isfinite(logged["mean_pnl_pct"])
+
+
+def test_the_rl_switch_is_on_before_the_first_policy_row_in_both_readings():
+    """The contract: RL is on before the first switch; the demo writer reads it the same way."""
+    from rlv2.demo_data import _rl_on
+
+    switches = np.asarray(["2024-01-02T00", "2024-01-03T00"], dtype="datetime64[ns]")
+    policy = pd.DataFrame({"ts": switches, "enable_rl": [False, True]})
+    at = np.asarray(
+        ["2024-01-01T00", "2024-01-02T00", "2024-01-02T12", "2024-01-03T00", "2024-01-04T00"],
+        dtype="datetime64[ns]",
+    )
+    expected = [True, False, False, True, True]
+    assert (
+        history._switch_at(
+            {"ts": switches, "enable_rl": policy["enable_rl"].to_numpy()}, at
+        ).tolist()
+        == expected
+    )
+    assert _rl_on(at.astype(np.int64), policy).tolist() == expected
+    no_rows = {"ts": switches[:0], "enable_rl": np.zeros(0, bool)}
+    assert history._switch_at(no_rows, at).all()

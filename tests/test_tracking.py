@@ -285,7 +285,7 @@ def test_promote_unknown_version_names_it(store: str) -> None:
     tracking.log_policy_model("position_sizing", sizing_q(10), SIZING_STATE_SPACE)
     with pytest.raises(ValueError, match="no version 7"):
         tracking.promote("position_sizing", 7, {})
-    with pytest.raises(ValueError, match="agent must be one of"):
+    with pytest.raises(ValueError, match="agent=.*expected one of"):
         tracking.production_version("sizing")
 
 
