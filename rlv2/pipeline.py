@@ -48,7 +48,7 @@ class TrainConfig:
     epochs: int = 20
     """Passes over the training window; ε carries over from pass to pass."""
     holdout_fraction: float = 0.2
-    """Share of the decision time span kept as the final holdout window."""
+    """Share of the decision points (by count, not by calendar span) kept as the final holdout."""
     metric: str = "reward"
     """Per-trade quantity the promotion gate compares: ``reward`` (the agent's own SPEC A1
     reward), ``pnl_pct``, ``meta_reward`` or ``sizing_reward``."""
