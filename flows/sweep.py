@@ -30,9 +30,9 @@ from flows.common import (
 from rlv2 import history, pipeline, store, tracking
 from rlv2.history import WindowData
 from rlv2.pipeline import AgentTraining, TrainConfig
-from rlv2.qlearning import stream_seed
 from rlv2.replay import AGENTS
 from rlv2.rewards import MetaRewardWeights, SizingRewardWeights
+from rlv2.rng import stream_seed
 from rlv2.states import meta_state_space, sizing_state_space
 
 KERNEL_KEYS = ("alpha", "gamma", "epsilon", "epsilon_decay", "epsilon_min")

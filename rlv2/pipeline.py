@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from rlv2.actions import meta_space, sizing_space
 from rlv2.evaluation import PromotionDecision, compare_policies, policy_metrics, visited_share
 from rlv2.history import FeatureConfig, WindowData
-from rlv2.qlearning import ReplayStats, replay_sweep, stream_seed
+from rlv2.qlearning import ReplayStats, replay_sweep
 from rlv2.replay import (
     AGENTS,
     MODES,
@@ -27,6 +27,7 @@ from rlv2.replay import (
     kernel_inputs,
     train_kernel,
 )
+from rlv2.rng import stream_seed
 from rlv2.states import StateSpace
 
 CURVE_POINTS = 1_000

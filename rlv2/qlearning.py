@@ -14,24 +14,23 @@ Episodes, terminals, truncation (SPEC C)
     marks terminals too unless a separate ``terminals`` array is given.
 
 Randomness
-    One explicit splitmix64 generator (:func:`next_u64`, :func:`uniform`,
-    :func:`randint`) whose whole state is a 1-element ``uint64`` array, never numpy's
-    global RNG. ``QLearner`` and the kernels use the same generator and the same
-    ε-greedy draw sequence (:func:`epsilon_greedy`), so with the same seed they make
-    the same draws and produce bit-identical Q-tables (fastmath stays off).
+    One explicit splitmix64 generator (``rlv2.rng``) whose whole state is a 1-element
+    ``uint64`` array, never numpy's global RNG. ``QLearner`` and the kernels use the
+    same generator and the same ε-greedy draw sequence (:func:`epsilon_greedy`), so with
+    the same seed they make the same draws and produce bit-identical Q-tables (fastmath
+    stays off).
 
 Kernels
     :func:`replay` drives one Q-table through N events in compiled code;
     :func:`replay_sweep` drives K Q-tables (one hyperparameter configuration each)
     in parallel over configurations, configuration k on its own random stream
-    :func:`stream_seed` ``(seed, k)``, so that it equals a single :func:`replay`
+    ``stream_seed(seed, k)`` (``rlv2.rng``), so that it equals a single :func:`replay`
     with that seed whatever the thread count.
 """
 
 from __future__ import annotations
 
 import operator
-import os
 from collections.abc import Callable
 from typing import NamedTuple, cast
 
@@ -44,93 +43,13 @@ from numba.core.typing.templates import Signature
 from numba.extending import intrinsic
 from numpy.typing import ArrayLike, NDArray
 
-_MASK64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
-_GOLDEN_U64 = np.uint64(_GOLDEN)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_SHIFT_11 = np.uint64(11)
-_SHIFT_27 = np.uint64(27)
-_SHIFT_30 = np.uint64(30)
-_SHIFT_31 = np.uint64(31)
-_TWO_POW_MINUS_53 = 2.0**-53
+from rlv2.rng import check_seed, make_rng, randint_step, stream_seed, uniform_step
 
 # fastmath stays off everywhere: the kernels must match QLearner bit for bit.
 _jit = numba.njit(cache=True, nogil=True)
 # The kernels' helpers are inlined by numba itself: LLVM left them as calls, whose register
 # spills (and reference counts of the arrays passed) cost more than the helpers' work.
 _jit_inline = numba.njit(cache=True, nogil=True, inline="always")
-
-
-# --- the random stream -------------------------------------------------------------------
-
-
-@_jit
-def _mix64(z: np.uint64) -> np.uint64:
-    """Finalise a 64-bit word with splitmix64's mixing function (a bijection)."""
-    z = (z ^ (z >> _SHIFT_30)) * _MIX1
-    z = (z ^ (z >> _SHIFT_27)) * _MIX2
-    return z ^ (z >> _SHIFT_31)
-
-
-@_jit
-def next_u64(rng: NDArray[np.uint64]) -> np.uint64:
-    """Advance the splitmix64 state ``rng[0]`` (from :func:`make_rng`) and return 64 bits."""
-    rng[0] += _GOLDEN_U64
-    return _mix64(rng[0])
-
-
-@_jit
-def uniform(rng: NDArray[np.uint64]) -> float:
-    """Draw a float uniform on [0, 1): the top 53 bits of one output times 2**-53."""
-    return float(next_u64(rng) >> _SHIFT_11) * _TWO_POW_MINUS_53
-
-
-@_jit_inline
-def uniform_step(state: np.uint64) -> tuple[float, np.uint64]:
-    """:func:`uniform` on a generator state held by value: (draw, new state).
-
-    For compiled loops that keep the state in a local variable (as the kernels do).
-    """
-    state = state + _GOLDEN_U64
-    return float(_mix64(state) >> _SHIFT_11) * _TWO_POW_MINUS_53, state
-
-
-@_jit
-def randint(rng: NDArray[np.uint64], n: int) -> np.int64:
-    """Draw an integer uniform on [0, n) as one output modulo n (bias below n / 2**64)."""
-    return np.int64(next_u64(rng) % np.uint64(n))
-
-
-def _check_seed(seed: int | None) -> int:
-    """Return ``seed`` checked to lie in [0, 2**64), or fresh OS entropy when None."""
-    if seed is None:
-        return int.from_bytes(os.urandom(8), "little")
-    try:
-        value = operator.index(seed)
-    except TypeError:
-        raise ValueError(f"seed={seed!r} is not an integer") from None
-    if not 0 <= value <= _MASK64:
-        raise ValueError(f"seed={value} out of range [0, 2**64)")
-    return value
-
-
-def make_rng(seed: int) -> NDArray[np.uint64]:
-    """Create the 1-element uint64 state of a generator seeded with ``seed``."""
-    return np.array([_check_seed(seed)], dtype=np.uint64)
-
-
-def stream_seed(seed: int, k: int) -> int:
-    """Seed of configuration k's own stream in a sweep.
-
-    ``mix64(mix64(seed) + (k + 1) · φ) mod 2**64`` with φ = 0x9E3779B97F4A7C15 and mix64
-    splitmix64's finaliser: the (k+1)-th output of a splitmix64 seeded by mix64(seed).
-    """
-    base = int(_mix64(np.uint64(_check_seed(seed))))
-    k = operator.index(k)
-    if k < 0:
-        raise ValueError(f"k={k} must be >= 0")
-    return int(_mix64(np.uint64((base + (k + 1) * _GOLDEN) & _MASK64)))
 
 
 # --- action selection --------------------------------------------------------------------
@@ -222,10 +141,9 @@ def _explore_draw(epsilon: float, n_actions: int, state: np.uint64) -> tuple[int
     store and reload sit on every event's critical path). No array passes through here:
     an inlined function taking the Q-table cost the kernel a reference count call per event.
     """
-    state = state + _GOLDEN_U64
-    if float(_mix64(state) >> _SHIFT_11) * _TWO_POW_MINUS_53 < epsilon:
-        state = state + _GOLDEN_U64
-        return np.int64(_mix64(state) % np.uint64(n_actions)), state  # type: ignore[return-value]
+    u, state = uniform_step(state)
+    if u < epsilon:
+        return randint_step(state, n_actions)  # type: ignore[return-value]
     return -1, state
 
 
@@ -233,7 +151,7 @@ def _explore_draw(epsilon: float, n_actions: int, state: np.uint64) -> tuple[int
 def epsilon_greedy(q_row: NDArray[np.float64], epsilon: float, rng: NDArray[np.uint64]) -> int:
     """Choose an action from one state's Q-values; the one ε-greedy draw sequence.
 
-    Draw ``u = uniform(rng)``. If ``u < epsilon``, explore: return
+    Draw ``u = uniform(rng)`` (``rlv2.rng``). If ``u < epsilon``, explore: return
     ``randint(rng, n_actions)`` (a second draw). Otherwise exploit: return the first
     action of maximal Q (np.argmax's tie rule), with no second draw. ``QLearner`` and
     both kernels select actions only through this sequence (:func:`_explore_draw`).
@@ -345,7 +263,7 @@ class QLearner:
         self.epsilon = float(epsilon)
         self.epsilon_decay = float(epsilon_decay)
         self.epsilon_min = float(epsilon_min)
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         """The seed actually used (drawn from OS entropy when none was given)."""
         self.q = np.zeros((self.n_states, self.n_actions), dtype=np.float64)
         self._rng = make_rng(self.seed)
@@ -816,7 +734,7 @@ def replay(
         n_states, n_actions, states, rewards, next_states, dones, actions, terminals, False
     )
     _check_hyperparameters(alpha, gamma, epsilon, epsilon_decay, epsilon_min)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     n = ev.states.shape[0]
     n_episodes = int(np.count_nonzero(ev.dones))
     backup = q.copy() if ev.explore else q
@@ -908,12 +826,12 @@ def replay_sweep(
     _check_hyperparameters(*hyper)
     hyper = np.ascontiguousarray(hyper.T)
     if seeds is None:
-        seed = _check_seed(seed)
+        seed = check_seed(seed)
         seeds = np.array([stream_seed(seed, k) for k in range(n_configs)], dtype=np.uint64)
     else:
         # dtype=object: a list of Python ints above 2**63 would otherwise become float64.
         listed = np.asarray(seeds, dtype=object).reshape(-1).tolist()
-        given = [_check_seed(int(s)) for s in listed]
+        given = [check_seed(int(s)) for s in listed]
         if len(given) != n_configs:
             raise ValueError(f"seeds has {len(given)} entries, expected K={n_configs}")
         seeds = np.array(given, dtype=np.uint64)

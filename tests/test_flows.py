@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from rlv2 import cli, pipeline, tracking
-from rlv2.qlearning import stream_seed
+from rlv2.rng import stream_seed
 from rlv2.states import SIZING_STATE_SPACE
 
 pytestmark = pytest.mark.slow
