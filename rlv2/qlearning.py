@@ -25,24 +25,20 @@ Kernels
     :func:`replay_sweep` drives K Q-tables (one hyperparameter configuration each)
     in parallel over configurations, configuration k on its own random stream
     ``stream_seed(seed, k)`` (``rlv2.rng``), so that it equals a single :func:`replay`
-    with that seed whatever the thread count.
+    with that seed whatever the thread count. Their hand-written LLVM IR is in
+    ``rlv2._intrinsics``.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba.core import cgutils, types
-from numba.core.base import BaseContext
-from numba.core.typing.templates import Signature
-from numba.extending import intrinsic
 from numpy.typing import ArrayLike, NDArray
 
+from rlv2._intrinsics import prefetch_row, row_max
 from rlv2.rng import check_seed, make_rng, randint_step, stream_seed, uniform_step
 
 # fastmath stays off everywhere: the kernels must match QLearner bit for bit.
@@ -53,61 +49,6 @@ _jit_inline = numba.njit(cache=True, nogil=True, inline="always")
 
 
 # --- action selection --------------------------------------------------------------------
-
-
-_ROW_MAX_LANES = 8
-"""Doubles per vector in ``_row_max``: one AVX-512 register (two AVX2 ones elsewhere)."""
-
-
-def _type_row_max(typingctx: object, q: types.Type, s: types.Type) -> tuple | None:
-    """Type and generate ``_row_max(q, s)`` for numba (it passes the typing context)."""
-    if not (isinstance(q, types.Array) and q.ndim == 2 and q.layout == "C"):
-        return None
-    if q.dtype != types.float64:
-        return None
-    sig = types.float64(q, types.intp)
-    lanes = _ROW_MAX_LANES
-    vector = ir.VectorType(ir.DoubleType(), lanes)
-    i32 = ir.IntType(32)
-
-    def codegen(
-        context: BaseContext, builder: ir.IRBuilder, signature: Signature, args: list[ir.Value]
-    ) -> ir.Value:
-        array_type = signature.args[0]
-        array = context.make_array(array_type)(context, builder, args[0])
-        intp = context.get_value_type(types.intp)
-        row = cgutils.get_item_pointer(
-            context, builder, array_type, array, [args[1], intp(0)], wraparound=False
-        )
-        n = cgutils.unpack_tuple(builder, array.shape, 2)[1]
-
-        def larger(x: ir.Value, y: ir.Value) -> ir.Value:
-            # x > y ? x : y, the scan's own comparison (one maxpd): a NaN x never wins
-            return builder.select(builder.fcmp_ordered(">", x, y), x, y)
-
-        def half(v: ir.Value, start: int, width: int) -> ir.Value:
-            indices = ir.Constant(ir.VectorType(i32, width), list(range(start, start + width)))
-            return builder.shuffle_vector(v, v, indices)
-
-        acc = cgutils.alloca_once_value(builder, ir.Constant(vector, [-np.inf] * lanes))
-        body = builder.and_(n, intp(-lanes))  # whole vectors
-        with cgutils.for_range_slice(builder, intp(0), body, intp(lanes), intp) as (j, _):
-            chunk_ptr = builder.bitcast(builder.gep(row, [j]), vector.as_pointer())
-            builder.store(larger(builder.load(chunk_ptr, align=8), builder.load(acc)), acc)
-        folded, width = builder.load(acc), lanes
-        while width > 1:
-            width //= 2
-            folded = larger(half(folded, width, width), half(folded, 0, width))
-        best = cgutils.alloca_once_value(builder, builder.extract_element(folded, i32(0)))
-        with cgutils.for_range_slice(builder, body, n, intp(1), intp) as (j, _):
-            builder.store(larger(builder.load(builder.gep(row, [j])), builder.load(best)), best)
-        return builder.load(best)
-
-    return sig, codegen
-
-
-_row_max = cast(Callable[[NDArray[np.float64], int], float], intrinsic(_type_row_max))
-"""Largest non-NaN value of row ``q[s]`` (-inf if none), by vector max; exact in any order."""
 
 
 @_jit_inline
@@ -123,7 +64,7 @@ def _argmax(q: NDArray[np.float64], s: int) -> int:
     n = q.shape[1]
     if q[s, 0] != q[s, 0]:
         return 0
-    best = _row_max(q, s)
+    best = row_max(q, s)
     first = n
     for i in range(n):
         candidate = i if q[s, i] == best else n
@@ -316,43 +257,6 @@ class QLearner:
 # Exploring mode reads one reward per (N, A) row at a column known only after the
 # argmax, so without a hint every event waits for memory (measured ~3x slower at A=48).
 _PREFETCH_ROWS_AHEAD = 8
-_FLOATS_PER_CACHE_LINE = 8
-
-
-def _type_prefetch(typingctx, arr, i, j):
-    """Type and generate ``_prefetch(arr, i, j)`` for numba (it passes the typing context)."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 2):
-        return None
-    sig = types.void(arr, types.intp, types.intp)
-
-    def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        array = context.make_array(array_type)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(
-            context, builder, array_type, array, [args[1], args[2]], wraparound=False
-        )
-        i8_ptr = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8_ptr, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
-        # (address, read, high temporal locality, data cache)
-        builder.call(fn, [builder.bitcast(ptr, i8_ptr), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-_prefetch = cast(Callable[[NDArray[np.float64], int, int], None], intrinsic(_type_prefetch))
-"""Hint the CPU to start loading the cache line of ``arr[i, j]``; never changes results."""
-
-
-@_jit_inline
-def _prefetch_row(rewards: NDArray[np.float64], row: int) -> None:
-    """Hint the CPU to start loading every cache line of ``rewards[row]``."""
-    n_cols = rewards.shape[1]
-    for j in range(0, n_cols, _FLOATS_PER_CACHE_LINE):
-        _prefetch(rewards, row, j)
-    _prefetch(rewards, row, n_cols - 1)
 
 
 @_jit_inline
@@ -415,7 +319,7 @@ def _replay_core(
         s = states[t]
         if explore:
             if t + _PREFETCH_ROWS_AHEAD < n:
-                _prefetch_row(rewards, t + _PREFETCH_ROWS_AHEAD)
+                prefetch_row(rewards, t + _PREFETCH_ROWS_AHEAD)
             a, state = _explore_draw(epsilon, q.shape[1], state)  # epsilon_greedy, inlined
             if a < 0:
                 a = _argmax(q, s)
