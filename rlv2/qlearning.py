@@ -85,7 +85,8 @@ class QLearner:
         seed: int | None = None,
     ) -> None:
         for name, n in (("n_states", n_states), ("n_actions", n_actions)):
-            if not isinstance(n, int | np.integer) or n < 1:
+            # callers from plain Python may pass anything: check what the hints promise
+            if not isinstance(n, int | np.integer) or n < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
                 raise ValueError(f"{name}={n!r} must be a positive integer")
         _check_hyperparameters(alpha, gamma, epsilon, epsilon_decay, epsilon_min)
         self.n_states = int(n_states)
@@ -672,8 +673,9 @@ class _Events(NamedTuple):
 
 def _check_q(name: str, q: NDArray[np.float64], ndim: int) -> None:
     """Raise ValueError unless ``q`` is a writeable C-contiguous float64 table to update."""
-    if not isinstance(q, np.ndarray) or q.dtype != np.float64 or q.ndim != ndim:
-        got = f"{q.dtype} array of shape {q.shape}" if isinstance(q, np.ndarray) else type(q)
+    # callers from plain Python may pass anything: check what the hints promise
+    if not isinstance(q, np.ndarray) or q.dtype != np.float64 or q.ndim != ndim:  # pyright: ignore[reportUnnecessaryIsInstance]
+        got = f"{q.dtype} array of shape {q.shape}" if isinstance(q, np.ndarray) else type(q)  # pyright: ignore[reportUnnecessaryIsInstance]
         raise ValueError(f"{name} must be a {ndim}-D float64 array, got {got}")
     if not (q.flags.c_contiguous and q.flags.writeable):
         raise ValueError(f"{name} must be C-contiguous and writeable (it is updated in place)")
