@@ -24,7 +24,7 @@ _GOLDEN = 0x9E3779B97F4A7C15
 
 
 class SplitMix64:
-    """rlv2's generator (``rlv2.qlearning.next_u64``) in plain Python integers."""
+    """rlv2's generator (``rlv2.rng.next_u64``) in plain Python integers."""
 
     def __init__(self, seed: int) -> None:
         self.state = seed

@@ -30,6 +30,7 @@ from bench.harness import (
 from bench.naive import DictQLearner, bot_events, run_bot
 from bench.workloads import BENCH_HYPER, CASES, META, REPLAY_SEED, Case, Events, make_events
 from rlv2 import qlearning
+from rlv2.rng import make_rng
 
 TITLE = "Replay kernel (exploring mode)"
 SIZES = {"small": (1_000, 10_000, 100_000), "full": (10_000, 100_000, 1_000_000)}
@@ -94,7 +95,7 @@ def _compiled_loop_call(q: NDArray, events: Events) -> Callable[[], object]:
     n = events.n_events
     n_episodes = int(np.count_nonzero(ev.dones))
     outputs = (np.empty(n, dtype=np.int64), *(np.empty(n_episodes) for _ in range(3)))
-    rng = qlearning.make_rng(REPLAY_SEED)
+    rng = make_rng(REPLAY_SEED)
     h = BENCH_HYPER
 
     def run() -> object:

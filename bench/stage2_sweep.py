@@ -42,6 +42,7 @@ from bench.workloads import (
     make_sweep_grid,
 )
 from rlv2 import qlearning
+from rlv2.rng import stream_seed
 
 TITLE = "Hyperparameter sweep"
 PLANS = {
@@ -73,7 +74,7 @@ def _configs_equal(qs: NDArray, events: Events, grid: SweepGrid, plain: CReplay)
     equal = True
     for k in sorted({0, grid.n_configs - 1}):
         q = np.zeros(qs.shape[1:])
-        plain(q, events, grid.config(k), qlearning.stream_seed(REPLAY_SEED, k))
+        plain(q, events, grid.config(k), stream_seed(REPLAY_SEED, k))
         equal = equal and bool(np.array_equal(q, qs[k]))
     return equal
 

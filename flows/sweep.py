@@ -30,8 +30,8 @@ from flows.common import (
 from rlv2 import history, pipeline, store, tracking
 from rlv2.domain import Agent, agent_spec
 from rlv2.pipeline import AgentTraining, TrainConfig, WindowData
-from rlv2.qlearning import stream_seed
 from rlv2.rewards import MetaRewardWeights, SizingRewardWeights
+from rlv2.rng import stream_seed
 from rlv2.states import meta_state_space, sizing_state_space
 
 KERNEL_KEYS = ("alpha", "gamma", "epsilon", "epsilon_decay", "epsilon_min")

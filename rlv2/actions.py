@@ -6,8 +6,9 @@ Meta-strategy: 4 strategies × 4 models × 3 weight actions = 48 actions, coded
 follow the enum and tuple orders of ``rlv2.domain`` and never change.
 
 Selection is ε-greedy through ``epsilon_greedy(q_row, epsilon, rng)`` (re-exported from
-``rlv2.qlearning``, where its one draw sequence is documented; ``rng = make_rng(seed)``),
-so the agents, ``QLearner`` and the compiled kernels all draw alike.
+``rlv2.qlearning``, where its one draw sequence is documented; ``rng = make_rng(seed)``,
+re-exported from ``rlv2.rng``), so the agents, ``QLearner`` and the compiled kernels all
+draw alike.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from rlv2.domain import LEVERAGES, SIZE_MULTIPLIERS, Model, Strategy, WeightAction
-from rlv2.qlearning import epsilon_greedy, make_rng
+from rlv2.qlearning import epsilon_greedy
+from rlv2.rng import make_rng
 
 __all__ = [
     "MetaAction",

@@ -17,8 +17,8 @@ from numpy.typing import NDArray
 
 from rlv2.actions import meta_space, sizing_space
 from rlv2.outcomes import INITIAL_EQUITY
-from rlv2.qlearning import stream_seed, uniform_step
 from rlv2.replay import SimulationResult
+from rlv2.rng import stream_seed, uniform_step
 
 METRICS = ("pnl_pct", "meta_reward", "sizing_reward")
 """Per-trade quantities the promotion gate can compare."""
@@ -127,7 +127,7 @@ def _bootstrap_means(diff: NDArray[np.float64], n_boot: int, seed: int) -> NDArr
     """Means of ``n_boot`` resamples of ``diff`` with replacement, resample b on its own stream.
 
     Resample b draws its indices from the splitmix64 generator seeded with
-    ``stream_seed(seed, b)`` (``rlv2.qlearning``) and sums in draw order, so the result
+    ``stream_seed(seed, b)`` (``rlv2.rng``) and sums in draw order, so the result
     does not depend on the thread count.
     """
     seeds = np.asarray([stream_seed(seed, b) for b in range(n_boot)], dtype=np.uint64)

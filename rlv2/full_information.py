@@ -77,7 +77,7 @@ def shrink(
         n_keys = int(key.max()) + 1
         level_sums = np.zeros((n_keys, sums.shape[1]))
         np.add.at(level_sums, key, sums)
-        level_counts = np.bincount(key, weights=counts, minlength=n_keys)
+        level_counts = np.bincount(key, weights=counts, minlength=n_keys).astype(np.float64)
         key_parent = np.zeros(n_keys, np.int64)
         key_parent[key] = parent_of
         parent = _shrunk_mean(level_sums, level_counts, parent[key_parent], prior_strength)

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from rlv2 import history
 from rlv2.domain import Agent, ReplayMode, agent_spec, parse_enum
 from rlv2.evaluation import PromotionDecision, compare_policies, policy_metrics, visited_share
-from rlv2.qlearning import ReplayStats, replay_sweep, stream_seed
+from rlv2.qlearning import ReplayStats, replay_sweep
 from rlv2.records import Bars, Transitions
 from rlv2.replay import (
     ReplayConfig,
@@ -28,6 +28,7 @@ from rlv2.replay import (
     prepare_inputs,
     train_kernel,
 )
+from rlv2.rng import stream_seed
 from rlv2.states import FeatureConfig
 
 CURVE_POINTS = 1_000

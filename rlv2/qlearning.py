@@ -14,46 +14,32 @@ Episodes, terminals, truncation (SPEC C)
     marks terminals too unless a separate ``terminals`` array is given.
 
 Randomness
-    One explicit splitmix64 generator (:func:`next_u64`, :func:`uniform`,
-    :func:`randint`) whose whole state is a 1-element ``uint64`` array, never numpy's
-    global RNG. ``QLearner`` and the kernels use the same generator and the same
-    ε-greedy draw sequence (:func:`epsilon_greedy`), so with the same seed they make
-    the same draws and produce bit-identical Q-tables (fastmath stays off).
+    One explicit splitmix64 generator (``rlv2.rng``) whose whole state is a 1-element
+    ``uint64`` array, never numpy's global RNG. ``QLearner`` and the kernels use the
+    same generator and the same ε-greedy draw sequence (:func:`epsilon_greedy`), so with
+    the same seed they make the same draws and produce bit-identical Q-tables (fastmath
+    stays off).
 
 Kernels
     :func:`replay` drives one Q-table through N events in compiled code;
     :func:`replay_sweep` drives K Q-tables (one hyperparameter configuration each)
     in parallel over configurations, configuration k on its own random stream
-    :func:`stream_seed` ``(seed, k)``, so that it equals a single :func:`replay`
-    with that seed whatever the thread count.
+    ``stream_seed(seed, k)`` (``rlv2.rng``), so that it equals a single :func:`replay`
+    with that seed whatever the thread count. They follow the readable learner below,
+    with their validators; their hand-written LLVM IR is in ``rlv2._intrinsics``.
 """
 
 from __future__ import annotations
 
 import operator
-import os
-from collections.abc import Callable
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba.core import cgutils, types
-from numba.core.base import BaseContext
-from numba.core.typing.templates import Signature
-from numba.extending import intrinsic
 from numpy.typing import ArrayLike, NDArray
 
-_MASK64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
-_GOLDEN_U64 = np.uint64(_GOLDEN)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_SHIFT_11 = np.uint64(11)
-_SHIFT_27 = np.uint64(27)
-_SHIFT_30 = np.uint64(30)
-_SHIFT_31 = np.uint64(31)
-_TWO_POW_MINUS_53 = 2.0**-53
+from rlv2._intrinsics import prefetch_row, row_max
+from rlv2.rng import check_seed, make_rng, randint_step, stream_seed, uniform_step
 
 # fastmath stays off everywhere: the kernels must match QLearner bit for bit.
 _jit = numba.njit(cache=True, nogil=True)
@@ -62,243 +48,7 @@ _jit = numba.njit(cache=True, nogil=True)
 _jit_inline = numba.njit(cache=True, nogil=True, inline="always")
 
 
-# --- the random stream -------------------------------------------------------------------
-
-
-@_jit
-def _mix64(z: np.uint64) -> np.uint64:
-    """Finalise a 64-bit word with splitmix64's mixing function (a bijection)."""
-    z = (z ^ (z >> _SHIFT_30)) * _MIX1
-    z = (z ^ (z >> _SHIFT_27)) * _MIX2
-    return z ^ (z >> _SHIFT_31)
-
-
-@_jit
-def next_u64(rng: NDArray[np.uint64]) -> np.uint64:
-    """Advance the splitmix64 state ``rng[0]`` (from :func:`make_rng`) and return 64 bits."""
-    rng[0] += _GOLDEN_U64
-    return _mix64(rng[0])
-
-
-@_jit
-def uniform(rng: NDArray[np.uint64]) -> float:
-    """Draw a float uniform on [0, 1): the top 53 bits of one output times 2**-53."""
-    return float(next_u64(rng) >> _SHIFT_11) * _TWO_POW_MINUS_53
-
-
-@_jit_inline
-def uniform_step(state: np.uint64) -> tuple[float, np.uint64]:
-    """:func:`uniform` on a generator state held by value: (draw, new state).
-
-    For compiled loops that keep the state in a local variable (as the kernels do).
-    """
-    state = state + _GOLDEN_U64
-    return float(_mix64(state) >> _SHIFT_11) * _TWO_POW_MINUS_53, state
-
-
-@_jit
-def randint(rng: NDArray[np.uint64], n: int) -> np.int64:
-    """Draw an integer uniform on [0, n) as one output modulo n (bias below n / 2**64)."""
-    return np.int64(next_u64(rng) % np.uint64(n))
-
-
-def _check_seed(seed: int | None) -> int:
-    """Return ``seed`` checked to lie in [0, 2**64), or fresh OS entropy when None."""
-    if seed is None:
-        return int.from_bytes(os.urandom(8), "little")
-    try:
-        value = operator.index(seed)
-    except TypeError:
-        raise ValueError(f"seed={seed!r} is not an integer") from None
-    if not 0 <= value <= _MASK64:
-        raise ValueError(f"seed={value} out of range [0, 2**64)")
-    return value
-
-
-def make_rng(seed: int) -> NDArray[np.uint64]:
-    """Create the 1-element uint64 state of a generator seeded with ``seed``."""
-    return np.array([_check_seed(seed)], dtype=np.uint64)
-
-
-def stream_seed(seed: int, k: int) -> int:
-    """Seed of configuration k's own stream in a sweep.
-
-    ``mix64(mix64(seed) + (k + 1) · φ) mod 2**64`` with φ = 0x9E3779B97F4A7C15 and mix64
-    splitmix64's finaliser: the (k+1)-th output of a splitmix64 seeded by mix64(seed).
-    """
-    base = int(_mix64(np.uint64(_check_seed(seed))))
-    k = operator.index(k)
-    if k < 0:
-        raise ValueError(f"k={k} must be >= 0")
-    return int(_mix64(np.uint64((base + (k + 1) * _GOLDEN) & _MASK64)))
-
-
-# --- action selection --------------------------------------------------------------------
-
-
-_ROW_MAX_LANES = 8
-"""Doubles per vector in ``_row_max``: one AVX-512 register (two AVX2 ones elsewhere)."""
-
-
-def _type_row_max(typingctx: object, q: types.Type, s: types.Type) -> tuple | None:
-    """Type and generate ``_row_max(q, s)`` for numba (it passes the typing context)."""
-    if not (isinstance(q, types.Array) and q.ndim == 2 and q.layout == "C"):
-        return None
-    if q.dtype != types.float64:
-        return None
-    sig = types.float64(q, types.intp)
-    lanes = _ROW_MAX_LANES
-    vector = ir.VectorType(ir.DoubleType(), lanes)
-    i32 = ir.IntType(32)
-
-    def codegen(
-        context: BaseContext, builder: ir.IRBuilder, signature: Signature, args: list[ir.Value]
-    ) -> ir.Value:
-        array_type = signature.args[0]
-        array = context.make_array(array_type)(context, builder, args[0])
-        intp = context.get_value_type(types.intp)
-        row = cgutils.get_item_pointer(
-            context, builder, array_type, array, [args[1], intp(0)], wraparound=False
-        )
-        n = cgutils.unpack_tuple(builder, array.shape, 2)[1]
-
-        def larger(x: ir.Value, y: ir.Value) -> ir.Value:
-            # x > y ? x : y, the scan's own comparison (one maxpd): a NaN x never wins
-            return builder.select(builder.fcmp_ordered(">", x, y), x, y)
-
-        def half(v: ir.Value, start: int, width: int) -> ir.Value:
-            indices = ir.Constant(ir.VectorType(i32, width), list(range(start, start + width)))
-            return builder.shuffle_vector(v, v, indices)
-
-        acc = cgutils.alloca_once_value(builder, ir.Constant(vector, [-np.inf] * lanes))
-        body = builder.and_(n, intp(-lanes))  # whole vectors
-        with cgutils.for_range_slice(builder, intp(0), body, intp(lanes), intp) as (j, _):
-            chunk_ptr = builder.bitcast(builder.gep(row, [j]), vector.as_pointer())
-            builder.store(larger(builder.load(chunk_ptr, align=8), builder.load(acc)), acc)
-        folded, width = builder.load(acc), lanes
-        while width > 1:
-            width //= 2
-            folded = larger(half(folded, width, width), half(folded, 0, width))
-        best = cgutils.alloca_once_value(builder, builder.extract_element(folded, i32(0)))
-        with cgutils.for_range_slice(builder, body, n, intp(1), intp) as (j, _):
-            builder.store(larger(builder.load(builder.gep(row, [j])), builder.load(best)), best)
-        return builder.load(best)
-
-    return sig, codegen
-
-
-_row_max = cast(Callable[[NDArray[np.float64], int], float], intrinsic(_type_row_max))
-"""Largest non-NaN value of row ``q[s]`` (-inf if none), by vector max; exact in any order."""
-
-
-@_jit_inline
-def _argmax(q: NDArray[np.float64], s: int) -> int:
-    """Index of the first maximum of row ``q[s]``: np.argmax's tie rule, vectorised.
-
-    Equal to the sequential scan ``if q[s, i] > best: best, a = q[s, i], i`` bit for bit,
-    NaN included: that scan keeps a NaN first value and skips later NaNs. The row's
-    maximum comes from vector max instructions, then the first index holding it from a
-    branch-free min reduction (LLVM vectorises it); -0.0 == 0.0, so the order of the
-    lanes cannot change the index. About 2x faster than the scan at A = 48.
-    """
-    n = q.shape[1]
-    if q[s, 0] != q[s, 0]:
-        return 0
-    best = _row_max(q, s)
-    first = n
-    for i in range(n):
-        candidate = i if q[s, i] == best else n
-        first = candidate if candidate < first else first
-    return first if first < n else 0
-
-
-@_jit_inline
-def _explore_draw(epsilon: float, n_actions: int, state: np.uint64) -> tuple[int, np.uint64]:
-    """The draws of :func:`epsilon_greedy`: (explored action, or -1 to exploit; new state).
-
-    The draw sequence lives here once; the caller takes the argmax on -1. The generator
-    state is passed by value: the kernels keep it in a local variable, as reading and
-    writing it through the 1-element array on every draw made them about 40% slower (the
-    store and reload sit on every event's critical path). No array passes through here:
-    an inlined function taking the Q-table cost the kernel a reference count call per event.
-    """
-    state = state + _GOLDEN_U64
-    if float(_mix64(state) >> _SHIFT_11) * _TWO_POW_MINUS_53 < epsilon:
-        state = state + _GOLDEN_U64
-        return np.int64(_mix64(state) % np.uint64(n_actions)), state  # type: ignore[return-value]
-    return -1, state
-
-
-@_jit
-def epsilon_greedy(q_row: NDArray[np.float64], epsilon: float, rng: NDArray[np.uint64]) -> int:
-    """Choose an action from one state's Q-values; the one ε-greedy draw sequence.
-
-    Draw ``u = uniform(rng)``. If ``u < epsilon``, explore: return
-    ``randint(rng, n_actions)`` (a second draw). Otherwise exploit: return the first
-    action of maximal Q (np.argmax's tie rule), with no second draw. ``QLearner`` and
-    both kernels select actions only through this sequence (:func:`_explore_draw`).
-    """
-    action, rng[0] = _explore_draw(epsilon, q_row.shape[0], rng[0])
-    if action < 0:
-        action = _argmax(q_row.astype(np.float64).reshape((1, q_row.shape[0])), 0)
-    return action
-
-
-def greedy_policy(q: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Greedy action of every state: the first argmax of each row of ``q``."""
-    return np.argmax(q, axis=-1).astype(np.int64)
-
-
-# --- SPEC A4: returns and the readable learner ---------------------------------------------
-
-
-def _check_interval(name: str, value: ArrayLike, *, open_low: bool = False) -> None:
-    """Raise ValueError naming ``name`` unless every value lies in [0, 1] (or (0, 1])."""
-    arr = np.asarray(value, dtype=np.float64)
-    ok = ((arr > 0.0) if open_low else (arr >= 0.0)) & (arr <= 1.0)
-    if not np.all(ok):
-        flat = arr.reshape(-1)
-        i = int(np.flatnonzero(~ok.reshape(-1))[0])
-        where = f"{name}[{i}]" if arr.ndim else name
-        interval = "(0, 1]" if open_low else "[0, 1]"
-        raise ValueError(f"{where}={float(flat[i])!r} not in {interval}")
-
-
-def _check_hyperparameters(
-    alpha: ArrayLike,
-    gamma: ArrayLike,
-    epsilon: ArrayLike,
-    epsilon_decay: ArrayLike,
-    epsilon_min: ArrayLike,
-) -> None:
-    """Raise ValueError naming the first hyperparameter outside its range."""
-    _check_interval("alpha", alpha, open_low=True)
-    _check_interval("gamma", gamma)
-    _check_interval("epsilon", epsilon)
-    _check_interval("epsilon_decay", epsilon_decay, open_low=True)
-    _check_interval("epsilon_min", epsilon_min)
-    eps = np.asarray(epsilon, dtype=np.float64)
-    eps_min = np.asarray(epsilon_min, dtype=np.float64)
-    too_high = eps_min > eps
-    if np.any(too_high):
-        i = int(np.flatnonzero(too_high.reshape(-1))[0])
-        where = f"[{i}]" if too_high.ndim else ""
-        low = np.broadcast_to(eps_min, too_high.shape).reshape(-1)[i]
-        high = np.broadcast_to(eps, too_high.shape).reshape(-1)[i]
-        raise ValueError(
-            f"epsilon_min{where}={float(low)!r} exceeds epsilon{where}={float(high)!r}"
-        )
-
-
-def _check_index(name: str, value: int, n: int) -> int:
-    """Return ``value`` as an int, raising ValueError naming ``name`` unless in [0, n)."""
-    try:
-        i = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name}={value!r} is not an integer") from None
-    if not 0 <= i < n:
-        raise ValueError(f"{name}={i} out of range [0, {n})")
-    return i
+# --- SPEC A4: the readable learner -------------------------------------------------------
 
 
 def discounted_return(rewards: ArrayLike, gamma: float) -> float:
@@ -335,7 +85,8 @@ class QLearner:
         seed: int | None = None,
     ) -> None:
         for name, n in (("n_states", n_states), ("n_actions", n_actions)):
-            if not isinstance(n, int | np.integer) or n < 1:
+            # callers from plain Python may pass anything: check what the hints promise
+            if not isinstance(n, int | np.integer) or n < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
                 raise ValueError(f"{name}={n!r} must be a positive integer")
         _check_hyperparameters(alpha, gamma, epsilon, epsilon_decay, epsilon_min)
         self.n_states = int(n_states)
@@ -345,7 +96,7 @@ class QLearner:
         self.epsilon = float(epsilon)
         self.epsilon_decay = float(epsilon_decay)
         self.epsilon_min = float(epsilon_min)
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         """The seed actually used (drawn from OS entropy when none was given)."""
         self.q = np.zeros((self.n_states, self.n_actions), dtype=np.float64)
         self._rng = make_rng(self.seed)
@@ -393,48 +144,318 @@ class QLearner:
         self.epsilon = max(self.epsilon * self.epsilon_decay, self.epsilon_min)
 
 
+def greedy_policy(q: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Greedy action of every state: the first argmax of each row of ``q``."""
+    return np.argmax(q, axis=-1).astype(np.int64)
+
+
+# --- action selection: one ε-greedy draw sequence for QLearner and the kernels -----------
+
+
+@_jit
+def epsilon_greedy(q_row: NDArray[np.float64], epsilon: float, rng: NDArray[np.uint64]) -> int:
+    """Choose an action from one state's Q-values; the one ε-greedy draw sequence.
+
+    Draw ``u = uniform(rng)`` (``rlv2.rng``). If ``u < epsilon``, explore: return
+    ``randint(rng, n_actions)`` (a second draw). Otherwise exploit: return the first
+    action of maximal Q (np.argmax's tie rule), with no second draw. ``QLearner`` and
+    both kernels select actions only through this sequence (:func:`_explore_draw`).
+    """
+    action, rng[0] = _explore_draw(epsilon, q_row.shape[0], rng[0])
+    if action < 0:
+        action = _argmax(q_row.astype(np.float64).reshape((1, q_row.shape[0])), 0)
+    return action
+
+
+@_jit_inline
+def _explore_draw(epsilon: float, n_actions: int, state: np.uint64) -> tuple[int, np.uint64]:
+    """The draws of :func:`epsilon_greedy`: (explored action, or -1 to exploit; new state).
+
+    The draw sequence lives here once; the caller takes the argmax on -1. The generator
+    state is passed by value: the kernels keep it in a local variable, as reading and
+    writing it through the 1-element array on every draw made them about 40% slower (the
+    store and reload sit on every event's critical path). No array passes through here:
+    an inlined function taking the Q-table cost the kernel a reference count call per event.
+    """
+    u, state = uniform_step(state)
+    if u < epsilon:
+        return randint_step(state, n_actions)  # type: ignore[return-value]
+    return -1, state
+
+
+@_jit_inline
+def _argmax(q: NDArray[np.float64], s: int) -> int:
+    """Index of the first maximum of row ``q[s]``: np.argmax's tie rule, vectorised.
+
+    Equal to the sequential scan ``if q[s, i] > best: best, a = q[s, i], i`` bit for bit,
+    NaN included: that scan keeps a NaN first value and skips later NaNs. The row's
+    maximum comes from vector max instructions, then the first index holding it from a
+    branch-free min reduction (LLVM vectorises it); -0.0 == 0.0, so the order of the
+    lanes cannot change the index. About 2x faster than the scan at A = 48.
+    """
+    n = q.shape[1]
+    if q[s, 0] != q[s, 0]:
+        return 0
+    best = row_max(q, s)
+    first = n
+    for i in range(n):
+        candidate = i if q[s, i] == best else n
+        first = candidate if candidate < first else first
+    return first if first < n else 0
+
+
 # --- the compiled kernels ----------------------------------------------------------------
+
+
+class ReplayStats(NamedTuple):
+    """What one :func:`replay` reports, for metrics and learning curves.
+
+    Episodes are the completed ones, each closed by a ``done``. Events after the last
+    ``done`` form a truncated partial episode: they are reported only in the
+    ``partial_*`` fields and in the run totals, never as an episode.
+    """
+
+    epsilon: float
+    """ε after the last completed episode's decay (the starting ε if none completed)."""
+    n_updates: int
+    """Number of Q-learning updates, one per event."""
+    n_episodes: int
+    """Number of completed episodes (the number of ``done`` events)."""
+    total_reward: float
+    """Sum of the rewards of all events (the chosen column in exploring mode)."""
+    mean_abs_td_error: float
+    """Mean |TD error| over all events (0.0 when there are none)."""
+    episode_reward: NDArray[np.float64]
+    """Per completed episode: the sum of its rewards, shape (n_episodes,)."""
+    episode_mean_abs_td: NDArray[np.float64]
+    """Per completed episode: its mean |TD error|, shape (n_episodes,)."""
+    episode_epsilon: NDArray[np.float64]
+    """Per completed episode: the ε it was played with (before its end-of-episode decay)."""
+    actions: NDArray[np.int64]
+    """Action of every event, shape (N,): chosen (exploring mode) or logged (off-policy)."""
+    partial_events: int
+    """Number of events after the last ``done`` (the truncated partial episode)."""
+    partial_reward: float
+    """Sum of the rewards of the truncated partial episode."""
+    seed: int
+    """Seed of the random stream used (drawn from OS entropy when none was given)."""
+
+
+class SweepStats(NamedTuple):
+    """What :func:`replay_sweep` reports: ReplayStats' fields with a leading K axis.
+
+    With ``record_curves=False`` the per-episode arrays have shape (K, 0) and ``actions``
+    has shape (K, 0) in exploring mode; in off-policy mode ``actions`` is a read-only
+    (K, N) view of the logged actions.
+    """
+
+    epsilon: NDArray[np.float64]
+    n_updates: int
+    n_episodes: int
+    total_reward: NDArray[np.float64]
+    mean_abs_td_error: NDArray[np.float64]
+    episode_reward: NDArray[np.float64]
+    episode_mean_abs_td: NDArray[np.float64]
+    episode_epsilon: NDArray[np.float64]
+    actions: NDArray[np.int64]
+    partial_events: int
+    partial_reward: NDArray[np.float64]
+    seeds: NDArray[np.uint64]
+    """Configuration k's stream seed, ``stream_seed(seed, k)``."""
+
+    def for_config(self, k: int) -> ReplayStats:
+        """Configuration k's statistics, shaped as a single :func:`replay` reports them."""
+        return ReplayStats(
+            epsilon=float(self.epsilon[k]),
+            n_updates=self.n_updates,
+            n_episodes=self.n_episodes,
+            total_reward=float(self.total_reward[k]),
+            mean_abs_td_error=float(self.mean_abs_td_error[k]),
+            episode_reward=self.episode_reward[k],
+            episode_mean_abs_td=self.episode_mean_abs_td[k],
+            episode_epsilon=self.episode_epsilon[k],
+            actions=self.actions[k],
+            partial_events=self.partial_events,
+            partial_reward=float(self.partial_reward[k]),
+            seed=int(self.seeds[k]),
+        )
+
+
+def replay(
+    q: NDArray[np.float64],
+    states: ArrayLike,
+    rewards: ArrayLike,
+    next_states: ArrayLike,
+    dones: ArrayLike,
+    *,
+    alpha: float = 0.01,
+    gamma: float = 0.99,
+    epsilon: float = 0.1,
+    epsilon_decay: float = 0.995,
+    epsilon_min: float = 0.01,
+    seed: int | None = None,
+    actions: ArrayLike | None = None,
+    terminals: ArrayLike | None = None,
+) -> ReplayStats:
+    """Replay N events through the Q-table ``q`` (S, A), updating it in place, compiled.
+
+    Event t is the transition ``states[t] → next_states[t]``. Exploring mode
+    (``actions`` None, ``rewards`` (N, A)): the action is chosen by
+    :func:`epsilon_greedy` and earns ``rewards[t, a]``. Off-policy mode (``actions``
+    (N,), ``rewards`` (N,)): the logged action and reward are replayed, with no
+    random draws. ``terminals`` (default: ``dones``) stops bootstrapping; each
+    ``done`` ends an episode and decays ε. Equal, bit for bit, to the same events
+    fed to a ``QLearner`` with the same hyperparameters and seed. int64 indices,
+    float64 rewards and bool flags are used without copying. A non-finite reward the
+    replay reads raises ``ValueError`` naming it, with ``q`` restored; exploring mode
+    checks only the rewards it reads (checking the whole (N, A) matrix would cost more
+    than the replay).
+    """
+    _check_q("q", q, 2)
+    n_states, n_actions = q.shape
+    ev = _check_events(
+        n_states, n_actions, states, rewards, next_states, dones, actions, terminals, False
+    )
+    _check_hyperparameters(alpha, gamma, epsilon, epsilon_decay, epsilon_min)
+    seed = check_seed(seed)
+    n = ev.states.shape[0]
+    n_episodes = int(np.count_nonzero(ev.dones))
+    backup = q.copy() if ev.explore else q
+    actions_out, episode_reward, episode_mean_abs_td, episode_epsilon = _replay_outputs(
+        n if ev.explore else 0, n_episodes
+    )
+    final_epsilon, total_reward, total_abs_td, partial_events, partial_reward, bad = _replay_core(
+        q,
+        ev.states,
+        ev.rewards,
+        ev.next_states,
+        ev.dones,
+        ev.terminals,
+        ev.actions,
+        ev.explore,
+        float(alpha),
+        float(gamma),
+        float(epsilon),
+        float(epsilon_decay),
+        float(epsilon_min),
+        make_rng(seed),
+        True,
+        actions_out,
+        episode_reward,
+        episode_mean_abs_td,
+        episode_epsilon,
+    )
+    if bad >= 0:
+        q[...] = backup  # no half-replayed table
+        t, a = divmod(int(bad), n_actions)
+        raise ValueError(f"rewards[{t}, {a}]={float(ev.rewards[t, a])!r} is not finite")
+    return ReplayStats(
+        epsilon=float(final_epsilon),
+        n_updates=n,
+        n_episodes=n_episodes,
+        total_reward=float(total_reward),
+        mean_abs_td_error=float(total_abs_td / n) if n else 0.0,
+        episode_reward=episode_reward,
+        episode_mean_abs_td=episode_mean_abs_td,
+        episode_epsilon=episode_epsilon,
+        actions=actions_out if ev.explore else ev.actions,
+        partial_events=int(partial_events),
+        partial_reward=float(partial_reward),
+        seed=seed,
+    )
+
+
+def replay_sweep(
+    qs: NDArray[np.float64],
+    states: ArrayLike,
+    rewards: ArrayLike,
+    next_states: ArrayLike,
+    dones: ArrayLike,
+    *,
+    alpha: ArrayLike = 0.01,
+    gamma: ArrayLike = 0.99,
+    epsilon: ArrayLike = 0.1,
+    epsilon_decay: ArrayLike = 0.995,
+    epsilon_min: ArrayLike = 0.01,
+    seed: int | None = None,
+    actions: ArrayLike | None = None,
+    terminals: ArrayLike | None = None,
+    record_curves: bool = False,
+    seeds: ArrayLike | None = None,
+) -> SweepStats:
+    """Replay the same events through K Q-tables ``qs`` (K, S, A) in parallel, in place.
+
+    Each hyperparameter is a scalar or a length-K array. Configuration k equals
+    ``replay(qs[k], ..., seed=stream_seed(seed, k))`` exactly, whatever the number
+    of threads; ``seeds`` (length K) gives each configuration's seed explicitly
+    instead, so that a sweep's child equals ``replay(..., seed=seeds[k])``. The events
+    are shared, never copied per configuration; per-episode curves and chosen actions
+    are kept only with ``record_curves=True``.
+    """
+    _check_q("qs", qs, 3)
+    n_configs, n_states, n_actions = qs.shape
+    ev = _check_events(n_states, n_actions, states, rewards, next_states, dones, actions, terminals)
+    names = ("alpha", "gamma", "epsilon", "epsilon_decay", "epsilon_min")
+    values = (alpha, gamma, epsilon, epsilon_decay, epsilon_min)
+    hyper = np.stack([_per_config(nm, v, n_configs) for nm, v in zip(names, values, strict=True)])
+    _check_hyperparameters(*hyper)
+    hyper = np.ascontiguousarray(hyper.T)
+    if seeds is None:
+        seed = check_seed(seed)
+        seeds = np.array([stream_seed(seed, k) for k in range(n_configs)], dtype=np.uint64)
+    else:
+        # dtype=object: a list of Python ints above 2**63 would otherwise become float64.
+        listed = np.asarray(seeds, dtype=object).reshape(-1).tolist()
+        given = [check_seed(int(s)) for s in listed]
+        if len(given) != n_configs:
+            raise ValueError(f"seeds has {len(given)} entries, expected K={n_configs}")
+        seeds = np.array(given, dtype=np.uint64)
+    rngs = seeds.reshape(n_configs, 1).copy()
+    n = ev.states.shape[0]
+    n_episodes = int(np.count_nonzero(ev.dones))
+    n_curve = n_episodes if record_curves else 0
+    actions_out = np.empty((n_configs, n if record_curves and ev.explore else 0), dtype=np.int64)
+    episode_reward = np.empty((n_configs, n_curve), dtype=np.float64)
+    episode_mean_abs_td = np.empty((n_configs, n_curve), dtype=np.float64)
+    episode_epsilon = np.empty((n_configs, n_curve), dtype=np.float64)
+    scalars = np.empty((n_configs, 5), dtype=np.float64)
+    _sweep_core(
+        qs,
+        ev.states,
+        ev.rewards,
+        ev.next_states,
+        ev.dones,
+        ev.terminals,
+        ev.actions,
+        ev.explore,
+        hyper,
+        rngs,
+        bool(record_curves),
+        actions_out,
+        episode_reward,
+        episode_mean_abs_td,
+        episode_epsilon,
+        scalars,
+    )
+    return SweepStats(
+        epsilon=scalars[:, 0].copy(),
+        n_updates=n,
+        n_episodes=n_episodes,
+        total_reward=scalars[:, 1].copy(),
+        mean_abs_td_error=scalars[:, 2] / n if n else np.zeros(n_configs),
+        episode_reward=episode_reward,
+        episode_mean_abs_td=episode_mean_abs_td,
+        episode_epsilon=episode_epsilon,
+        actions=actions_out if ev.explore else np.broadcast_to(ev.actions, (n_configs, n)),
+        partial_events=int(scalars[0, 3]),
+        partial_reward=scalars[:, 4].copy(),
+        seeds=seeds,
+    )
+
 
 # Exploring mode reads one reward per (N, A) row at a column known only after the
 # argmax, so without a hint every event waits for memory (measured ~3x slower at A=48).
 _PREFETCH_ROWS_AHEAD = 8
-_FLOATS_PER_CACHE_LINE = 8
-
-
-def _type_prefetch(typingctx, arr, i, j):
-    """Type and generate ``_prefetch(arr, i, j)`` for numba (it passes the typing context)."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 2):
-        return None
-    sig = types.void(arr, types.intp, types.intp)
-
-    def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        array = context.make_array(array_type)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(
-            context, builder, array_type, array, [args[1], args[2]], wraparound=False
-        )
-        i8_ptr = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8_ptr, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
-        # (address, read, high temporal locality, data cache)
-        builder.call(fn, [builder.bitcast(ptr, i8_ptr), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-_prefetch = cast(Callable[[NDArray[np.float64], int, int], None], intrinsic(_type_prefetch))
-"""Hint the CPU to start loading the cache line of ``arr[i, j]``; never changes results."""
-
-
-@_jit_inline
-def _prefetch_row(rewards: NDArray[np.float64], row: int) -> None:
-    """Hint the CPU to start loading every cache line of ``rewards[row]``."""
-    n_cols = rewards.shape[1]
-    for j in range(0, n_cols, _FLOATS_PER_CACHE_LINE):
-        _prefetch(rewards, row, j)
-    _prefetch(rewards, row, n_cols - 1)
 
 
 @_jit_inline
@@ -497,7 +518,7 @@ def _replay_core(
         s = states[t]
         if explore:
             if t + _PREFETCH_ROWS_AHEAD < n:
-                _prefetch_row(rewards, t + _PREFETCH_ROWS_AHEAD)
+                prefetch_row(rewards, t + _PREFETCH_ROWS_AHEAD)
             a, state = _explore_draw(epsilon, q.shape[1], state)  # epsilon_greedy, inlined
             if a < 0:
                 a = _argmax(q, s)
@@ -584,78 +605,56 @@ def _sweep_core(
         scalars_out[k, 4] = partial_reward
 
 
-class ReplayStats(NamedTuple):
-    """What one :func:`replay` reports, for metrics and learning curves.
-
-    Episodes are the completed ones, each closed by a ``done``. Events after the last
-    ``done`` form a truncated partial episode: they are reported only in the
-    ``partial_*`` fields and in the run totals, never as an episode.
-    """
-
-    epsilon: float
-    """ε after the last completed episode's decay (the starting ε if none completed)."""
-    n_updates: int
-    """Number of Q-learning updates, one per event."""
-    n_episodes: int
-    """Number of completed episodes (the number of ``done`` events)."""
-    total_reward: float
-    """Sum of the rewards of all events (the chosen column in exploring mode)."""
-    mean_abs_td_error: float
-    """Mean |TD error| over all events (0.0 when there are none)."""
-    episode_reward: NDArray[np.float64]
-    """Per completed episode: the sum of its rewards, shape (n_episodes,)."""
-    episode_mean_abs_td: NDArray[np.float64]
-    """Per completed episode: its mean |TD error|, shape (n_episodes,)."""
-    episode_epsilon: NDArray[np.float64]
-    """Per completed episode: the ε it was played with (before its end-of-episode decay)."""
-    actions: NDArray[np.int64]
-    """Action of every event, shape (N,): chosen (exploring mode) or logged (off-policy)."""
-    partial_events: int
-    """Number of events after the last ``done`` (the truncated partial episode)."""
-    partial_reward: float
-    """Sum of the rewards of the truncated partial episode."""
-    seed: int
-    """Seed of the random stream used (drawn from OS entropy when none was given)."""
+# --- validation --------------------------------------------------------------------------
 
 
-class SweepStats(NamedTuple):
-    """What :func:`replay_sweep` reports: ReplayStats' fields with a leading K axis.
+def _check_interval(name: str, value: ArrayLike, *, open_low: bool = False) -> None:
+    """Raise ValueError naming ``name`` unless every value lies in [0, 1] (or (0, 1])."""
+    arr = np.asarray(value, dtype=np.float64)
+    ok = ((arr > 0.0) if open_low else (arr >= 0.0)) & (arr <= 1.0)
+    if not np.all(ok):
+        flat = arr.reshape(-1)
+        i = int(np.flatnonzero(~ok.reshape(-1))[0])
+        where = f"{name}[{i}]" if arr.ndim else name
+        interval = "(0, 1]" if open_low else "[0, 1]"
+        raise ValueError(f"{where}={float(flat[i])!r} not in {interval}")
 
-    With ``record_curves=False`` the per-episode arrays have shape (K, 0) and ``actions``
-    has shape (K, 0) in exploring mode; in off-policy mode ``actions`` is a read-only
-    (K, N) view of the logged actions.
-    """
 
-    epsilon: NDArray[np.float64]
-    n_updates: int
-    n_episodes: int
-    total_reward: NDArray[np.float64]
-    mean_abs_td_error: NDArray[np.float64]
-    episode_reward: NDArray[np.float64]
-    episode_mean_abs_td: NDArray[np.float64]
-    episode_epsilon: NDArray[np.float64]
-    actions: NDArray[np.int64]
-    partial_events: int
-    partial_reward: NDArray[np.float64]
-    seeds: NDArray[np.uint64]
-    """Configuration k's stream seed, ``stream_seed(seed, k)``."""
-
-    def for_config(self, k: int) -> ReplayStats:
-        """Configuration k's statistics, shaped as a single :func:`replay` reports them."""
-        return ReplayStats(
-            epsilon=float(self.epsilon[k]),
-            n_updates=self.n_updates,
-            n_episodes=self.n_episodes,
-            total_reward=float(self.total_reward[k]),
-            mean_abs_td_error=float(self.mean_abs_td_error[k]),
-            episode_reward=self.episode_reward[k],
-            episode_mean_abs_td=self.episode_mean_abs_td[k],
-            episode_epsilon=self.episode_epsilon[k],
-            actions=self.actions[k],
-            partial_events=self.partial_events,
-            partial_reward=float(self.partial_reward[k]),
-            seed=int(self.seeds[k]),
+def _check_hyperparameters(
+    alpha: ArrayLike,
+    gamma: ArrayLike,
+    epsilon: ArrayLike,
+    epsilon_decay: ArrayLike,
+    epsilon_min: ArrayLike,
+) -> None:
+    """Raise ValueError naming the first hyperparameter outside its range."""
+    _check_interval("alpha", alpha, open_low=True)
+    _check_interval("gamma", gamma)
+    _check_interval("epsilon", epsilon)
+    _check_interval("epsilon_decay", epsilon_decay, open_low=True)
+    _check_interval("epsilon_min", epsilon_min)
+    eps = np.asarray(epsilon, dtype=np.float64)
+    eps_min = np.asarray(epsilon_min, dtype=np.float64)
+    too_high = eps_min > eps
+    if np.any(too_high):
+        i = int(np.flatnonzero(too_high.reshape(-1))[0])
+        where = f"[{i}]" if too_high.ndim else ""
+        low = np.broadcast_to(eps_min, too_high.shape).reshape(-1)[i]
+        high = np.broadcast_to(eps, too_high.shape).reshape(-1)[i]
+        raise ValueError(
+            f"epsilon_min{where}={float(low)!r} exceeds epsilon{where}={float(high)!r}"
         )
+
+
+def _check_index(name: str, value: int, n: int) -> int:
+    """Return ``value`` as an int, raising ValueError naming ``name`` unless in [0, n)."""
+    try:
+        i = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name}={value!r} is not an integer") from None
+    if not 0 <= i < n:
+        raise ValueError(f"{name}={i} out of range [0, {n})")
+    return i
 
 
 class _Events(NamedTuple):
@@ -674,8 +673,9 @@ class _Events(NamedTuple):
 
 def _check_q(name: str, q: NDArray[np.float64], ndim: int) -> None:
     """Raise ValueError unless ``q`` is a writeable C-contiguous float64 table to update."""
-    if not isinstance(q, np.ndarray) or q.dtype != np.float64 or q.ndim != ndim:
-        got = f"{q.dtype} array of shape {q.shape}" if isinstance(q, np.ndarray) else type(q)
+    # callers from plain Python may pass anything: check what the hints promise
+    if not isinstance(q, np.ndarray) or q.dtype != np.float64 or q.ndim != ndim:  # pyright: ignore[reportUnnecessaryIsInstance]
+        got = f"{q.dtype} array of shape {q.shape}" if isinstance(q, np.ndarray) else type(q)  # pyright: ignore[reportUnnecessaryIsInstance]
         raise ValueError(f"{name} must be a {ndim}-D float64 array, got {got}")
     if not (q.flags.c_contiguous and q.flags.writeable):
         raise ValueError(f"{name} must be C-contiguous and writeable (it is updated in place)")
@@ -780,181 +780,9 @@ def _replay_outputs(
     return actions_out, curves[0], curves[1], curves[2]
 
 
-def replay(
-    q: NDArray[np.float64],
-    states: ArrayLike,
-    rewards: ArrayLike,
-    next_states: ArrayLike,
-    dones: ArrayLike,
-    *,
-    alpha: float = 0.01,
-    gamma: float = 0.99,
-    epsilon: float = 0.1,
-    epsilon_decay: float = 0.995,
-    epsilon_min: float = 0.01,
-    seed: int | None = None,
-    actions: ArrayLike | None = None,
-    terminals: ArrayLike | None = None,
-) -> ReplayStats:
-    """Replay N events through the Q-table ``q`` (S, A), updating it in place, compiled.
-
-    Event t is the transition ``states[t] → next_states[t]``. Exploring mode
-    (``actions`` None, ``rewards`` (N, A)): the action is chosen by
-    :func:`epsilon_greedy` and earns ``rewards[t, a]``. Off-policy mode (``actions``
-    (N,), ``rewards`` (N,)): the logged action and reward are replayed, with no
-    random draws. ``terminals`` (default: ``dones``) stops bootstrapping; each
-    ``done`` ends an episode and decays ε. Equal, bit for bit, to the same events
-    fed to a ``QLearner`` with the same hyperparameters and seed. int64 indices,
-    float64 rewards and bool flags are used without copying. A non-finite reward the
-    replay reads raises ``ValueError`` naming it, with ``q`` restored; exploring mode
-    checks only the rewards it reads (checking the whole (N, A) matrix would cost more
-    than the replay).
-    """
-    _check_q("q", q, 2)
-    n_states, n_actions = q.shape
-    ev = _check_events(
-        n_states, n_actions, states, rewards, next_states, dones, actions, terminals, False
-    )
-    _check_hyperparameters(alpha, gamma, epsilon, epsilon_decay, epsilon_min)
-    seed = _check_seed(seed)
-    n = ev.states.shape[0]
-    n_episodes = int(np.count_nonzero(ev.dones))
-    backup = q.copy() if ev.explore else q
-    actions_out, episode_reward, episode_mean_abs_td, episode_epsilon = _replay_outputs(
-        n if ev.explore else 0, n_episodes
-    )
-    final_epsilon, total_reward, total_abs_td, partial_events, partial_reward, bad = _replay_core(
-        q,
-        ev.states,
-        ev.rewards,
-        ev.next_states,
-        ev.dones,
-        ev.terminals,
-        ev.actions,
-        ev.explore,
-        float(alpha),
-        float(gamma),
-        float(epsilon),
-        float(epsilon_decay),
-        float(epsilon_min),
-        make_rng(seed),
-        True,
-        actions_out,
-        episode_reward,
-        episode_mean_abs_td,
-        episode_epsilon,
-    )
-    if bad >= 0:
-        q[...] = backup  # no half-replayed table
-        t, a = divmod(int(bad), n_actions)
-        raise ValueError(f"rewards[{t}, {a}]={float(ev.rewards[t, a])!r} is not finite")
-    return ReplayStats(
-        epsilon=float(final_epsilon),
-        n_updates=n,
-        n_episodes=n_episodes,
-        total_reward=float(total_reward),
-        mean_abs_td_error=float(total_abs_td / n) if n else 0.0,
-        episode_reward=episode_reward,
-        episode_mean_abs_td=episode_mean_abs_td,
-        episode_epsilon=episode_epsilon,
-        actions=actions_out if ev.explore else ev.actions,
-        partial_events=int(partial_events),
-        partial_reward=float(partial_reward),
-        seed=seed,
-    )
-
-
 def _per_config(name: str, value: ArrayLike, k: int) -> NDArray[np.float64]:
     """Broadcast one hyperparameter (scalar or length-K) to a float64 (K,) array."""
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != k):
         raise ValueError(f"{name} has shape {arr.shape}, expected a scalar or ({k},)")
     return np.broadcast_to(arr, (k,))
-
-
-def replay_sweep(
-    qs: NDArray[np.float64],
-    states: ArrayLike,
-    rewards: ArrayLike,
-    next_states: ArrayLike,
-    dones: ArrayLike,
-    *,
-    alpha: ArrayLike = 0.01,
-    gamma: ArrayLike = 0.99,
-    epsilon: ArrayLike = 0.1,
-    epsilon_decay: ArrayLike = 0.995,
-    epsilon_min: ArrayLike = 0.01,
-    seed: int | None = None,
-    actions: ArrayLike | None = None,
-    terminals: ArrayLike | None = None,
-    record_curves: bool = False,
-    seeds: ArrayLike | None = None,
-) -> SweepStats:
-    """Replay the same events through K Q-tables ``qs`` (K, S, A) in parallel, in place.
-
-    Each hyperparameter is a scalar or a length-K array. Configuration k equals
-    ``replay(qs[k], ..., seed=stream_seed(seed, k))`` exactly, whatever the number
-    of threads; ``seeds`` (length K) gives each configuration's seed explicitly
-    instead, so that a sweep's child equals ``replay(..., seed=seeds[k])``. The events
-    are shared, never copied per configuration; per-episode curves and chosen actions
-    are kept only with ``record_curves=True``.
-    """
-    _check_q("qs", qs, 3)
-    n_configs, n_states, n_actions = qs.shape
-    ev = _check_events(n_states, n_actions, states, rewards, next_states, dones, actions, terminals)
-    names = ("alpha", "gamma", "epsilon", "epsilon_decay", "epsilon_min")
-    values = (alpha, gamma, epsilon, epsilon_decay, epsilon_min)
-    hyper = np.stack([_per_config(nm, v, n_configs) for nm, v in zip(names, values, strict=True)])
-    _check_hyperparameters(*hyper)
-    hyper = np.ascontiguousarray(hyper.T)
-    if seeds is None:
-        seed = _check_seed(seed)
-        seeds = np.array([stream_seed(seed, k) for k in range(n_configs)], dtype=np.uint64)
-    else:
-        # dtype=object: a list of Python ints above 2**63 would otherwise become float64.
-        listed = np.asarray(seeds, dtype=object).reshape(-1).tolist()
-        given = [_check_seed(int(s)) for s in listed]
-        if len(given) != n_configs:
-            raise ValueError(f"seeds has {len(given)} entries, expected K={n_configs}")
-        seeds = np.array(given, dtype=np.uint64)
-    rngs = seeds.reshape(n_configs, 1).copy()
-    n = ev.states.shape[0]
-    n_episodes = int(np.count_nonzero(ev.dones))
-    n_curve = n_episodes if record_curves else 0
-    actions_out = np.empty((n_configs, n if record_curves and ev.explore else 0), dtype=np.int64)
-    episode_reward = np.empty((n_configs, n_curve), dtype=np.float64)
-    episode_mean_abs_td = np.empty((n_configs, n_curve), dtype=np.float64)
-    episode_epsilon = np.empty((n_configs, n_curve), dtype=np.float64)
-    scalars = np.empty((n_configs, 5), dtype=np.float64)
-    _sweep_core(
-        qs,
-        ev.states,
-        ev.rewards,
-        ev.next_states,
-        ev.dones,
-        ev.terminals,
-        ev.actions,
-        ev.explore,
-        hyper,
-        rngs,
-        bool(record_curves),
-        actions_out,
-        episode_reward,
-        episode_mean_abs_td,
-        episode_epsilon,
-        scalars,
-    )
-    return SweepStats(
-        epsilon=scalars[:, 0].copy(),
-        n_updates=n,
-        n_episodes=n_episodes,
-        total_reward=scalars[:, 1].copy(),
-        mean_abs_td_error=scalars[:, 2] / n if n else np.zeros(n_configs),
-        episode_reward=episode_reward,
-        episode_mean_abs_td=episode_mean_abs_td,
-        episode_epsilon=episode_epsilon,
-        actions=actions_out if ev.explore else np.broadcast_to(ev.actions, (n_configs, n)),
-        partial_events=int(scalars[0, 3]),
-        partial_reward=scalars[:, 4].copy(),
-        seeds=seeds,
-    )

@@ -88,7 +88,7 @@ def test_bootstrap_resample_b_uses_its_own_stream_whatever_the_threads():
     import numba
 
     from rlv2.evaluation import _bootstrap_means
-    from rlv2.qlearning import make_rng, stream_seed, uniform
+    from rlv2.rng import make_rng, stream_seed, uniform
 
     diff = np.random.default_rng(3).normal(0.0, 1.0, 57)
     means = _bootstrap_means(diff, 9, 42)

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from rlv2 import cli, pipeline, tracking
 from rlv2.domain import agent_spec
-from rlv2.qlearning import stream_seed
+from rlv2.rng import stream_seed
 from rlv2.states import SIZING_STATE_SPACE
 
 pytestmark = pytest.mark.slow

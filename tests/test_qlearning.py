@@ -1,4 +1,4 @@
-"""Tests of rlv2.qlearning: the update by hand, the RNG, and the kernels against QLearner."""
+"""Tests of rlv2.qlearning: the update by hand, the ε-greedy draws, the kernels against QLearner."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_rng import MASK64, ReferenceSplitMix64
 
 from rlv2.qlearning import (
     QLearner,
@@ -16,39 +17,12 @@ from rlv2.qlearning import (
     discounted_return,
     epsilon_greedy,
     greedy_policy,
-    make_rng,
-    next_u64,
-    randint,
     replay,
     replay_sweep,
-    stream_seed,
-    uniform,
 )
+from rlv2.rng import make_rng, stream_seed
 
-MASK64 = (1 << 64) - 1
-
-
-# --- a pure-Python reference of the generator and the draw sequence ----------------------
-
-
-class ReferenceSplitMix64:
-    """splitmix64 (Steele, Lea, Flood 2014) in plain Python integers."""
-
-    def __init__(self, seed: int) -> None:
-        self.state = seed
-
-    def next_u64(self) -> int:
-        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
-        z = self.state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
-        return z ^ (z >> 31)
-
-    def uniform(self) -> float:
-        return (self.next_u64() >> 11) * 2.0**-53
-
-    def randint(self, n: int) -> int:
-        return self.next_u64() % n
+# --- a pure-Python reference of the learner and its draw sequence ------------------------
 
 
 def reference_replay(
@@ -244,35 +218,6 @@ def test_discounted_return_rejects_non_finite() -> None:
         discounted_return([1.0, float("nan")], 0.9)
     with pytest.raises(ValueError, match="gamma"):
         discounted_return([1.0], 1.5)
-
-
-# --- the generator ------------------------------------------------------------------------
-
-
-def test_next_u64_is_splitmix64() -> None:
-    rng = make_rng(0)
-    # The published first output of splitmix64 from state 0.
-    assert int(next_u64(rng)) == 0xE220A8397B1DCDAF
-    for seed in (1, 12345, MASK64):
-        rng, reference = make_rng(seed), ReferenceSplitMix64(seed)
-        assert [int(next_u64(rng)) for _ in range(5)] == [reference.next_u64() for _ in range(5)]
-
-
-@given(seed=st.integers(0, MASK64), n=st.integers(1, 10_000))
-def test_uniform_and_randint_match_reference(seed: int, n: int) -> None:
-    rng, reference = make_rng(seed), ReferenceSplitMix64(seed)
-    u = uniform(rng)
-    assert u == reference.uniform() and 0.0 <= u < 1.0
-    k = randint(rng, n)
-    assert k == reference.randint(n) and 0 <= k < n
-
-
-def test_stream_seeds_are_distinct_and_deterministic() -> None:
-    seeds = [stream_seed(42, k) for k in range(1000)]
-    assert len(set(seeds)) == 1000
-    assert seeds == [stream_seed(42, k) for k in range(1000)]
-    assert stream_seed(43, 0) != stream_seed(42, 0)
-    assert all(0 <= s <= MASK64 for s in seeds)
 
 
 def test_epsilon_greedy_draw_sequence() -> None:
