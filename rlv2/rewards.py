@@ -3,6 +3,10 @@
 Every function takes scalars or numpy arrays (broadcast element-wise) and returns a
 float for scalar input, an ndarray otherwise. NaN or infinite inputs raise
 ``ValueError`` naming the parameter; nothing here returns a silent NaN.
+
+Each formula is written once, as a compiled ufunc (``*_value``): the checked functions
+below apply it after validating their inputs, and compiled loops (the counterfactual
+rewards of ``rlv2.replay``) call it on scalars.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -50,6 +55,54 @@ VOL_OPTIMAL_LOW = 0.01
 """Lower end of the optimal volatility band (fraction)."""
 VOL_OPTIMAL_HIGH = 0.03
 """Upper end of the optimal volatility band (fraction)."""
+
+
+@numba.vectorize(["float64(int64, int64, float64)"], cache=True)
+def alignment_value(predicted: int, actual: int, confidence: float) -> float:
+    """SPEC A1 regime alignment: ``(1.0 if predicted == actual else -0.5) * confidence``."""
+    return (1.0 if predicted == actual else -0.5) * confidence
+
+
+@numba.vectorize(["float64(float64, float64)"], cache=True)
+def risk_penalty_value(leverage: float, exposure: float) -> float:
+    """SPEC A1 risk penalty: leverage above 5 and exposure above 0.5, capped at 5."""
+    leverage_penalty = (leverage - LEVERAGE_FREE) * 0.3 if leverage > LEVERAGE_FREE else 0.0
+    exposure_penalty = (exposure - EXPOSURE_FREE) * 2.0 if exposure > EXPOSURE_FREE else 0.0
+    return min(leverage_penalty + exposure_penalty, RISK_PENALTY_CAP)
+
+
+@numba.vectorize(["float64(float64)"], cache=True)
+def volatility_adjustment_value(volatility: float) -> float:
+    """SPEC A1 volatility adjustment: 0.5 in the 1-3 % band, -0.2 below, falling above."""
+    if volatility < VOL_OPTIMAL_LOW:
+        return -0.2
+    if volatility <= VOL_OPTIMAL_HIGH:
+        return 0.5
+    return -0.5 * (volatility - VOL_OPTIMAL_HIGH) / VOL_OPTIMAL_HIGH
+
+
+@numba.vectorize(
+    ["float64(float64, float64, float64, float64, float64, float64, float64)"], cache=True
+)
+def meta_reward_value(
+    pnl_pct: float,
+    max_drawdown_pct: float,
+    sharpe_signal: float,
+    alignment: float,
+    w_drawdown: float,
+    w_sharpe: float,
+    w_regime: float,
+) -> float:
+    """SPEC A1 meta reward: ``pnl - w_dd · dd + w_sharpe · sharpe + w_regime · alignment``."""
+    return pnl_pct - w_drawdown * max_drawdown_pct + w_sharpe * sharpe_signal + w_regime * alignment
+
+
+@numba.vectorize(["float64(float64, float64, float64, float64, float64)"], cache=True)
+def sizing_reward_value(
+    pnl_pct: float, risk_penalty: float, volatility_adjustment: float, w_risk: float, w_vol: float
+) -> float:
+    """SPEC A1 sizing reward: ``pnl - w_risk · risk_penalty + w_vol · volatility_adjustment``."""
+    return pnl_pct - w_risk * risk_penalty + w_vol * volatility_adjustment
 
 
 def finite_array(name: str, value: ArrayLike) -> NDArray[np.float64]:
@@ -121,8 +174,7 @@ def regime_alignment(
     conf = finite_array("confidence", confidence)
     if np.any((conf < 0.0) | (conf > 1.0)):
         raise ValueError(f"confidence must be in [0, 1], got {confidence!r}")
-    alignment = np.where(predicted == actual, 1.0, -0.5)
-    return _out(np.asarray(alignment * conf, dtype=np.float64))
+    return _out(np.asarray(alignment_value(predicted, actual, conf), dtype=np.float64))
 
 
 def risk_penalty(leverage: ArrayLike, exposure: ArrayLike) -> FloatOrArray:
@@ -133,9 +185,7 @@ def risk_penalty(leverage: ArrayLike, exposure: ArrayLike) -> FloatOrArray:
         raise ValueError(f"leverage must be positive, got {leverage!r}")
     if np.any(exp < 0.0):
         raise ValueError(f"exposure must be non-negative, got {exposure!r}")
-    leverage_penalty = np.where(lev > LEVERAGE_FREE, (lev - LEVERAGE_FREE) * 0.3, 0.0)
-    exposure_penalty = np.where(exp > EXPOSURE_FREE, (exp - EXPOSURE_FREE) * 2.0, 0.0)
-    return _out(np.minimum(leverage_penalty + exposure_penalty, RISK_PENALTY_CAP))
+    return _out(np.asarray(risk_penalty_value(lev, exp), dtype=np.float64))
 
 
 def volatility_adjustment(volatility: ArrayLike) -> FloatOrArray:
@@ -143,11 +193,7 @@ def volatility_adjustment(volatility: ArrayLike) -> FloatOrArray:
     vol = finite_array("volatility", volatility)
     if np.any(vol < 0.0):
         raise ValueError(f"volatility must be non-negative, got {volatility!r}")
-    too_high = -0.5 * (vol - VOL_OPTIMAL_HIGH) / VOL_OPTIMAL_HIGH
-    adjustment = np.where(
-        vol < VOL_OPTIMAL_LOW, -0.2, np.where(vol <= VOL_OPTIMAL_HIGH, 0.5, too_high)
-    )
-    return _out(np.asarray(adjustment, dtype=np.float64))
+    return _out(np.asarray(volatility_adjustment_value(vol), dtype=np.float64))
 
 
 def meta_strategy_reward(
@@ -159,11 +205,14 @@ def meta_strategy_reward(
 ) -> FloatOrArray:
     """Reward of the meta-strategy agent for one closed position (SPEC A1)."""
     w = weights or MetaRewardWeights()
-    reward = (
-        finite_array("pnl_pct", pnl_pct)
-        - w.drawdown * finite_array("max_drawdown_pct", max_drawdown_pct)
-        + w.sharpe * finite_array("sharpe_signal", sharpe_signal)
-        + w.regime * finite_array("regime_alignment_score", regime_alignment_score)
+    reward = meta_reward_value(
+        finite_array("pnl_pct", pnl_pct),
+        finite_array("max_drawdown_pct", max_drawdown_pct),
+        finite_array("sharpe_signal", sharpe_signal),
+        finite_array("regime_alignment_score", regime_alignment_score),
+        w.drawdown,
+        w.sharpe,
+        w.regime,
     )
     return _out(np.asarray(reward, dtype=np.float64))
 
@@ -176,9 +225,11 @@ def position_sizing_reward(
 ) -> FloatOrArray:
     """Reward of the position-sizing agent for one closed position (SPEC A1)."""
     w = weights or SizingRewardWeights()
-    reward = (
-        finite_array("pnl_pct", pnl_pct)
-        - w.risk * finite_array("risk_penalty", risk_penalty)
-        + w.volatility * finite_array("volatility_adjustment", volatility_adjustment)
+    reward = sizing_reward_value(
+        finite_array("pnl_pct", pnl_pct),
+        finite_array("risk_penalty", risk_penalty),
+        finite_array("volatility_adjustment", volatility_adjustment),
+        w.risk,
+        w.volatility,
     )
     return _out(np.asarray(reward, dtype=np.float64))

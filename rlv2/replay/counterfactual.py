@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from rlv2.actions import meta_space, sizing_space
-from rlv2.domain import Agent, ReplayMode, agent_spec, parse_enum
-from rlv2.outcomes import WEIGHT_SCALES, position_exposure, position_pnl
+from rlv2.actions import meta_action_parts, meta_space, sizing_action_parts, sizing_space
+from rlv2.domain import LEVERAGES, SIZE_MULTIPLIERS, Agent, ReplayMode, agent_spec, parse_enum
+from rlv2.outcomes import MARGIN_UNIT, WEIGHT_SCALES, position_notional, position_outcome
 from rlv2.qlearning import ReplayStats, replay
 from rlv2.records import Transitions
 from rlv2.replay.config import ReplayConfig, episode_ends
@@ -29,68 +30,148 @@ from rlv2.replay.logged import (
     sizing_features,
 )
 from rlv2.rewards import (
-    meta_strategy_reward,
-    position_sizing_reward,
-    regime_alignment,
-    risk_penalty,
-    volatility_adjustment,
+    alignment_value,
+    meta_reward_value,
+    risk_penalty_value,
+    sizing_reward_value,
+    volatility_adjustment_value,
 )
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _meta_rewards_kernel(
+    ret: NDArray[np.float64],
+    mae: NDArray[np.float64],
+    directions: NDArray[np.int64],
+    confidences: NDArray[np.float64],
+    predicted: NDArray[np.int64],
+    hold_regime: NDArray[np.int64],
+    size: NDArray[np.float64],
+    leverage: NDArray[np.float64],
+    sharpe: NDArray[np.float64],
+    weight_scales: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    out: NDArray[np.float64],
+) -> None:
+    for d in numba.prange(out.shape[0]):
+        for a in range(out.shape[1]):
+            strategy, model, weight = meta_action_parts(a)
+            path = strategy * 2 + (1 if directions[d, model] > 0 else 0)
+            pnl, drawdown, _ = position_outcome(
+                ret[d, path], mae[d, path], size[d], leverage[d], weight_scales[weight]
+            )
+            alignment = alignment_value(
+                predicted[d, model], hold_regime[d, path], confidences[d, model]
+            )
+            out[d, a] = meta_reward_value(
+                pnl, drawdown, sharpe[d], alignment, weights[0], weights[1], weights[2]
+            )
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _sizing_rewards_kernel(
+    ret: NDArray[np.float64],
+    mae: NDArray[np.float64],
+    directions: NDArray[np.int64],
+    volatility: NDArray[np.float64],
+    logged_meta: NDArray[np.int64],
+    others: NDArray[np.float64],
+    equity: NDArray[np.float64],
+    sizes: NDArray[np.float64],
+    leverages: NDArray[np.float64],
+    weight_scales: NDArray[np.float64],
+    margin_unit: float,
+    weights: NDArray[np.float64],
+    out: NDArray[np.float64],
+) -> None:
+    for d in numba.prange(out.shape[0]):
+        strategy, model, weight = meta_action_parts(logged_meta[d])
+        path = strategy * 2 + (1 if directions[d, model] > 0 else 0)
+        scale = weight_scales[weight]
+        adjustment = volatility_adjustment_value(volatility[d])
+        for a in range(out.shape[1]):
+            size_idx, lev_idx = sizing_action_parts(a)
+            size, lev = sizes[size_idx], leverages[lev_idx]
+            pnl, _, _ = position_outcome(ret[d, path], mae[d, path], size, lev, scale)
+            exposure = others[d] + position_notional(size, scale, lev, margin_unit) / equity[d]
+            out[d, a] = sizing_reward_value(
+                pnl, risk_penalty_value(lev, exposure), adjustment, weights[0], weights[1]
+            )
+
+
+def _checked(name: str, rewards: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The matrix, or a ValueError naming the first decision whose reward is not finite."""
+    bad = ~np.isfinite(rewards)
+    if bad.any():
+        d, a = np.argwhere(bad)[0]
+        raise ValueError(f"{name}: the reward of action {a} on decision {d} is not finite")
+    return rewards
+
+
+def meta_counterfactual_rewards(
+    inputs: SimulationInputs, tr: Transitions, config: ReplayConfig
+) -> NDArray[np.float64]:
+    """(D, 48): every meta action's reward on every decision, the logged size and leverage kept.
+
+    The Sharpe signal holds its logged value: the kernel cannot recompute it per action.
+    """
+    rows = inputs.rows
+    out = np.empty((len(rows), meta_space.n))
+    w = config.meta_weights
+    _meta_rewards_kernel(
+        inputs.ret,
+        inputs.mae,
+        inputs.directions,
+        inputs.confidences,
+        inputs.predicted,
+        inputs.hold_regime,
+        tr.size_multiplier[rows].astype(np.float64),
+        tr.leverage[rows].astype(np.float64),
+        tr.close_sharpe_signal[rows].astype(np.float64),
+        WEIGHT_SCALES,
+        np.asarray([w.drawdown, w.sharpe, w.regime], np.float64),
+        out,
+    )
+    return _checked("meta counterfactual rewards", out)
+
+
+def sizing_counterfactual_rewards(
+    inputs: SimulationInputs, tr: Transitions, config: ReplayConfig
+) -> NDArray[np.float64]:
+    """(D, 56): every sizing action's reward on every decision, the logged meta action kept.
+
+    The other positions' exposure and equity hold their logged values.
+    """
+    rows = inputs.rows
+    out = np.empty((len(rows), sizing_space.n))
+    w = config.sizing_weights
+    _sizing_rewards_kernel(
+        inputs.ret,
+        inputs.mae,
+        inputs.directions,
+        inputs.volatility,
+        inputs.logged_meta,
+        open_exposure_before(tr, rows),
+        tr.equity[rows].astype(np.float64),
+        np.asarray(SIZE_MULTIPLIERS, np.float64),
+        np.asarray(LEVERAGES, np.float64),
+        WEIGHT_SCALES,
+        MARGIN_UNIT,
+        np.asarray([w.risk, w.volatility], np.float64),
+        out,
+    )
+    return _checked("sizing counterfactual rewards", out)
 
 
 def counterfactual_rewards(
     inputs: SimulationInputs, tr: Transitions, config: ReplayConfig
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Reward matrices (D, 48) and (D, 56): every action's reward on every decision.
-
-    The meta agent's actions keep the logged size and leverage; the sizing agent's keep
-    the logged strategy, model and weight (each agent learns against the other's
-    behaviour). Account features (the Sharpe signal, the other positions' exposure,
-    equity) hold their logged values: the kernel cannot recompute them per action.
-    """
-    rows = inputs.rows
-    d = len(rows)
-    strategy, model, weight = meta_space.decode_arrays(np.arange(meta_space.n))
-    logged_size = tr.size_multiplier[rows].astype(np.float64)
-    logged_lev = tr.leverage[rows].astype(np.float64)
-    dirs = inputs.directions[:, model]  # (D, 48)
-    paths = strategy[None, :] * 2 + (dirs > 0)
-    take = np.arange(d)[:, None]
-    pnl, dd, _ = position_pnl(
-        inputs.ret[take, paths],
-        inputs.mae[take, paths],
-        logged_size[:, None],
-        logged_lev[:, None],
-        WEIGHT_SCALES[weight][None, :],
+    """Both agents' reward matrices, (D, 48) and (D, 56) (each agent learns against the
+    other's behaviour: its actions keep the other agent's logged choice)."""
+    return (
+        meta_counterfactual_rewards(inputs, tr, config),
+        sizing_counterfactual_rewards(inputs, tr, config),
     )
-    alignment = regime_alignment(
-        inputs.predicted[:, model], inputs.hold_regime[take, paths], inputs.confidences[:, model]
-    )
-    sharpe = tr.close_sharpe_signal[rows].astype(np.float64)
-    r_meta = meta_strategy_reward(pnl, dd, sharpe[:, None], alignment, config.meta_weights)
-
-    l_strategy, l_model, l_weight = meta_space.decode_arrays(inputs.logged_meta)
-    l_path = l_strategy * 2 + (inputs.directions[np.arange(d), l_model] > 0)
-    sizes, levs = sizing_space.decode_arrays(np.arange(sizing_space.n))
-    l_scale = WEIGHT_SCALES[l_weight]
-    pnl_s, _, _ = position_pnl(
-        inputs.ret[np.arange(d), l_path][:, None],
-        inputs.mae[np.arange(d), l_path][:, None],
-        sizes[None, :],
-        levs[None, :],
-        l_scale[:, None],
-    )
-    equity = tr.equity[rows].astype(np.float64)
-    others = open_exposure_before(tr, rows)
-    exposure = others[:, None] + position_exposure(
-        sizes[None, :], levs[None, :], l_scale[:, None], equity[:, None]
-    )
-    r_sizing = position_sizing_reward(
-        pnl_s,
-        risk_penalty(np.broadcast_to(levs[None, :], exposure.shape), exposure),
-        np.asarray(volatility_adjustment(inputs.volatility))[:, None],
-        config.sizing_weights,
-    )
-    return np.asarray(r_meta, np.float64), np.asarray(r_sizing, np.float64)
 
 
 class KernelInputs(NamedTuple):
@@ -153,14 +234,15 @@ def kernel_inputs(
     if inputs is None:
         raise ValueError("mode='explore' needs the simulation inputs")
     rows = inputs.rows
-    r_meta, r_sizing = counterfactual_rewards(inputs, tr, config)
     dones = episode_ends(tr.closed_ts[rows], config.episode)
     terminals = np.zeros(len(rows), dtype=bool)
     features = meta_features if meta else sizing_features
     space = config.state_space(agent)
     states = space.encode(features(tr, rows, False))
     next_states = space.encode(features(tr, rows, True))
-    rewards = r_meta if meta else r_sizing
+    rewards = (meta_counterfactual_rewards if meta else sizing_counterfactual_rewards)(
+        inputs, tr, config
+    )
     return KernelInputs(
         np.atleast_1d(states), rewards, np.atleast_1d(next_states), dones, terminals, None
     )
