@@ -84,6 +84,16 @@ class Policy(StrEnum):
     """The behaviour policy's own logged action (evaluating the behaviour)."""
 
 
+class Learner(StrEnum):
+    """How an agent's Q-table is learned from the replay (SPEC A4, C "Learners")."""
+
+    Q_LEARNING = "q-learning"
+    """SPEC A4 as written: ε-greedy, one action updated per event, α, γ, the ε schedule."""
+    FULL_INFORMATION = "full-information"
+    """Every action of the visited state from its counterfactual reward, shrunk toward
+    coarser states (``rlv2.full_information``); needs the exploring mode."""
+
+
 class EpisodeGrouping(StrEnum):
     """What one episode is (SPEC C): ε decays and statistics close at each episode end."""
 
@@ -134,6 +144,8 @@ class AgentSpec:
     """Its own SPEC A1 reward, per trade, in a simulation's records (the gate's metric)."""
     mean_reward_metric: str
     """Its own reward's mean in a simulation's metrics (``rlv2.evaluation.policy_metrics``)."""
+    backoff_levels: tuple[tuple[str, ...], ...]
+    """Coarser states the full-information learner shrinks toward, coarsest first."""
 
     @property
     def n_actions(self) -> int:
@@ -159,6 +171,7 @@ AGENT_SPECS: dict[Agent, AgentSpec] = {
         seed_offset=0,
         reward_metric="meta_reward",
         mean_reward_metric="meta_mean_reward",
+        backoff_levels=(("regime",),),
     ),
     Agent.POSITION_SIZING: AgentSpec(
         Agent.POSITION_SIZING,
@@ -168,6 +181,7 @@ AGENT_SPECS: dict[Agent, AgentSpec] = {
         seed_offset=1,
         reward_metric="sizing_reward",
         mean_reward_metric="sizing_mean_reward",
+        backoff_levels=(("portfolio_exposure",),),
     ),
 }
 """The agents' table (SPEC A2, A3): every per-agent fact lives here."""

@@ -15,8 +15,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rlv2 import history
-from rlv2.domain import Agent, ReplayMode, agent_spec, parse_enum
+from rlv2.domain import Agent, Learner, ReplayMode, agent_spec, parse_enum
 from rlv2.evaluation import PromotionDecision, compare_policies, policy_metrics, visited_share
+from rlv2.full_information import full_information_q
 from rlv2.qlearning import ReplayStats, replay_sweep
 from rlv2.records import Bars, Transitions
 from rlv2.replay import (
@@ -46,8 +47,14 @@ class TrainConfig:
     mode: str = "explore"
     """``explore``: counterfactual rewards, the simulated mode's compiled path;
     ``logged``: off-policy on the system's own actions."""
+    learner: str = "q-learning"
+    """``q-learning`` (SPEC A4 as written) or ``full-information`` (every action of the
+    visited state, shrunk toward coarser states; needs ``mode = explore``)."""
+    prior_strength: float = -1.0
+    """Full-information learner: pseudo-events of the coarser state behind each state's
+    estimate; negative (the default): estimated from the data (empirical Bayes)."""
     epochs: int = 20
-    """Passes over the training window; ε carries over from pass to pass."""
+    """Passes over the training window (q-learning); ε carries over from pass to pass."""
     holdout_fraction: float = 0.2
     """Share of the decision points (by count, not by calendar span) kept as the final holdout."""
     metric: str = "reward"
@@ -61,7 +68,15 @@ class TrainConfig:
     """Confidence level of the gate's interval."""
 
     def __post_init__(self) -> None:
-        parse_enum(ReplayMode, self.mode, "mode")
+        mode = parse_enum(ReplayMode, self.mode, "mode")
+        learner = parse_enum(Learner, self.learner, "learner")
+        if learner is Learner.FULL_INFORMATION and mode is not ReplayMode.EXPLORE:
+            raise ValueError(
+                "learner='full-information' needs mode='explore' (every action's reward); "
+                "the logged mode knows only the logged action's"
+            )
+        if not np.isfinite(self.prior_strength):
+            raise ValueError(f"prior_strength={self.prior_strength} must be a finite number")
         if self.epochs < 1:
             raise ValueError(f"epochs={self.epochs} must be >= 1")
         if not 0.0 < self.holdout_fraction < 1.0:
@@ -178,8 +193,15 @@ def train_agent(
     config: TrainConfig,
     warm_start: NDArray[np.float64] | None = None,
 ) -> AgentTraining:
-    """Train one agent on a window with the compiled kernel, ``epochs`` passes."""
+    """Train one agent on a window with the configured learner, compiled."""
     spec = agent_spec(agent)
+    if config.learner == Learner.FULL_INFORMATION:
+        if warm_start is not None:
+            raise ValueError(
+                "warm start applies to learner='q-learning'; the full-information learner "
+                "estimates every value from the window itself"
+            )
+        return train_full_information(spec.agent, window, config)
     shape = (config.replay.state_space(spec.agent).n_states, spec.n_actions)
     if warm_start is not None and warm_start.shape != shape:
         raise ValueError(
@@ -198,6 +220,50 @@ def train_agent(
         stats.append(result)
         epsilon = result.epsilon
     return AgentTraining(spec.agent, q, stats, len(events.states))
+
+
+def train_full_information(agent: Agent, window: WindowData, config: TrainConfig) -> AgentTraining:
+    """The full-information learner's Q-table of one agent, with its one-pass statistics.
+
+    The statistics describe the greedy policy of the finished table on the training
+    events: its reward per episode and ``|r - Q(s, a)|`` as the TD error (ε is 0).
+    """
+    spec = agent_spec(agent)
+    events = kernel_inputs(
+        agent, ReplayMode.EXPLORE, window.transitions, config.replay, window.inputs
+    )
+    space = config.replay.state_space(agent)
+    q, _, _ = full_information_q(
+        events.states,
+        events.rewards,
+        space,
+        spec.backoff_levels,
+        None if config.prior_strength < 0 else config.prior_strength,
+    )
+    n = len(events.states)
+    greedy = q[events.states].argmax(axis=1) if n else np.zeros(0, np.int64)
+    reward = events.rewards[np.arange(n), greedy] if n else np.zeros(0)
+    abs_td = np.abs(reward - q[events.states, greedy]) if n else np.zeros(0)
+    ends = np.flatnonzero(events.dones)
+    starts = np.r_[0, ends[:-1] + 1].astype(np.int64)
+    episode_reward = np.add.reduceat(reward, starts) if ends.size else np.zeros(0)
+    episode_td = np.add.reduceat(abs_td, starts) / (ends - starts + 1) if ends.size else np.zeros(0)
+    partial = int(n - (ends[-1] + 1 if ends.size else 0))
+    stats = ReplayStats(
+        epsilon=0.0,
+        n_updates=n,
+        n_episodes=int(ends.size),
+        total_reward=float(reward.sum()),
+        mean_abs_td_error=float(abs_td.mean()) if n else 0.0,
+        episode_reward=episode_reward,
+        episode_mean_abs_td=episode_td,
+        episode_epsilon=np.zeros(ends.size),
+        actions=greedy.astype(np.int64),
+        partial_events=partial,
+        partial_reward=float(reward[n - partial :].sum()) if partial else 0.0,
+        seed=config.replay.seed,
+    )
+    return AgentTraining(agent, q, [stats], n)
 
 
 def train_agent_sweep(

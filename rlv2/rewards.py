@@ -4,15 +4,17 @@ Every function takes scalars or numpy arrays (broadcast element-wise) and return
 float for scalar input, an ndarray otherwise. NaN or infinite inputs raise
 ``ValueError`` naming the parameter; nothing here returns a silent NaN.
 
-Each formula is written once, as a compiled ufunc (``*_value``): the checked functions
-below apply it after validating their inputs, and compiled loops (the counterfactual
-rewards of ``rlv2.replay``) call it on scalars.
+Each formula is written once, as a compiled ufunc (``*_value``, typed ``Any``: a ufunc
+takes scalars or arrays): the checked functions below apply it after validating their
+inputs, and compiled loops (the counterfactual rewards of ``rlv2.replay``) call it on
+scalars.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numba
 import numpy as np
@@ -57,22 +59,31 @@ VOL_OPTIMAL_HIGH = 0.03
 """Upper end of the optimal volatility band (fraction)."""
 
 
-@numba.vectorize(["float64(int64, int64, float64)"], cache=True)
-def alignment_value(predicted: int, actual: int, confidence: float) -> float:
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _ufunc(signature: str) -> Callable[[_F], _F]:
+    """``numba.vectorize`` with one signature and the on-disk cache (typed for pyright)."""
+    vectorize: Any = numba.vectorize  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    return cast(Callable[[_F], _F], vectorize([signature], cache=True))
+
+
+@_ufunc("float64(int64, int64, float64)")
+def alignment_value(predicted: Any, actual: Any, confidence: Any) -> Any:
     """SPEC A1 regime alignment: ``(1.0 if predicted == actual else -0.5) * confidence``."""
     return (1.0 if predicted == actual else -0.5) * confidence
 
 
-@numba.vectorize(["float64(float64, float64)"], cache=True)
-def risk_penalty_value(leverage: float, exposure: float) -> float:
+@_ufunc("float64(float64, float64)")
+def risk_penalty_value(leverage: Any, exposure: Any) -> Any:
     """SPEC A1 risk penalty: leverage above 5 and exposure above 0.5, capped at 5."""
     leverage_penalty = (leverage - LEVERAGE_FREE) * 0.3 if leverage > LEVERAGE_FREE else 0.0
     exposure_penalty = (exposure - EXPOSURE_FREE) * 2.0 if exposure > EXPOSURE_FREE else 0.0
     return min(leverage_penalty + exposure_penalty, RISK_PENALTY_CAP)
 
 
-@numba.vectorize(["float64(float64)"], cache=True)
-def volatility_adjustment_value(volatility: float) -> float:
+@_ufunc("float64(float64)")
+def volatility_adjustment_value(volatility: Any) -> Any:
     """SPEC A1 volatility adjustment: 0.5 in the 1-3 % band, -0.2 below, falling above."""
     if volatility < VOL_OPTIMAL_LOW:
         return -0.2
@@ -81,26 +92,24 @@ def volatility_adjustment_value(volatility: float) -> float:
     return -0.5 * (volatility - VOL_OPTIMAL_HIGH) / VOL_OPTIMAL_HIGH
 
 
-@numba.vectorize(
-    ["float64(float64, float64, float64, float64, float64, float64, float64)"], cache=True
-)
+@_ufunc("float64(float64, float64, float64, float64, float64, float64, float64)")
 def meta_reward_value(
-    pnl_pct: float,
-    max_drawdown_pct: float,
-    sharpe_signal: float,
-    alignment: float,
-    w_drawdown: float,
-    w_sharpe: float,
-    w_regime: float,
-) -> float:
+    pnl_pct: Any,
+    max_drawdown_pct: Any,
+    sharpe_signal: Any,
+    alignment: Any,
+    w_drawdown: Any,
+    w_sharpe: Any,
+    w_regime: Any,
+) -> Any:
     """SPEC A1 meta reward: ``pnl - w_dd · dd + w_sharpe · sharpe + w_regime · alignment``."""
     return pnl_pct - w_drawdown * max_drawdown_pct + w_sharpe * sharpe_signal + w_regime * alignment
 
 
-@numba.vectorize(["float64(float64, float64, float64, float64, float64)"], cache=True)
+@_ufunc("float64(float64, float64, float64, float64, float64)")
 def sizing_reward_value(
-    pnl_pct: float, risk_penalty: float, volatility_adjustment: float, w_risk: float, w_vol: float
-) -> float:
+    pnl_pct: Any, risk_penalty: Any, volatility_adjustment: Any, w_risk: Any, w_vol: float
+) -> Any:
     """SPEC A1 sizing reward: ``pnl - w_risk · risk_penalty + w_vol · volatility_adjustment``."""
     return pnl_pct - w_risk * risk_penalty + w_vol * volatility_adjustment
 
