@@ -22,7 +22,8 @@ from numpy.typing import NDArray
 
 from rlv2.account import account_after_closes
 from rlv2.market import asof_bars, simple_returns, window_features
-from rlv2.records import MODEL_COLUMNS, Bars, Transitions
+from rlv2.outcomes import WEIGHT_SCALES, position_notional
+from rlv2.records import MODEL_COLUMNS, AccountStart, Bars, Transitions
 from rlv2.states import NEUTRAL_WINRATE, FeatureConfig
 from rlv2.store import sql_text
 
@@ -275,6 +276,48 @@ def load_transitions(
     """
     config = config or FeatureConfig()
     return _transitions(con, load_bars(con) if bars is None else bars, start, end, config)
+
+
+def account_start(
+    con: duckdb.DuckDBPyConnection, at: datetime | None, config: FeatureConfig | None = None
+) -> AccountStart:
+    """The logged account at ``at``: equity, peak, latest closes and the positions open.
+
+    Closes known at ``at`` are those before it and those at it of trades entered before
+    it, as for a decision's account state. None: a fresh account.
+    """
+    config = config or FeatureConfig()
+    if at is None:
+        return AccountStart.fresh(config.initial_equity)
+    closes = _fetch(con, sql_text("account_closes"), {})
+    when = np.datetime64(at, "ns")
+    known = int(
+        ((closes["closed_ts"] < when) | ((closes["closed_ts"] == when) & ~closes["zero_duration"]))
+        .astype(bool)
+        .sum()
+    )
+    pnl = closes["pnl_pct"][:known].astype(np.float64)
+    equity = config.initial_equity + config.margin_unit * np.cumsum(pnl) / 100.0
+    recent = slice(max(0, known - config.winrate_window), known)
+    opened = _fetch(con, sql_text("account_open_at"), {"at": at})
+    notional = np.asarray(
+        [
+            position_notional(s, float(WEIGHT_SCALES[w]), lev, config.margin_unit)
+            for s, w, lev in zip(
+                opened["size_multiplier"], opened["weight_action"], opened["leverage"], strict=True
+            )
+        ],
+        dtype=np.float64,
+    )
+    return AccountStart(
+        equity=float(equity[-1]) if known else config.initial_equity,
+        peak=float(max(config.initial_equity, equity.max())) if known else config.initial_equity,
+        recent_pnl=pnl[recent],
+        recent_equity=equity[recent],
+        open_close_ts=opened["closed_ts"].astype("datetime64[ns]"),
+        open_notional=notional,
+        open_pnl=opened["pnl_pct"].astype(np.float64),
+    )
 
 
 def decision_bounds(con: duckdb.DuckDBPyConnection) -> tuple[Any, Any, int]:

@@ -140,11 +140,13 @@ def load_window(
 ) -> WindowData:
     """Load one window ``[start, end)`` from the history and prepare its replay inputs.
 
-    See ``rlv2.replay.prepare_inputs`` for what a window keeps from its holdout.
+    See ``rlv2.replay.prepare_inputs`` for what a window keeps from its holdout; its
+    simulations start from the logged account at ``start`` (``history.account_start``).
     """
     config = config or FeatureConfig()
     loaded = history.load_window(con, start, end, config)
-    inputs, n_incomplete = prepare_inputs(loaded.transitions, loaded.bars, end, config)
+    account = history.account_start(con, start, config)
+    inputs, n_incomplete = prepare_inputs(loaded.transitions, loaded.bars, end, config, account)
     return WindowData(start, end, loaded.transitions, loaded.bars, inputs, n_incomplete)
 
 

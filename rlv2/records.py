@@ -151,3 +151,42 @@ def names_of(enum: Any, codes: NDArray[Any]) -> NDArray[Any]:
     """Names of enum codes for a person to read; -1 (none) gives None."""
     names = np.asarray([e.name for e in sorted(enum, key=int)] + [None], dtype=object)
     return names[np.asarray(codes, dtype=np.int64)]
+
+
+@dataclass(frozen=True)
+class AccountStart:
+    """The account when a window starts: what a simulation of the window starts from.
+
+    A holdout simulated from a fresh account would see states a training window never
+    saw (full health, no trailing trades); starting from the logged account at the
+    window's start keeps a state's meaning the same in both (SPEC C, "Account model").
+    """
+
+    equity: float
+    """Modelled equity after every close known at the start."""
+    peak: float
+    """Highest equity so far (the initial equity included)."""
+    recent_pnl: NDArray[np.float64]
+    """pnl_pct of the latest closed trades, oldest first (at most the win-rate window)."""
+    recent_equity: NDArray[np.float64]
+    """Equity after each of those closes."""
+    open_close_ts: NDArray[Any]
+    """Close time of each position open at the start (NaT: not closed in the history)."""
+    open_notional: NDArray[np.float64]
+    """Notional × leverage of each open position, in equity units."""
+    open_pnl: NDArray[np.float64]
+    """pnl_pct each open position closes with (NaN: not closed)."""
+
+    @classmethod
+    def fresh(cls, initial_equity: float) -> AccountStart:
+        """An account with no trade yet."""
+        empty = np.zeros(0)
+        return cls(
+            initial_equity,
+            initial_equity,
+            empty,
+            empty,
+            np.zeros(0, "datetime64[ns]"),
+            empty,
+            empty,
+        )

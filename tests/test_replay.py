@@ -16,6 +16,13 @@ def window(demo_db):
         return pipeline.load_window(con)
 
 
+@pytest.fixture(scope="module")
+def holdout(demo_db):
+    """The last 20 % of the demo's decisions, simulated from the logged account at its start."""
+    with store.connect(demo_db, read_only=True) as con:
+        return pipeline.load_window(con, history.holdout_start(con, 0.2), None)
+
+
 CONFIG = ReplayConfig(alpha=0.1, gamma=0.9, seed=3)
 
 
@@ -176,7 +183,9 @@ def test_long_learning_curves_are_bucket_means():
     "policies",
     [("logged", "logged"), ("greedy", "greedy"), ("greedy", "logged"), ("logged", "greedy")],
 )
-def test_compiled_evaluation_equals_the_readable_simulation(window, policies):
+@pytest.mark.parametrize("which", ["window", "holdout"])
+def test_compiled_evaluation_equals_the_readable_simulation(request, which, policies):
+    window = request.getfixturevalue(which)
     meta, sizing, _ = make_agents(CONFIG)
     replay.simulate(window.inputs, meta, sizing, CONFIG)  # learn some Q-tables first
     meta_policy, sizing_policy = policies
@@ -257,3 +266,21 @@ def test_compiled_counterfactual_rewards_equal_the_checked_formulas(window):
                 CONFIG.sizing_weights,
             )
             assert r_sizing[d, b] == expected
+
+
+def test_a_holdout_starts_from_the_logged_account_at_its_start(window, holdout, demo_con):
+    start = holdout.inputs.start
+    cut = history.holdout_start(demo_con, 0.2)
+    tr = window.transitions
+    first = int(np.flatnonzero(tr.ts >= np.datetime64(cut))[0])
+    # the same account a decision at the cut sees in the history
+    assert start.equity == pytest.approx(tr.equity[first], rel=1e-12)
+    assert start.equity / start.peak == pytest.approx(tr.account_health[first], rel=1e-12)
+    assert len(start.recent_pnl) == 20
+    assert len(start.open_notional) > 0  # positions entered before the cut, closed after
+    assert (start.open_close_ts > np.datetime64(cut)).all()
+    fresh = window.inputs.start
+    assert fresh.equity == fresh.peak == 100.0 and len(fresh.open_notional) == 0
+    # the simulated logged policy starts from it: its first record's account is not fresh
+    logged = replay.evaluate_policies(holdout.inputs, CONFIG, None, None)
+    assert logged.equity[0] != 100.0

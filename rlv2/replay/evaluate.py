@@ -20,7 +20,6 @@ from rlv2 import account as account_kernels
 from rlv2.actions import meta_action_parts, meta_space, sizing_action_parts, sizing_space
 from rlv2.domain import LEVERAGES, SIZE_MULTIPLIERS
 from rlv2.outcomes import (
-    INITIAL_EQUITY,
     MARGIN_UNIT,
     WEIGHT_SCALES,
     position_notional,
@@ -37,6 +36,9 @@ from rlv2.rewards import (
     volatility_adjustment,
 )
 from rlv2.states import encode_state, meta_state_vector, sizing_state_vector
+
+_NAT = np.iinfo(np.int64).min
+"""NaT as an int64 of nanoseconds."""
 
 
 @numba.njit(cache=True, nogil=True)
@@ -100,27 +102,45 @@ def _evaluate_core(
     sizes: Any,
     leverages: Any,
     window: int,
-    initial_equity: float,
+    start_equity: float,
+    start_peak: float,
+    recent_pnl: Any,
+    recent_equity: Any,
+    open_close_ts: Any,
+    open_notional: Any,
+    open_pnl: Any,
     margin_unit: float,
     out_int: Any,
     out_float: Any,
 ) -> None:
     n = ts.shape[0]
-    heap_keys = np.empty(n, np.int64)
-    heap_ids = np.empty(n, np.int64)
+    n_recent = recent_pnl.shape[0]
+    n_open = open_notional.shape[0]
+    heap_keys = np.empty(n + n_open, np.int64)
+    heap_ids = np.empty(n + n_open, np.int64)
     heap_size = 0
-    pnls = np.empty(n, np.float64)
-    curve = np.empty(n, np.float64)
-    notional = np.zeros(n, np.float64)
+    pnls = np.empty(n_recent + n + n_open, np.float64)
+    curve = np.empty(n_recent + n + n_open, np.float64)
+    pnls[:n_recent] = recent_pnl
+    curve[:n_recent] = recent_equity
+    notional = np.zeros(n + n_open, np.float64)
+    pnl_of = np.empty(n + n_open, np.float64)
     open_sum = 0.0
-    equity = initial_equity
-    peak = initial_equity
-    n_closed = 0
+    for j in range(n_open):
+        # positions open at the start: at risk until their logged close (never, if none)
+        notional[n + j] = open_notional[j]
+        pnl_of[n + j] = open_pnl[j]
+        open_sum += open_notional[j]
+        if open_close_ts[j] != _NAT:
+            heap_size = _heap_push(heap_keys, heap_ids, heap_size, open_close_ts[j], n + j)
+    equity = start_equity
+    peak = start_peak
+    n_closed = n_recent
+    n_out = 0
     meta_values = np.empty(6, np.float64)
     sizing_values = np.empty(5, np.float64)
     path_of = np.empty(n, np.int64)
     exposure_total = np.empty(n, np.float64)
-    pnl_of = np.empty(n, np.float64)
     dd_of = np.empty(n, np.float64)
     liq_of = np.empty(n, np.int64)
     m_state = np.empty(n, np.int64)
@@ -137,8 +157,11 @@ def _evaluate_core(
             curve[n_closed] = equity
             peak = max(peak, equity)
             n_closed += 1
+            if k >= n:
+                continue  # a position of the logged account: no record of its own
             sharpe = account_kernels.trailing_sharpe(pnls, max(0, n_closed - window), n_closed)
-            row = n_closed - 1
+            row = n_out
+            n_out += 1
             out_int[row, 0] = k
             out_int[row, 1] = m_state[k]
             out_int[row, 2] = m_action[k]
@@ -208,6 +231,7 @@ def evaluate_policies(
 ) -> SimulationResult:
     """Compiled ``simulate`` without learning: greedy Q-tables, or ``None`` for logged."""
     n = len(inputs.rows)
+    start = inputs.start
     empty_meta = np.zeros((1, meta_space.n))
     empty_sizing = np.zeros((1, sizing_space.n))
     out_int = np.full((n, 7), -1, np.int64)
@@ -235,7 +259,13 @@ def evaluate_policies(
         np.asarray(SIZE_MULTIPLIERS, np.float64),
         np.asarray(LEVERAGES, np.int64),
         winrate_window,
-        INITIAL_EQUITY,
+        start.equity,
+        start.peak,
+        np.ascontiguousarray(start.recent_pnl, np.float64),
+        np.ascontiguousarray(start.recent_equity, np.float64),
+        start.open_close_ts.astype("datetime64[ns]").astype(np.int64),
+        np.ascontiguousarray(start.open_notional, np.float64),
+        np.ascontiguousarray(start.open_pnl, np.float64),
         MARGIN_UNIT,
         out_int,
         out_float,

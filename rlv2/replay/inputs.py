@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 from rlv2.domain import Strategy
 from rlv2.market import window_features
 from rlv2.outcomes import PathOutcome, walk_paths
-from rlv2.records import Bars, MarketWindows, Transitions
+from rlv2.records import AccountStart, Bars, MarketWindows, Transitions
 from rlv2.replay.config import decision_order, every_model_signalled, traded_mask
 from rlv2.replay.logged import logged_actions
 from rlv2.states import FeatureConfig
@@ -59,6 +59,8 @@ class SimulationInputs(NamedTuple):
     close_volatility: NDArray[np.float64]
     close_market_pressure: NDArray[np.float64]
     close_regime: NDArray[np.int64]
+    start: AccountStart
+    """The account when the window starts: the simulation's starting point."""
 
 
 def last_bar_before(tr: Transitions, bars: Bars, rows: NDArray[np.int64], end: Any) -> Any:
@@ -116,6 +118,7 @@ def simulation_inputs(
     rows: NDArray[np.int64],
     paths: PathOutcome,
     windows: MarketWindows,
+    start: AccountStart,
 ) -> SimulationInputs:
     """Assemble the simulator's arrays from transitions, bars, paths and window features."""
     d = len(rows)
@@ -141,13 +144,20 @@ def simulation_inputs(
         close_volatility=windows.volatility[n:].astype(np.float64).reshape(shape),
         close_market_pressure=windows.market_pressure[n:].astype(np.float64).reshape(shape),
         close_regime=windows.regime[n:].astype(np.int64).reshape(shape),
+        start=start,
     )
 
 
 def prepare_inputs(
-    tr: Transitions, bars: Bars, end: Any, config: FeatureConfig
+    tr: Transitions,
+    bars: Bars,
+    end: Any,
+    config: FeatureConfig,
+    start: AccountStart | None = None,
 ) -> tuple[SimulationInputs, int]:
     """The simulation inputs of a window ending at ``end``, and the decisions left out.
+
+    ``start`` is the account the simulation starts from (None: a fresh one).
 
     Only trades closed before ``end`` are used, and no counterfactual path runs past
     the last bar before ``end``, so a training window never sees its holdout. A traded
@@ -160,4 +170,6 @@ def prepare_inputs(
     paths = counterfactual_paths(tr, bars, rows, end)
     lo, hi = path_windows(tr, rows, paths, config.lookback_bars)
     windows = window_features(bars, lo, hi, config)
-    return simulation_inputs(tr, bars, rows, paths, windows), int((traded & ~complete).sum())
+    account = start or AccountStart.fresh(config.initial_equity)
+    inputs = simulation_inputs(tr, bars, rows, paths, windows, account)
+    return inputs, int((traded & ~complete).sum())

@@ -27,6 +27,7 @@ from rlv2.outcomes import (
     position_notional,
     position_outcome,
 )
+from rlv2.records import AccountStart
 from rlv2.replay.config import ReplayConfig
 from rlv2.replay.inputs import SimulationInputs
 from rlv2.rewards import (
@@ -73,6 +74,17 @@ class _Account:
     curve: list[float] = field(default_factory=list[float])
     peak: float = INITIAL_EQUITY
     open_notional: dict[int, float] = field(default_factory=dict[int, float])
+
+    @classmethod
+    def starting(cls, start: AccountStart, window: int) -> _Account:
+        """The account as the window's logged account left it."""
+        return cls(
+            window,
+            pnls=[float(p) for p in start.recent_pnl],
+            equity=float(start.equity),
+            curve=[float(e) for e in start.recent_equity],
+            peak=float(start.peak),
+        )
 
     def exposure(self) -> float:
         return sum(self.open_notional.values()) / self.equity
@@ -152,14 +164,24 @@ def simulate(
     """
     meta_policy = parse_enum(Policy, policy, "policy")
     size_policy = parse_enum(Policy, sizing_policy or policy, "sizing_policy")
-    account = _Account(window=winrate_window)
+    account = _Account.starting(inputs.start, winrate_window)
     pending: list[tuple[Any, int, int]] = []
     opened: dict[int, _Open] = {}
     records: list[tuple[Any, ...]] = []
     w_meta, w_sizing = config.meta_weights, config.sizing_weights
+    n = len(inputs.rows)
+    start = inputs.start
+    for j in range(len(start.open_notional)):
+        # positions open at the start: at risk until their logged close (never, if none)
+        account.open_notional[n + j] = float(start.open_notional[j])
+        if not np.isnat(start.open_close_ts[j]):
+            heapq.heappush(pending, (start.open_close_ts[j], n + j, n + j))
 
     def close_next() -> None:
         _, _, key = heapq.heappop(pending)
+        if key >= n:
+            account.close(key, float(start.open_pnl[key - n]))
+            return
         o = opened.pop(key)
         sharpe = account.close(key, o.pnl)
         d, p = o.decision, o.path
