@@ -164,7 +164,7 @@ def _check_distribution(name: str, probs: tuple[float, ...], n: int) -> None:
 
 
 class DemoHistory(NamedTuple):
-    """The four contract tables of a demo history (columns as in ``sql/schema.sql``)."""
+    """The four contract tables of a demo history (columns as in ``sql/contract/schema.sql``)."""
 
     signals: pd.DataFrame
     """signal_id, ts, symbol, model, direction, confidence, predicted_regime."""

@@ -103,7 +103,7 @@ def execute_formatted(
 
 
 def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the data contract's types and tables (``sql/contract/schema.sql``) where missing."""
+    """Create the data contract's types and tables (``schema.sql``) where missing."""
     execute(con, "schema")
 
 
@@ -122,7 +122,7 @@ def query_arrays(
 def fingerprint(db_path: str | PathLike[str]) -> str:
     """Return a sha256 of the contract tables' contents in the database at ``db_path``.
 
-    The rows of every table are hashed in key order (``sql/contract/contract_digest.sql``); the
+    The rows of every table are hashed in key order (``contract_digest.sql``); the
     ingest bookkeeping is left out, so re-ingesting the same data keeps the fingerprint.
     Opens the database read-only: call it while no other connection of this process
     holds the file open for writing.

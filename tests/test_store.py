@@ -28,6 +28,12 @@ def test_sql_text_reads_a_query_file_by_name():
     assert "CREATE TABLE IF NOT EXISTS candles" in store.sql_text("schema")
 
 
+def test_sql_text_finds_a_query_in_any_folder_of_sql():
+    assert store.sql_path("schema") == store.SQL_DIR / "contract" / "schema.sql"
+    assert store.sql_path("ingest_checked_trades").parent.parent == store.SQL_DIR / "ingest"
+    assert "INSERT INTO" in store.sql_text("ingest_log_insert")
+
+
 def test_sql_text_names_the_missing_file():
     with pytest.raises(FileNotFoundError, match=r"no SQL file no_such_query\.sql in .*sql"):
         store.sql_text("no_such_query")
