@@ -374,7 +374,9 @@ def _ingest_in_transaction(
             f"ingest of {source}: {two_verdicts} rows got two verdicts, {no_verdict} none"
         )
     try:
-        (rows_loaded,) = _fetch_one(store.execute(con, f"ingest_insert_{table}"))
+        (rows_loaded,) = _fetch_one(
+            store.execute_formatted(con, "ingest_insert", table=_quote(table))
+        )
     except duckdb.ConstraintException as error:
         if find_repeats:
             raise
