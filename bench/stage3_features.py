@@ -137,7 +137,7 @@ def random_walk_candles(n_candles: int, seed: int = CANDLES_SEED) -> pd.DataFram
 def _cache_path(n_candles: int) -> Path:
     """Cache file of a history, keyed by its parameters and the code that builds and stores it."""
     key = hashlib.sha256(repr((N_SYMBOLS, BAR_SIGMA, DECISION_EVERY, CANDLES_SEED)).encode())
-    for source in (Path(demo_data.__file__), store.SQL_DIR / "schema.sql"):
+    for source in (Path(demo_data.__file__), store.sql_path("schema")):
         key.update(source.read_bytes())
     return CACHE_DIR / f"history_{n_candles}_{key.hexdigest()[:12]}.duckdb"
 

@@ -164,7 +164,7 @@ def _check_distribution(name: str, probs: tuple[float, ...], n: int) -> None:
 
 
 class DemoHistory(NamedTuple):
-    """The four contract tables of a demo history (columns as in ``sql/schema.sql``)."""
+    """The four contract tables of a demo history (columns as in ``sql/contract/schema.sql``)."""
 
     signals: pd.DataFrame
     """signal_id, ts, symbol, model, direction, confidence, predicted_regime."""
@@ -441,7 +441,7 @@ def _rl_on(ts: NDArray[np.int64], policy: pd.DataFrame) -> NDArray[np.bool_]:
     """The ``enable_rl`` flag in force at each ``ts`` (ns), as the contract reads the switch.
 
     The latest switch at or before ``ts``; before the first switch RL is on
-    (``sql/schema.sql``), as ``rlv2.history`` reads it.
+    (``sql/contract/schema.sql``), as ``rlv2.history`` reads it.
     """
     switches = policy["ts"].to_numpy().astype("datetime64[ns]").astype(np.int64)
     at = np.searchsorted(switches, ts, side="right") - 1

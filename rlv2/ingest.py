@@ -2,9 +2,10 @@
 
 A source is a CSV or Parquet file, a table of another DuckDB file, or a table of a
 PostgreSQL database (through DuckDB's postgres extension, read-only). One ingest loads one
-source into one contract table (``sql/schema.sql``) in one transaction:
+source into one contract table (``sql/contract/schema.sql``) in one transaction, running
+the files of ``sql/ingest/`` by name (its README lists them in this order):
 
-1. stage: read every column as VARCHAR, number the data rows (``sql/ingest_read_*.sql``,
+1. stage: read every column as VARCHAR, number the data rows (``ingest_read_*.sql``,
    ``ingest_source*.sql``); a CSV record that cannot be split into columns is set aside;
 2. map: name each contract column's source column (:func:`plan_columns`,
    ``ingest_mapped.sql``);
@@ -373,7 +374,9 @@ def _ingest_in_transaction(
             f"ingest of {source}: {two_verdicts} rows got two verdicts, {no_verdict} none"
         )
     try:
-        (rows_loaded,) = _fetch_one(store.execute(con, f"ingest_insert_{table}"))
+        (rows_loaded,) = _fetch_one(
+            store.execute_formatted(con, "ingest_insert", table=_quote(table))
+        )
     except duckdb.ConstraintException as error:
         if find_repeats:
             raise

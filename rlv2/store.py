@@ -1,15 +1,20 @@
 """The edge to DuckDB: opens the database, runs the queries in ``sql/``, returns arrays.
 
-Every query lives in its own file ``sql/NAME.sql`` and is run by name; this module holds
-no SQL of its own. A connection opened here reads and writes timestamps in UTC.
+Every query lives in its own file ``NAME.sql`` in a folder of ``sql/`` (``contract/``,
+``features/``, ``ingest/``, each with a README giving the order) and is run by its name
+alone, so a file can move between folders without its callers knowing; names are unique
+across the folders. This module holds no SQL of its own. A connection opened here reads
+and writes timestamps in UTC.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -19,6 +24,9 @@ from rlv2.resources import bundled_dir
 
 SQL_DIR = bundled_dir("sql")
 """The repository's ``sql/`` folder, wherever the package is installed from."""
+
+_SQL_NAME = re.compile(r"[a-z][a-z0-9_]*")
+"""The name of a query file, without its ``.sql`` suffix."""
 
 SqlParams = Mapping[str, Any] | None
 """Named parameters of a query file (``$name`` in the SQL)."""
@@ -39,40 +47,70 @@ def connect(db_path: str | PathLike[str], read_only: bool = False) -> duckdb.Duc
     return con
 
 
-def sql_text(name: str) -> str:
-    """Return the text of the query file ``sql/NAME.sql``."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+def sql_catalogue(root: Path) -> dict[str, Path]:
+    """Map the name of every ``*.sql`` file under ``root`` (its stem) to its path.
+
+    Raises ValueError naming the file when a name is not lower_snake_case (no query could
+    run it), or both files when two folders hold a file of the same name, as a query is
+    run by its name alone.
+    """
+    catalogue: dict[str, Path] = {}
+    for path in sorted(root.rglob("*.sql")):
+        if not _SQL_NAME.fullmatch(path.stem):
+            raise ValueError(f"bad SQL file name {path}: expected lower_snake_case.sql")
+        seen = catalogue.setdefault(path.stem, path)
+        if seen != path:
+            raise ValueError(
+                f"two SQL files are named {path.stem}: {seen} and {path}; names must be "
+                f"unique across the folders of {root}"
+            )
+    return catalogue
+
+
+@functools.cache
+def _catalogue() -> dict[str, Path]:
+    """The catalogue of :data:`SQL_DIR`, read once per process."""
+    return sql_catalogue(SQL_DIR)
+
+
+def sql_path(name: str) -> Path:
+    """Return the path of the query file ``NAME.sql``, in whichever folder of ``sql/``."""
+    if not _SQL_NAME.fullmatch(name):
         raise ValueError(f"bad SQL file name {name!r}: expected lower_snake_case, no suffix")
-    path = SQL_DIR / f"{name}.sql"
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no SQL file {path}") from None
+        return _catalogue()[name]
+    except KeyError:
+        raise FileNotFoundError(f"no SQL file {name}.sql in {SQL_DIR} or its folders") from None
+
+
+def sql_text(name: str) -> str:
+    """Return the text of the query file ``NAME.sql``."""
+    return sql_path(name).read_text(encoding="utf-8")
 
 
 def execute(
     con: duckdb.DuckDBPyConnection, name: str, params: SqlParams = None
 ) -> duckdb.DuckDBPyConnection:
-    """Run the query file ``sql/NAME.sql`` with named ``params``; return the cursor."""
+    """Run the query file ``NAME.sql`` with named ``params``; return the cursor."""
     return con.execute(sql_text(name), dict(params) if params else None)
 
 
 def execute_formatted(
     con: duckdb.DuckDBPyConnection, name: str, params: SqlParams = None, **fields: str
 ) -> duckdb.DuckDBPyConnection:
-    """Run ``sql/NAME.sql`` with its ``{field}`` slots filled (SQL the caller has quoted)."""
+    """Run ``NAME.sql`` with its ``{field}`` slots filled (SQL the caller has quoted)."""
     return con.execute(sql_text(name).format(**fields), dict(params) if params else None)
 
 
 def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the data contract's types and tables (``sql/schema.sql``) where missing."""
+    """Create the data contract's types and tables (``schema.sql``) where missing."""
     execute(con, "schema")
 
 
 def query_arrays(
     con: duckdb.DuckDBPyConnection, name: str, params: SqlParams = None
 ) -> dict[str, np.ndarray]:
-    """Run the query file ``sql/NAME.sql``; return its columns as numpy arrays by name.
+    """Run the query file ``NAME.sql``; return its columns as numpy arrays by name.
 
     A column with NULLs comes back as a ``numpy.ma.MaskedArray``; an ENUM column as an
     array of its labels (``enum_code(column)`` in the query gives the domain's codes).
@@ -84,7 +122,7 @@ def query_arrays(
 def fingerprint(db_path: str | PathLike[str]) -> str:
     """Return a sha256 of the contract tables' contents in the database at ``db_path``.
 
-    The rows of every table are hashed in key order (``sql/contract_digest.sql``); the
+    The rows of every table are hashed in key order (``contract_digest.sql``); the
     ingest bookkeeping is left out, so re-ingesting the same data keeps the fingerprint.
     Opens the database read-only: call it while no other connection of this process
     holds the file open for writing.

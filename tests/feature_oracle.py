@@ -1,7 +1,7 @@
 """The feature oracle: every column of ``rlv2.history.load_transitions``, computed naively.
 
 A per-event reimplementation written from SPEC A2 and C and the data contract
-(``sql/schema.sql``) that shares nothing with rlv2's feature SQL or its compiled kernels.
+(``sql/contract/schema.sql``) that shares nothing with rlv2's feature SQL or its compiled kernels.
 It reads the tables with plain SELECTs into Python lists, joins them in dicts, walks the
 decision points in time order applying the closes to its account as they come, and
 computes each column with loops over Python lists, as a per-event trading bot would.

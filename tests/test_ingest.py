@@ -277,7 +277,7 @@ def test_a_timestamp_with_an_offset_is_stored_in_utc(tmp_path):
 
 def test_zone_names_offsets_and_plain_stamps_mixed_in_one_file_all_read_as_utc(tmp_path):
     # DuckDB's ICU cast keeps a zone name's zone for the values after it in the same vector
-    # (sql/ingest_setup.sql): the plain stamps after the New York one must stay UTC.
+    # (sql/ingest/ingest_setup.sql): the plain stamps after the New York one must stay UTC.
     stamps = {
         "2024-01-01 00:00:00 America/New_York": dt.datetime(2024, 1, 1, 5),
         "2024-01-01 01:00:00": dt.datetime(2024, 1, 1, 1),

@@ -22,6 +22,7 @@ site = Path(sys.argv[1]).resolve()
 assert Path(store.__file__).resolve().is_relative_to(site), store.__file__
 assert store.SQL_DIR == site / "rlv2" / "sql", store.SQL_DIR
 assert demo_data.DATA_DIR == site / "rlv2" / "data", demo_data.DATA_DIR
+assert store.sql_path("ingest_rules_trades").is_relative_to(store.SQL_DIR / "ingest")
 with store.connect(":memory:") as con:
     store.apply_schema(con)
     print(len(con.execute("SELECT * FROM duckdb_tables()").fetchall()), "tables")
@@ -46,8 +47,10 @@ def test_a_wheel_carries_sql_and_data_and_runs_outside_the_checkout(tmp_path):
     )
     (wheel,) = wheels.glob("rlv2-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    sql = sorted(Path(n).name for n in names if n.startswith("rlv2/sql/"))
-    assert sql == sorted(p.name for p in (REPO / "sql").glob("*.sql"))
+    sql = sorted(n.removeprefix("rlv2/sql/") for n in names if n.startswith("rlv2/sql/"))
+    shipped = [*(REPO / "sql").rglob("*.sql"), *(REPO / "sql").rglob("README.md")]
+    assert sql == sorted(p.relative_to(REPO / "sql").as_posix() for p in shipped)
+    assert "contract/schema.sql" in sql
     assert {Path(n).name for n in names if n.startswith("rlv2/data/")} >= {
         p.name for p in (REPO / "data").glob("*.csv")
     }

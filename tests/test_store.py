@@ -1,4 +1,4 @@
-"""rlv2.store and the data contract of sql/schema.sql, on real DuckDB files."""
+"""rlv2.store and the data contract of sql/contract/schema.sql, on real DuckDB files."""
 
 import datetime as dt
 import itertools
@@ -28,11 +28,35 @@ def test_sql_text_reads_a_query_file_by_name():
     assert "CREATE TABLE IF NOT EXISTS candles" in store.sql_text("schema")
 
 
+def test_sql_text_finds_a_query_in_any_folder_of_sql():
+    assert store.sql_path("schema") == store.SQL_DIR / "contract" / "schema.sql"
+    assert store.sql_path("ingest_checked_trades").parent.parent == store.SQL_DIR / "ingest"
+    assert "INSERT INTO" in store.sql_text("ingest_log_insert")
+
+
 def test_sql_text_names_the_missing_file():
-    with pytest.raises(FileNotFoundError, match=r"sql/no_such_query\.sql"):
+    with pytest.raises(FileNotFoundError, match=r"no SQL file no_such_query\.sql in .*sql"):
         store.sql_text("no_such_query")
     with pytest.raises(ValueError, match="bad SQL file name"):
         store.sql_text("../pyproject")
+    with pytest.raises(ValueError, match="bad SQL file name"):
+        store.sql_text("contract/schema")
+
+
+def test_every_query_file_has_a_name_of_its_own(tmp_path):
+    assert store.sql_catalogue(store.SQL_DIR)  # the repository's own folders pass
+    (tmp_path / "contract").mkdir()
+    (tmp_path / "ingest").mkdir()
+    (tmp_path / "contract" / "schema.sql").write_text("SELECT 1;")
+    (tmp_path / "ingest" / "schema.sql").write_text("SELECT 2;")
+    with pytest.raises(ValueError, match=r"two SQL files are named schema: .*contract.*ingest"):
+        store.sql_catalogue(tmp_path)
+
+
+def test_a_query_file_name_must_be_runnable(tmp_path):
+    (tmp_path / "Bars-All.sql").write_text("SELECT 1;")
+    with pytest.raises(ValueError, match=r"bad SQL file name .*Bars-All\.sql"):
+        store.sql_catalogue(tmp_path)
 
 
 def test_apply_schema_is_idempotent(con):

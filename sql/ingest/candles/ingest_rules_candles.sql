@@ -1,4 +1,4 @@
--- The candles rules beyond the column types (sql/schema.sql): positive finite prices, a
+-- The candles rules beyond the column types (schema.sql): positive finite prices, a
 -- non-negative volume, and a bar whose high and low bound its open and close.
 -- One row per (source_row, column_name, reason); a NULL (unparsed) value breaks no rule here,
 -- and the shape of a bar is judged only when its four prices are finite.

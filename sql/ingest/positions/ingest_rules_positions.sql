@@ -1,4 +1,4 @@
--- The positions rules beyond the column types (sql/schema.sql): a finite positive exit
+-- The positions rules beyond the column types (schema.sql): a finite positive exit
 -- price, pnl_pct >= -100 and max_drawdown_pct in [0, 100] (percent of margin, SPEC C),
 -- and the trade closed: stored (ingest trades first) and not opened after the close.
 CREATE OR REPLACE TEMP TABLE ingest_rule_hits AS

@@ -1,4 +1,4 @@
--- Writes the table's row of ingest_lock (sql/schema.sql) in the ingest's transaction: of two
+-- Writes the table's row of ingest_lock (schema.sql) in the ingest's transaction: of two
 -- ingests into one table at once, the second fails here or at its commit, changing nothing.
 -- Parameters: $table, $ingest_id.
 INSERT INTO ingest_lock VALUES ($table, $ingest_id)

@@ -1,4 +1,4 @@
--- The trades rules beyond the column types (sql/schema.sql): the action values of SPEC A3,
+-- The trades rules beyond the column types (schema.sql): the action values of SPEC A3,
 -- a finite positive entry price, a non-negative exposure, an action probability in (0, 1],
 -- and the signal followed: stored (ingest signals first), for the same symbol, not after
 -- the trade, and followed by no other trade.

@@ -1,5 +1,5 @@
 -- Whether contract table $table has an index that refuses a repeated key: a PRIMARY KEY or
--- UNIQUE constraint, or a unique index. candles has none (sql/schema.sql).
+-- UNIQUE constraint, or a unique index. candles has none (schema.sql).
 SELECT
     EXISTS (
         SELECT 1

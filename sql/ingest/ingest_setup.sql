@@ -41,7 +41,7 @@ CREATE OR REPLACE TEMP MACRO ingest_timestamp(value, fmt) AS
 CREATE OR REPLACE TEMP MACRO ingest_boolean(value) AS TRY_CAST(trim(value) AS BOOLEAN);
 -- Enum values are matched case-insensitively: 'xgb' is XGB.
 CREATE OR REPLACE TEMP MACRO ingest_label(value) AS upper(trim(value));
--- The contract's rules on one value (sql/schema.sql), shared by ingest_rules_*.sql, which
+-- The contract's rules on one value (schema.sql), shared by ingest_rules_*.sql, which
 -- name the values that break them, and ingest_checked_*.sql, which pass the rows that keep
 -- them all. NULL (a missing or unparsed value) breaks no rule here.
 CREATE OR REPLACE TEMP MACRO ingest_is_price(value) AS isfinite(value) AND value > 0;

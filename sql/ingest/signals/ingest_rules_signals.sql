@@ -1,4 +1,4 @@
--- The signals rules beyond the column types (sql/schema.sql): direction +1 or -1,
+-- The signals rules beyond the column types (schema.sql): direction +1 or -1,
 -- confidence in [0, 1], and one forecast per model at a decision point: a signal_id other
 -- than the stored one, or other signal_ids in the same file, for the same
 -- (symbol, ts, model) is a conflict.
