@@ -17,9 +17,10 @@ SOURCES = ("pyproject.toml", "README.md", "rlv2", "flows", "sql", "data")
 CHECK = """
 import sys
 from pathlib import Path
-from rlv2 import demo_data, store
+from rlv2 import demo_data, pipeline, replay, store
 site = Path(sys.argv[1]).resolve()
-assert Path(store.__file__).resolve().is_relative_to(site), store.__file__
+for module in (store, replay, pipeline):  # every subpackage ships (rlv2.replay once did not)
+    assert Path(module.__file__).resolve().is_relative_to(site), module.__file__
 assert store.SQL_DIR == site / "rlv2" / "sql", store.SQL_DIR
 assert demo_data.DATA_DIR == site / "rlv2" / "data", demo_data.DATA_DIR
 assert store.sql_path("ingest_rules_trades").is_relative_to(store.SQL_DIR / "ingest")
