@@ -93,10 +93,13 @@ REGIME_EDGE: tuple[Model, Model, Model, Model] = (
     Model.LGBM,
     Model.NHITS,
     Model.PATCHTST,
-    Model.NHITS,
+    Model.LGBM,
 )
 """An example state-dependent edge for ``regime_good_model``: the good model of TREND,
-RANGE, BREAKOUT and MEAN_REVERSION, in that order."""
+RANGE, BREAKOUT and MEAN_REVERSION, in that order. On the bundled bars RANGE and
+MEAN_REVERSION hold about 65 % and 22 % of the decisions; giving them different good
+models is what makes following each regime's model beat every fixed action clearly
+(with NHITS good in both, always following NHITS is nearly as good)."""
 
 
 def _model(name: str, value: Any) -> Model:

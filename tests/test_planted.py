@@ -378,6 +378,28 @@ def test_following_the_good_model_beats_the_behaviour_on_the_holdout(holdout):
         assert bad["meta_mean_reward"] < behaviour["meta_mean_reward"], strategy
 
 
+def test_following_each_regimes_model_beats_every_fixed_action(tmp_path):
+    path = tmp_path / "regime.duckdb"
+    build_planted_database(path, PlantedConfig(regime_good_model=REGIME_EDGE))
+    with store.connect(path, read_only=True) as con:
+        holdout = pipeline.load_window(con, history.holdout_start(con, 0.2), None)
+    config = pipeline.TrainConfig()
+    space = config.replay.meta_space
+    fixed = []
+    for action in range(meta_space.n):
+        q = np.zeros((space.n_states, meta_space.n))
+        q[:, action] = 1.0
+        fixed.append(pipeline.evaluate(holdout, config, q, None)[1]["meta_mean_reward"])
+    state_regime = np.asarray(space.decode(np.arange(space.n_states))["regime"])
+    good = [REGIME_EDGE[r] for r in state_regime]
+    q = np.zeros((space.n_states, meta_space.n))
+    q[
+        np.arange(space.n_states), meta_space.encode(Strategy.RANGE, good, WeightAction.WEIGHT_UP)
+    ] = 1
+    _, regime_policy = pipeline.evaluate(holdout, config, q, None)
+    assert regime_policy["meta_mean_reward"] > max(fixed) + 0.1
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
