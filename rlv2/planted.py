@@ -107,7 +107,9 @@ def _model(name: str, value: Any) -> Model:
     if isinstance(value, Model):
         return value
     try:
-        return Model(value) if isinstance(value, int) else Model[str(value).upper()]
+        if isinstance(value, int | np.integer):
+            return Model(int(value))
+        return Model[str(value).upper()]
     except (KeyError, ValueError):
         allowed = ", ".join(m.name for m in Model)
         raise ValueError(f"{name}={value!r}: expected one of {allowed}") from None
@@ -240,7 +242,9 @@ class PlantedConfig:
             raise ValueError(
                 f"PlantedConfig.behaviour={self.behaviour!r}: expected one of {allowed}"
             ) from None
-        if self.symbols is not None:
+        if isinstance(self.symbols, str):  # one symbol, not its letters
+            object.__setattr__(self, "symbols", (self.symbols,))
+        elif self.symbols is not None:
             object.__setattr__(self, "symbols", tuple(str(s) for s in self.symbols))
 
     def _check_edge(self) -> None:
@@ -400,6 +404,7 @@ def _truth_table(
     bars: PriceBars,
     decisions: Decisions,
     forward: NDArray[np.float64],
+    true_direction: NDArray[np.int64],
     correct: NDArray[np.bool_],
     good_model: NDArray[np.int64],
     taken: NDArray[np.int64],
@@ -414,7 +419,7 @@ def _truth_table(
             "ts": pd.to_datetime(bars.ts[idx]),
             "regime": names_of(Regime, decisions.regime),
             "forward_return": forward,
-            "true_direction": np.where(forward >= 0.0, 1, -1).astype(np.int32),
+            "true_direction": true_direction.astype(np.int32),
             "good_model": names_of(Model, good_model),
         }
     )
@@ -485,5 +490,5 @@ def build_planted_history(
         values[~logged] = pd.NA
         trades[column] = values
     good_model = config.good_models()[regime]
-    truth = _truth_table(bars, decisions, forward, correct, good_model, taken)
+    truth = _truth_table(bars, decisions, forward, true_direction, correct, good_model, taken)
     return PlantedHistory(signals, trades, positions, policy, truth, meta_probs, sizing_probs)

@@ -428,8 +428,10 @@ def test_bad_config_names_the_field(change, message):
 
 
 def test_config_takes_model_names_and_per_model_accuracies():
-    config = PlantedConfig(good_model="lgbm", bad_model=None, behaviour="skewed")
+    config = PlantedConfig(good_model="lgbm", bad_model=None, behaviour="skewed")  # type: ignore[arg-type]
     assert config.good_model is Model.LGBM and config.behaviour is Behaviour.SKEWED
+    assert PlantedConfig(symbols="SPX").symbols == ("SPX",)  # type: ignore[arg-type]
+    assert PlantedConfig(good_model=np.int64(1)).good_model is Model.LGBM  # type: ignore[arg-type]
     assert config.accuracy_table()[:, Model.LGBM].tolist() == [0.8] * 4
     assert (config.good_models() == Model.LGBM).all()
     custom = PlantedConfig(model_accuracy=(0.6, 0.6, 0.4, 0.5))
