@@ -45,6 +45,11 @@ strength of exactly 0 goes long), over the ``LOOKBACK`` bars up to the decision,
 ``predicted_regime`` is ``rlv2.states.label_regime`` of the last ``LOOKBACK`` closes,
 replaced, with the model's ``regime_error_rate``, by one of the other three regimes
 uniformly: the models differ in regime skill.
+
+The building blocks that are not about the demo's models or behaviour (``prepare_bars``,
+``decision_bars``, ``decision_market``, ``noisy_confidence``, ``predicted_regimes``,
+``signals_table``, ``policy_table``, ``book_trades``) are shared with ``rlv2.planted``,
+whose histories therefore get their outcomes by the same rules.
 """
 
 from __future__ import annotations
@@ -177,8 +182,8 @@ class DemoHistory(NamedTuple):
     """ts, enable_rl: on from the first decision, off for the configured stretch, on after."""
 
 
-class _Bars(NamedTuple):
-    """Candles of all symbols concatenated, sorted by (symbol, ts)."""
+class PriceBars(NamedTuple):
+    """Candles of all symbols concatenated, sorted by (symbol, ts) (``prepare_bars``)."""
 
     symbols: list[str]
     symbol_code: NDArray[np.int64]
@@ -189,8 +194,12 @@ class _Bars(NamedTuple):
     last_idx: NDArray[np.int64]  # per bar: the last bar index of its symbol
 
 
-class _Decisions(NamedTuple):
-    """Decision points in time order, with what the models and the regime rule saw."""
+class Decisions(NamedTuple):
+    """Decision points in time order, with what the models and the regime rule saw.
+
+    ``regime`` and ``sigma`` are the regime label and volatility of the last ``LOOKBACK``
+    closes up to the decision bar (``decision_market``).
+    """
 
     bar_idx: NDArray[np.int64]
     regime: NDArray[np.int64]
@@ -200,7 +209,7 @@ class _Decisions(NamedTuple):
     predicted_regime: NDArray[np.int64]  # (n, 4)
 
 
-class _Actions(NamedTuple):
+class Actions(NamedTuple):
     """The behaviour policy's draw at every decision point, and its probability."""
 
     strategy: NDArray[np.int64]
@@ -211,7 +220,7 @@ class _Actions(NamedTuple):
     prob: NDArray[np.float64]
 
 
-def _prepare_bars(candles: pd.DataFrame) -> _Bars:
+def prepare_bars(candles: pd.DataFrame) -> PriceBars:
     """Validate the candles and sort them into per-symbol runs; tz-aware ts become naive UTC."""
     missing = [c for c in CANDLE_COLUMNS if c not in candles.columns and c != "volume"]
     if missing:
@@ -240,7 +249,7 @@ def _prepare_bars(candles: pd.DataFrame) -> _Bars:
     codes, symbols = pd.factorize(frame["symbol"], sort=True)
     symbol_code = codes.astype(np.int64)
     ends = np.flatnonzero(np.r_[symbol_code[1:] != symbol_code[:-1], True])
-    return _Bars(
+    return PriceBars(
         symbols=[str(s) for s in symbols],
         symbol_code=symbol_code,
         ts=frame["ts"].to_numpy().astype(np.int64),
@@ -251,26 +260,31 @@ def _prepare_bars(candles: pd.DataFrame) -> _Bars:
     )
 
 
-def _decision_bars(bars: _Bars, config: DemoConfig) -> NDArray[np.int64]:
-    """Bar indices of the decision points, in time order (ties by symbol)."""
+def decision_bars(
+    bars: PriceBars, warmup_bars: int, decision_every: int, bars_after: int = 1
+) -> NDArray[np.int64]:
+    """Bar indices of the decision points, in time order (ties by symbol).
+
+    Every ``decision_every`` bars of each symbol from its bar ``warmup_bars`` on, as long
+    as the symbol has ``bars_after`` more bars after the decision (at least one, so that
+    a position can close after its entry).
+    """
     n = bars.close.shape[0]
     starts = np.flatnonzero(np.r_[True, bars.symbol_code[1:] != bars.symbol_code[:-1]])
     local = np.arange(n) - starts[bars.symbol_code]
-    on_grid = (local >= config.warmup_bars) & (
-        (local - config.warmup_bars) % config.decision_every == 0
-    )
-    idx = np.flatnonzero(on_grid & (np.arange(n) < bars.last_idx))
+    on_grid = (local >= warmup_bars) & ((local - warmup_bars) % decision_every == 0)
+    idx = np.flatnonzero(on_grid & (np.arange(n) + bars_after <= bars.last_idx))
     if idx.size == 0:
         raise ValueError(
-            f"candles: no decision point; each symbol needs more than warmup_bars + 1 = "
-            f"{config.warmup_bars + 1} bars"
+            f"candles: no decision point; each symbol needs more than warmup_bars + "
+            f"{bars_after} = {warmup_bars + bars_after} bars"
         )
     order = np.lexsort((bars.symbol_code[idx], bars.ts[idx]))
     return idx[order]
 
 
 def _model_strengths(
-    bars: _Bars, idx: NDArray[np.int64], window: NDArray[np.float64], sigma: NDArray[np.float64]
+    bars: PriceBars, idx: NDArray[np.int64], window: NDArray[np.float64], sigma: NDArray[np.float64]
 ) -> NDArray[np.float64]:
     """Signed strength of each model at each decision, shape (n, 4) in ``Model`` order.
 
@@ -304,26 +318,54 @@ def _other_uniform(
     return (chosen + rng.integers(1, n, size=chosen.shape)) % n
 
 
-def _forecast(
-    bars: _Bars, idx: NDArray[np.int64], config: DemoConfig, rng: np.random.Generator
-) -> _Decisions:
-    """The four models' signals at each decision point, from bars up to it only."""
+def decision_market(
+    bars: PriceBars, idx: NDArray[np.int64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+    """The last ``LOOKBACK`` closes up to each decision bar, their volatility and regime.
+
+    The regime is ``rlv2.states.label_regime`` of that window: SPEC C's decision-time
+    regime, as the pipeline's feature SQL computes it with the default windows.
+    """
     window = bars.close[idx[:, None] + np.arange(-LOOKBACK + 1, 1)]
     sigma = np.asarray(volatility(window), dtype=np.float64)
     regime = np.asarray(label_regime(window), dtype=np.int64)
-    strength = _model_strengths(bars, idx, window, np.maximum(sigma, SIGMA_FLOOR))
-    noise = rng.normal(0.0, config.confidence_noise, size=strength.shape)
-    confidence = np.clip(0.5 + 0.5 * np.tanh(np.abs(strength)) + noise, 0.0, 1.0)
-    wrong = rng.random(strength.shape) < np.asarray(config.regime_error_rate)
+    return window, sigma, regime
+
+
+def noisy_confidence(
+    rng: np.random.Generator, strength: NDArray[np.float64], noise: float
+) -> NDArray[np.float64]:
+    """``clip(0.5 + 0.5·tanh(|strength|) + N(0, noise), 0, 1)`` per signal."""
+    jitter = rng.normal(0.0, noise, size=strength.shape)
+    return np.clip(0.5 + 0.5 * np.tanh(np.abs(strength)) + jitter, 0.0, 1.0)
+
+
+def predicted_regimes(
+    rng: np.random.Generator, regime: NDArray[np.int64], error_rate: tuple[float, ...]
+) -> NDArray[np.int64]:
+    """Each model's predicted regime: ``regime``, or with its error rate another one uniformly.
+
+    Returns shape (n, 4), models in ``Model`` order; ``error_rate`` holds one rate per model.
+    """
+    shape = (regime.shape[0], len(Model))
+    wrong = rng.random(shape) < np.asarray(error_rate)
     actual = np.repeat(regime[:, None], len(Model), axis=1)
-    predicted = np.where(wrong, _other_uniform(rng, actual, len(Regime)), actual)
-    return _Decisions(
+    return np.where(wrong, _other_uniform(rng, actual, len(Regime)), actual).astype(np.int64)
+
+
+def _forecast(
+    bars: PriceBars, idx: NDArray[np.int64], config: DemoConfig, rng: np.random.Generator
+) -> Decisions:
+    """The four models' signals at each decision point, from bars up to it only."""
+    window, sigma, regime = decision_market(bars, idx)
+    strength = _model_strengths(bars, idx, window, np.maximum(sigma, SIGMA_FLOOR))
+    return Decisions(
         bar_idx=idx,
         regime=regime,
         sigma=sigma,
         direction=np.where(strength >= 0.0, 1, -1).astype(np.int64),
-        confidence=confidence,
-        predicted_regime=predicted.astype(np.int64),
+        confidence=noisy_confidence(rng, strength, config.confidence_noise),
+        predicted_regime=predicted_regimes(rng, regime, config.regime_error_rate),
     )
 
 
@@ -336,7 +378,7 @@ def _follow_or_other(
     return chosen, np.where(chosen == preferred, p_follow, (1.0 - p_follow) / (n - 1))
 
 
-def _behave(decisions: _Decisions, config: DemoConfig, rng: np.random.Generator) -> _Actions:
+def _behave(decisions: Decisions, config: DemoConfig, rng: np.random.Generator) -> Actions:
     """Draw the behaviour policy's action at every decision point.
 
     Meta and sizing parts are drawn independently, so the probability of the joint
@@ -359,7 +401,7 @@ def _behave(decisions: _Decisions, config: DemoConfig, rng: np.random.Generator)
     prob = p_strategy * p_model
     for code, p in draws.values():
         prob = prob * p[code]
-    return _Actions(
+    return Actions(
         strategy=strategy,
         model=model,
         weight_action=draws["weight"][0],
@@ -370,17 +412,20 @@ def _behave(decisions: _Decisions, config: DemoConfig, rng: np.random.Generator)
 
 
 def _book_positions(
-    bars: _Bars,
-    decisions: _Decisions,
+    bars: PriceBars,
+    decisions: Decisions,
     closed_at: NDArray[np.int64],
     pnl_pct: NDArray[np.float64],
     size: NDArray[np.float64],
     leverage: NDArray[np.int64],
     weight_scale: NDArray[np.float64],
-    max_open: int,
+    max_open: int | None,
+    offered: NDArray[np.bool_],
 ) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
     """Which decisions trade, and the portfolio exposure at each entry.
 
+    A decision trades if the behaviour ``offered`` to, its symbol has fewer than
+    ``max_open`` open positions (None: no cap), and the account has equity left.
     A position counts as closed for a later entry when its ``closed_ts`` is at or
     before the entry's ``ts`` (closes come first at equal times, as in the replay and
     the account features). Equity is ``rlv2.outcomes.account_equity`` of the closed
@@ -404,7 +449,7 @@ def _book_positions(
             open_count[symbol[k]] -= 1
             cumulative_pnl += pnl_pct[k]
             n_closed += 1
-        if open_count[symbol[d]] >= max_open:
+        if not offered[d] or (max_open is not None and open_count[symbol[d]] >= max_open):
             continue
         equity = INITIAL_EQUITY + MARGIN_UNIT * cumulative_pnl / 100.0
         if equity <= 0.0:
@@ -420,14 +465,16 @@ def _book_positions(
     return taken, exposure
 
 
-def _policy_table(first_ts: int, last_ts: int, config: DemoConfig) -> pd.DataFrame:
-    """RL on at ``first_ts``, off and back on at the configured fractions of the span (ns)."""
+def policy_table(first_ts: int, last_ts: int, rl_off: tuple[float, float] | None) -> pd.DataFrame:
+    """RL on at ``first_ts`` (ns); with ``rl_off``, off and back on at those fractions of
+    the span ``first_ts -> last_ts``."""
     span = last_ts - first_ts
-    switch = [
-        (first_ts, True),
-        (first_ts + int(config.rl_off_start * span), False),
-        (first_ts + int(config.rl_off_end * span), True),
-    ]
+    switch = [(first_ts, True)]
+    if rl_off is not None:
+        switch += [
+            (first_ts + int(rl_off[0] * span), False),
+            (first_ts + int(rl_off[1] * span), True),
+        ]
     policy = pd.DataFrame(
         {
             "ts": pd.to_datetime([t for t, _ in switch]).floor("s"),
@@ -454,7 +501,8 @@ def _names(names: list[str], codes: NDArray[np.int64]) -> NDArray[np.object_]:
     return np.asarray(names, dtype=object)[codes]
 
 
-def _signals_table(bars: _Bars, decisions: _Decisions) -> pd.DataFrame:
+def signals_table(bars: PriceBars, decisions: Decisions) -> pd.DataFrame:
+    """The signals table: one row per decision point and model, ids from 1 in that order."""
     n_models = len(Model)
     n = decisions.bar_idx.shape[0]
     rows = np.repeat(decisions.bar_idx, n_models)
@@ -473,22 +521,22 @@ def _signals_table(bars: _Bars, decisions: _Decisions) -> pd.DataFrame:
     )
 
 
-def build_history(candles: pd.DataFrame, config: DemoConfig = DemoConfig()) -> DemoHistory:  # noqa: B008
-    """Build the demo history of ``candles`` (columns symbol, ts, open, high, low, close,
-    volume; any number of symbols, any row order); deterministic for ``config.seed``.
+def book_trades(
+    bars: PriceBars,
+    decisions: Decisions,
+    actions: Actions,
+    signals: pd.DataFrame,
+    policy: pd.DataFrame,
+    max_open: int | None,
+    offered: NDArray[np.bool_],
+) -> tuple[pd.DataFrame, pd.DataFrame, NDArray[np.int64]]:
+    """The trades and positions tables of the decisions that trade, and their indices.
 
-    Decision points every ``decision_every`` bars after ``warmup_bars`` on each symbol give
-    four signal rows each (one per model); the behaviour policy trades a decision unless
-    its symbol has ``max_open_per_symbol`` open positions (or the account's equity is
-    gone), and every trade gets exactly one position, closed on the real bars. Trades
-    during the RL-off stretch have ``action_prob`` NA: the system logs a propensity only
-    while the RL policy acts.
+    Each traded decision follows its chosen model's direction and exits by its strategy's
+    rule on the real bars (``rlv2.outcomes.walk_paths``), with pnl and drawdown by
+    ``rlv2.outcomes.position_pnl``: the replay's own outcome rules. Which decisions trade
+    is ``_book_positions``'s rule; ``action_prob`` is NA where RL is off in ``policy``.
     """
-    bars = _prepare_bars(candles)
-    signal_rng, policy_rng = np.random.default_rng(config.seed).spawn(2)
-    decisions = _forecast(bars, _decision_bars(bars, config), config, signal_rng)
-    actions = _behave(decisions, config, policy_rng)
-
     rows = np.arange(decisions.bar_idx.shape[0])
     side = decisions.direction[rows, actions.model]
     size = np.asarray(SIZE_MULTIPLIERS)[actions.size_idx]
@@ -515,11 +563,9 @@ def build_history(candles: pd.DataFrame, config: DemoConfig = DemoConfig()) -> D
         size,
         leverage,
         weight_scale,
-        config.max_open_per_symbol,
+        max_open,
+        offered,
     )
-
-    signals = _signals_table(bars, decisions)
-    policy = _policy_table(int(bars.ts[decisions.bar_idx[0]]), int(bars.ts.max()), config)
     t = np.flatnonzero(taken)
     entry, exit_ = decisions.bar_idx[t], path.exit_idx[t]
     trade_id = np.arange(1, t.size + 1, dtype=np.int64)
@@ -549,6 +595,41 @@ def build_history(candles: pd.DataFrame, config: DemoConfig = DemoConfig()) -> D
             "pnl_pct": pnl_pct[t],
             "max_drawdown_pct": drawdown_pct[t],
         }
+    )
+    return trades, positions, t.astype(np.int64)
+
+
+def build_history(candles: pd.DataFrame, config: DemoConfig = DemoConfig()) -> DemoHistory:  # noqa: B008
+    """Build the demo history of ``candles`` (columns symbol, ts, open, high, low, close,
+    volume; any number of symbols, any row order); deterministic for ``config.seed``.
+
+    Decision points every ``decision_every`` bars after ``warmup_bars`` on each symbol give
+    four signal rows each (one per model); the behaviour policy trades a decision unless
+    its symbol has ``max_open_per_symbol`` open positions (or the account's equity is
+    gone), and every trade gets exactly one position, closed on the real bars. Trades
+    during the RL-off stretch have ``action_prob`` NA: the system logs a propensity only
+    while the RL policy acts.
+    """
+    bars = prepare_bars(candles)
+    signal_rng, policy_rng = np.random.default_rng(config.seed).spawn(2)
+    idx = decision_bars(bars, config.warmup_bars, config.decision_every)
+    decisions = _forecast(bars, idx, config, signal_rng)
+    actions = _behave(decisions, config, policy_rng)
+
+    signals = signals_table(bars, decisions)
+    policy = policy_table(
+        int(bars.ts[decisions.bar_idx[0]]),
+        int(bars.ts.max()),
+        (config.rl_off_start, config.rl_off_end),
+    )
+    trades, positions, _ = book_trades(
+        bars,
+        decisions,
+        actions,
+        signals,
+        policy,
+        config.max_open_per_symbol,
+        np.ones(decisions.bar_idx.shape[0], dtype=np.bool_),
     )
     return DemoHistory(signals=signals, trades=trades, positions=positions, policy=policy)
 
