@@ -1,4 +1,4 @@
-"""Stage 4: the nightly retrain end to end (``flows.nightly.nightly_retrain``).
+"""Stage 4: the nightly retrain end to end (``rlv2.flows.nightly.nightly_retrain``).
 
 The flow runs with Prefect (ephemeral API) and MLflow (a fresh SQLite store) in a child
 process, so their settings, threads and servers never touch the benchmark's own
@@ -129,9 +129,9 @@ def _scan(db: str) -> None:
 
 def _parts(db: str, timings: dict[str, list[float]]) -> int:
     """Time the bare scan, the kernel and each part of the flow on ``db``; return train trades."""
-    from flows.common import plan_split
-    from flows.nightly import log_training
     from rlv2 import history, pipeline, store, tracking
+    from rlv2.flows.common import plan_split
+    from rlv2.flows.nightly import log_training
     from rlv2.pipeline import TrainConfig
     from rlv2.replay import AGENTS
 
@@ -193,8 +193,8 @@ def _parts(db: str, timings: dict[str, list[float]]) -> int:
 
 def child_main(dbs: list[str]) -> dict[str, Any]:
     """Run the flow on each history in turn, then time the parts on the last one."""
-    from flows.nightly import nightly_retrain
     from rlv2 import tracking
+    from rlv2.flows.nightly import nightly_retrain
 
     timings: dict[str, list[float]] = {}
     _timed(timings, "configure MLflow", tracking.configure)

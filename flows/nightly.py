@@ -8,7 +8,8 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import (
+from rlv2 import pipeline, tracking
+from rlv2.flows.common import (
     DEFAULT_DB,
     db_path,
     load_window,
@@ -16,8 +17,7 @@ from flows.common import (
     production_q,
     train_agent,
 )
-from flows.promote import gate_candidates
-from rlv2 import pipeline, tracking
+from rlv2.flows.promote import gate_candidates
 from rlv2.history import WindowData
 from rlv2.pipeline import AgentTraining, Split, TrainConfig
 from rlv2.replay import AGENTS

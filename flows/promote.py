@@ -8,8 +8,8 @@ import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import DEFAULT_DB, db_path, load_window, plan_split, production_q
 from rlv2 import pipeline, tracking
+from rlv2.flows.common import DEFAULT_DB, db_path, load_window, plan_split, production_q
 from rlv2.history import WindowData
 from rlv2.pipeline import TrainConfig
 from rlv2.replay import AGENTS

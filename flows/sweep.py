@@ -19,7 +19,8 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import (
+from rlv2 import history, pipeline, store, tracking
+from rlv2.flows.common import (
     DEFAULT_DB,
     db_path,
     load_window,
@@ -27,7 +28,6 @@ from flows.common import (
     plan_split,
     train_agent,
 )
-from rlv2 import history, pipeline, store, tracking
 from rlv2.history import WindowData
 from rlv2.pipeline import AgentTraining, TrainConfig
 from rlv2.qlearning import stream_seed

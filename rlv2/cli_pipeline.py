@@ -1,8 +1,9 @@
 """The pipeline subcommands of ``rlv2``: demo-data, demo, train, sweep, promote, rollback, status.
 
-They run the Prefect flows of ``flows/`` (imported when a command runs, so the core never
-loads Prefect) in ephemeral mode unless ``PREFECT_API_URL`` points at a server, and log
-to MLflow at ``MLFLOW_TRACKING_URI`` (default: ``mlflow.db`` in the working directory).
+They run the Prefect flows of ``rlv2.flows`` in ephemeral mode unless ``PREFECT_API_URL``
+points at a server, and log to MLflow at ``MLFLOW_TRACKING_URI`` (default: ``mlflow.db``
+in the working directory). The flows are imported when a command runs, so the core never
+loads Prefect (pyright cannot resolve them: setuptools maps ``flows/`` to ``rlv2.flows``).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def add_train_command(subparsers: Any) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Carry out ``rlv2 train``."""
-    from flows.nightly import nightly_retrain
+    from rlv2.flows.nightly import nightly_retrain  # pyright: ignore[reportMissingImports]
 
     result = nightly_retrain(
         db=args.db,
@@ -230,7 +231,7 @@ def add_sweep_command(subparsers: Any) -> None:
 
 def run_sweep(args: argparse.Namespace) -> int:
     """Carry out ``rlv2 sweep``."""
-    from flows.sweep import sweep
+    from rlv2.flows.sweep import sweep  # pyright: ignore[reportMissingImports]
 
     sweep(
         db=args.db,
@@ -283,7 +284,7 @@ def add_promote_command(subparsers: Any) -> None:
 
 def run_promote(args: argparse.Namespace) -> int:
     """Carry out ``rlv2 promote``."""
-    from flows.promote import promote
+    from rlv2.flows.promote import promote  # pyright: ignore[reportMissingImports]
 
     decisions = promote(
         agent=args.agent,
@@ -399,10 +400,10 @@ def add_demo_command(subparsers: Any) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Carry out ``rlv2 demo``."""
-    from flows.nightly import nightly_retrain
-    from flows.promote import promote
-    from flows.sweep import sweep
     from rlv2 import tracking
+    from rlv2.flows.nightly import nightly_retrain  # pyright: ignore[reportMissingImports]
+    from rlv2.flows.promote import promote  # pyright: ignore[reportMissingImports]
+    from rlv2.flows.sweep import sweep  # pyright: ignore[reportMissingImports]
 
     print("== 1/4 demo history (bundled real bars, synthetic forecasts and behaviour)")
     run_demo_data(argparse.Namespace(db=args.db, seed=0))

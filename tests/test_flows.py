@@ -48,7 +48,7 @@ def db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def nightly(prefect_harness, mlflow_store, db):
-    from flows.nightly import nightly_retrain
+    from rlv2.flows.nightly import nightly_retrain
 
     return nightly_retrain(db=db, epochs=3, seed=5)
 
@@ -90,7 +90,7 @@ def test_every_gate_decision_is_recorded(nightly):
 
 
 def test_rerun_gives_byte_identical_q_tables_and_no_duplicate(nightly, db):
-    from flows.nightly import nightly_retrain
+    from rlv2.flows.nightly import nightly_retrain
 
     again = nightly_retrain(db=db, epochs=3, seed=5, promote=False)
     assert again["versions"] == nightly["versions"]  # same Q-table hash: same version
@@ -101,8 +101,8 @@ def test_rerun_gives_byte_identical_q_tables_and_no_duplicate(nightly, db):
 
 
 def test_sweep_child_equals_single_run_with_its_configuration(nightly, db):
-    from flows.nightly import nightly_retrain
-    from flows.sweep import sweep
+    from rlv2.flows.nightly import nightly_retrain
+    from rlv2.flows.sweep import sweep
 
     out = sweep(
         db=db, agent="position_sizing", alpha=[0.05, 0.2], gamma=[0.9], epsilon=[0.2], epochs=3
@@ -152,14 +152,14 @@ def test_promote_gate_rollback_and_status_from_the_cli(nightly, db, capsys):
 
 
 def test_flow_fails_clearly_without_a_database(prefect_harness, mlflow_store, tmp_path):
-    from flows.nightly import nightly_retrain
+    from rlv2.flows.nightly import nightly_retrain
 
     with pytest.raises(FileNotFoundError, match="not found"):
         nightly_retrain(db=str(tmp_path / "missing.duckdb"), epochs=1)
 
 
 def test_sweep_on_a_dask_cluster_gives_the_threads_result(prefect_harness, mlflow_store, db):
-    from flows.sweep import sweep
+    from rlv2.flows.sweep import sweep
 
     kwargs = {
         "db": db,
@@ -179,7 +179,7 @@ def test_sweep_on_a_dask_cluster_gives_the_threads_result(prefect_harness, mlflo
 def test_tpe_study_persists_and_a_rerun_resumes_it(prefect_harness, mlflow_store, db, tmp_path):
     import optuna
 
-    from flows.sweep import sweep
+    from rlv2.flows.sweep import sweep
 
     storage = f"sqlite:///{tmp_path}/optuna.db"
     kwargs = {
