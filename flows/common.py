@@ -1,14 +1,30 @@
-"""Tasks shared by the flows: thin wrappers over rlv2, retries only where there is I/O."""
+"""Tasks shared by the flows: thin wrappers over rlv2, retried only on I/O that can pass.
+
+Retries. A task that reads DuckDB or MLflow is retried (twice, 2 s apart) when the
+error is one a second try can cure (:func:`is_transient`: a network or OS error, a
+DuckDB file locked by a writer, an MLflow store that answers "temporarily
+unavailable"); a deterministic error (a ``ValueError`` such as "no decision points", a
+missing file) fails at once. A task that writes to MLflow is retried only if it is
+idempotent: it opens its run through ``tracking.start_run(key=...)`` with
+:func:`run_key`, so a retry finds the run its first try left and completes it instead
+of logging a second one. Computing tasks (training, evaluation) are not retried.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
-from prefect import get_run_logger, task
+from mlflow.exceptions import MlflowException
+from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.runtime import flow_run
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from rlv2 import history, pipeline, store, tracking
@@ -16,6 +32,62 @@ from rlv2.pipeline import AgentTraining, Split, TrainConfig
 
 DEFAULT_DB = "rlv2.duckdb"
 """The DuckDB file flows read when none is given (the demo's)."""
+DEFAULT_CONFIG = TrainConfig()
+"""The training configuration of a flow given none: every default of ``TrainConfig``."""
+
+TRANSIENT_MLFLOW_CODES = frozenset({"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
+"""MLflow error codes of a store that may answer on a second try (a locked SQLite file)."""
+DETERMINISTIC_OS_ERRORS = (
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+"""OS errors that a second try would meet again."""
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether an error (or one it was raised from) may pass if the I/O is tried again."""
+    for cause in _chain(error):
+        if isinstance(cause, DETERMINISTIC_OS_ERRORS):
+            return False
+        if isinstance(cause, OSError | duckdb.IOException):  # OSError: network, timeouts
+            return True
+        if isinstance(cause, MlflowException) and cause.error_code in TRANSIENT_MLFLOW_CODES:
+            return True
+    return False
+
+
+def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """``retry_condition_fn`` of the I/O tasks: retry a failure only if it is transient."""
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, BaseException) and is_transient(error)
+
+
+IO_RETRIES: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": 2,
+    "retry_condition_fn": retry_transient,
+}
+"""Task options of a task whose I/O may fail transiently (and is safe to repeat)."""
+
+
+def run_key(task_name: str, *parts: str) -> str | None:
+    """The key of a task's MLflow run within its flow run (None outside a flow run).
+
+    A retried task computes the same key and so finds, and completes, the run it began.
+    """
+    flow_run_id = flow_run.get_id()
+    return "/".join([flow_run_id, task_name, *parts]) if flow_run_id else None
 
 
 def make_task_runner(name: str, address: str | None = None) -> Any:
@@ -37,7 +109,7 @@ def make_task_runner(name: str, address: str | None = None) -> Any:
     raise ValueError(f"task_runner={name!r}: expected threads, dask or ray")
 
 
-@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def plan_split(db: str, holdout_fraction: float) -> Split:
     """Split the history's decisions into a training window and a later holdout."""
     with store.connect(db, read_only=True) as con:
@@ -48,7 +120,14 @@ def plan_split(db: str, holdout_fraction: float) -> Split:
     return pipeline.walk_forward_split(first, last, cut)
 
 
-@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def plan_validation(db: str, validation_fraction: float, end: datetime) -> datetime:
+    """Where the validation window starts: the last ``validation_fraction`` before ``end``."""
+    with store.connect(db, read_only=True) as con:
+        return history.holdout_start(con, validation_fraction, end)
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def load_window(
     db: str, start: datetime | None, end: datetime | None, config: TrainConfig
 ) -> pipeline.WindowData:
@@ -80,17 +159,20 @@ def train_agent(
     return result
 
 
-@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def production_q(agent: str, config: TrainConfig) -> np.ndarray | None:
-    """The Q-table under the alias ``production``, if its state space matches ours."""
-    loaded = tracking.load_q_table(agent)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def load_production(agent: str, config: TrainConfig) -> tuple[str | None, np.ndarray | None]:
+    """The version under the alias ``production`` and its Q-table (None if its bins differ)."""
+    version = tracking.production_version(agent)
+    if version is None:
+        return None, None
+    loaded = tracking.load_q_table(agent, version=str(version.version))
     if loaded is None:
-        return None
+        return str(version.version), None
     q, space = loaded
     if space != config.replay.state_space(agent):
         print(f"{agent}: production uses other state bins; not comparable, ignored")
-        return None
-    return q
+        return str(version.version), None
+    return str(version.version), q
 
 
 def db_path(db: str) -> str:

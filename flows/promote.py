@@ -1,4 +1,11 @@
-"""The promotion gate as a flow: champion/challenger on the holdout, aliases in MLflow."""
+"""The promotion gate as a flow: champion/challenger on the holdout, aliases in MLflow.
+
+Judging is separate from recording: ``judge_candidate`` computes the decision (no I/O),
+``record_decision`` moves the aliases and writes the decision. Neither is retried: a
+retry after a partial write would record a second decision. An interrupted promotion
+is completed by running the gate again (``tracking.promote`` sets ``previous`` before
+``production`` and records the decision last).
+"""
 
 from __future__ import annotations
 
@@ -8,45 +15,53 @@ import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import DEFAULT_DB, db_path, load_window, plan_split, production_q
 from rlv2 import pipeline, tracking
 from rlv2.domain import Agent, agent_spec
+from rlv2.flows.common import (
+    DEFAULT_CONFIG,
+    DEFAULT_DB,
+    IO_RETRIES,
+    db_path,
+    load_production,
+    load_window,
+    plan_split,
+)
 from rlv2.pipeline import TrainConfig, WindowData
 
 
-@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def gate_agent(
+@task(cache_policy=NO_CACHE)
+def judge_candidate(
     agent: str,
-    version: str,
     candidate_q: np.ndarray,
     holdout: WindowData,
     config: TrainConfig,
-    champion_q: np.ndarray | None,
+    champion: tuple[str | None, np.ndarray | None],
     partner_q: np.ndarray | None,
 ) -> dict[str, Any]:
-    """Compare a candidate with production on the holdout; record it; promote if it wins."""
-    champion = tracking.production_version(agent)
-    champion_name = f"production v{champion.version}" if champion is not None else "logged"
-    if champion is not None and str(champion.version) == str(version):
-        print(f"{agent}: v{version} is already in production")
-        return {"agent": agent, "version": version, "promote": False, "reason": "already"}
+    """The gate's decision and figures: the candidate against the champion on the holdout."""
+    champion_version, champion_q = champion
+    champion_name = f"production v{champion_version}" if champion_version else "logged"
     decision, cand_metrics, champ_metrics = pipeline.promotion_gate(
         agent, holdout, config, candidate_q, champion_q, partner_q, champion_name
     )
-    figures = {
+    return {
         **decision.as_dict(),
         **{f"candidate.{k}": v for k, v in cand_metrics.items()},
         **{f"champion.{k}": v for k, v in champ_metrics.items()},
         "holdout_start": str(holdout.start),
         "holdout_end": str(holdout.end),
     }
-    if decision.promote:
+
+
+@task(cache_policy=NO_CACHE)
+def record_decision(agent: str, version: str, figures: dict[str, Any]) -> None:
+    """Promote the candidate if the gate says so, and record the decision either way."""
+    if figures["promote"]:
         tracking.promote(agent, version, figures)  # records the decision itself
     else:
         tracking.record_decision(agent, version, {**figures, "decision": "refused"})
-    verdict = "PROMOTED" if decision.promote else "refused"
-    print(f"{agent} v{version}: {verdict} vs {champion_name}: {decision.reason}")
-    return {"agent": agent, "version": version, **figures}
+    verdict = "PROMOTED" if figures["promote"] else "refused"
+    print(f"{agent} v{version}: {verdict} vs {figures['champion']}: {figures['reason']}")
 
 
 def gate_candidates(
@@ -56,17 +71,39 @@ def gate_candidates(
 ) -> dict[str, dict[str, Any]]:
     """Gate each agent's candidate, the other agent playing its production table.
 
-    Each production table is loaded from the registry once: it is one agent's champion
-    and the other's partner.
+    Each production version is read from the registry once, before any gate moves an
+    alias: it is one agent's champion and the other's partner.
     """
-    production = {agent: production_q.fn(agent, config) for agent in Agent}
+    production = {agent: load_production(agent, config) for agent in Agent}
     out = {}
     for agent, (version, q) in candidates.items():
         (other,) = (a for a in Agent if a != agent)
-        out[str(agent)] = gate_agent(
-            agent, version, q, holdout, config, production[agent], production[other]
-        )
+        champion = production[agent]
+        if champion[0] == str(version):
+            print(f"{agent}: v{version} is already in production")
+            out[str(agent)] = {
+                "agent": str(agent),
+                "version": version,
+                "promote": False,
+                "reason": "already",
+            }
+            continue
+        figures = judge_candidate(agent, q, holdout, config, champion, production[other][1])
+        record_decision(agent, version, figures)
+        out[str(agent)] = {"agent": str(agent), "version": version, **figures}
     return out
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def load_candidate(agent: str, version: str | None) -> tuple[str, np.ndarray]:
+    """A registered version's Q-table (default: the agent's newest version)."""
+    chosen = version or tracking.latest_version(agent)
+    if chosen is None:
+        raise ValueError(f"no registered version of {tracking.MODEL_NAMES[agent]} to gate")
+    loaded = tracking.load_q_table(agent, version=str(chosen))
+    if loaded is None:
+        raise ValueError(f"{tracking.MODEL_NAMES[agent]} v{chosen} not found")
+    return str(chosen), loaded[0]
 
 
 @flow(name="promote", log_prints=True)
@@ -74,28 +111,20 @@ def promote(
     agent: str = "both",
     version: str | None = None,
     db: str = DEFAULT_DB,
-    holdout_fraction: float = 0.2,
-    metric: str = "reward",
-    margin: float = 0.0,
-    seed: int = 0,
+    config: TrainConfig = DEFAULT_CONFIG,
 ) -> dict[str, dict[str, Any]]:
-    """Gate registered candidates (default: each agent's newest version) against production."""
+    """Gate registered candidates (default: each agent's newest version) against production.
+
+    ``config`` gives the holdout (``holdout_fraction``, the features), the gate
+    (``metric``, ``margin``, ``n_boot``, ``confidence``, the bootstrap's ``replay.seed``)
+    and the rewards' weights; its training fields are not used.
+    """
     tracking.configure()
     agents = list(Agent) if agent == "both" else [agent_spec(agent).agent]
     if version is not None and len(agents) != 1:
         raise ValueError("--version needs a single --agent")
-    config = TrainConfig(holdout_fraction=holdout_fraction, metric=metric, margin=margin)
-    config = config.with_hyperparameters(seed=seed)
     path = db_path(db)
-    split = plan_split(path, holdout_fraction)
+    split = plan_split(path, config.holdout_fraction)
     holdout = load_window(path, split.holdout_start, split.holdout_end, config)
-    candidates = {}
-    for name in agents:
-        chosen = version or tracking.latest_version(name)
-        if chosen is None:
-            raise ValueError(f"no registered version of {agent_spec(name).model_name} to gate")
-        loaded = tracking.load_q_table(name, version=str(chosen))
-        if loaded is None:
-            raise ValueError(f"{agent_spec(name).model_name} v{chosen} not found")
-        candidates[name] = (str(chosen), loaded[0])
+    candidates = {name: load_candidate(name, version) for name in agents}
     return gate_candidates(candidates, holdout, config)

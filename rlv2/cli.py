@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from rlv2 import __version__, cli_pipeline, store
+from rlv2.config import ConfigError
 from rlv2.ingest import (
     CONTRACT_TABLES,
     REPORTED_PROBLEMS,
@@ -199,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except _UsageError as error:
         print(error, file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as error:  # a setting from the command line or a --config file
+        print(f"rlv2 {argv_command(argv)}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         # Failures of the pipeline commands whose message names the file or parameter.

@@ -1,8 +1,14 @@
 """The pipeline subcommands of ``rlv2``: demo-data, demo, train, sweep, promote, rollback, status.
 
-They run the Prefect flows of ``flows/`` (imported when a command runs, so the core never
-loads Prefect) in ephemeral mode unless ``PREFECT_API_URL`` points at a server, and log
-to MLflow at ``MLFLOW_TRACKING_URI`` (default: ``mlflow.db`` in the working directory).
+They run the Prefect flows of ``rlv2.flows`` in ephemeral mode unless ``PREFECT_API_URL``
+points at a server, and log to MLflow at ``MLFLOW_TRACKING_URI`` (default: ``mlflow.db``
+in the working directory). The flows are imported when a command runs, so the core never
+loads Prefect (pyright cannot resolve them: setuptools maps ``flows/`` to ``rlv2.flows``).
+
+Their settings are the fields of the config dataclasses (``TrainConfig``, ``SweepConfig``):
+each field is an option (``rlv2.config``), its help the field's docstring, its default the
+field's default; ``--config FILE.toml`` reads them from a file, ``--print-config`` prints
+them.
 """
 
 from __future__ import annotations
@@ -13,17 +19,44 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlv2.config import (
+    ConfigError,
+    Setting,
+    dumps,
+    field_docs,
+    from_data,
+    read_toml,
+    settings,
+    with_values,
+)
 from rlv2.domain import Agent
+from rlv2.pipeline import TrainConfig
+from rlv2.sweeps import DIMENSIONS, SweepConfig
 
 AGENT_CHOICES = (*(a.value for a in Agent), "both")
 
+TRAINING_ONLY = (
+    "mode",
+    "epochs",
+    "replay.alpha",
+    "replay.gamma",
+    "replay.epsilon",
+    "replay.epsilon_decay",
+    "replay.epsilon_min",
+    "replay.episode",
+)
+"""Settings that only training reads: ``rlv2 promote`` has no options for them."""
+SWEPT = tuple(f"replay.{name}" for name in DIMENSIONS)
+"""Settings a sweep tries several values of: its options take lists (``SweepConfig``)."""
 
-def _floats(text: str) -> list[float]:
-    """Parse a comma-separated list of numbers (``0.01,0.1``)."""
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers, comma-separated: {text!r}") from None
+CONFIG_EPILOG = (
+    "Settings are, in order of precedence: these options, then --config FILE.toml, then "
+    "the defaults. --print-config prints the effective settings as TOML, each under its "
+    "meaning: a starting point for a team's file (every key of it is optional). State bins "
+    "are set in the file only: [replay.meta_space] / [replay.sizing_space], e.g. "
+    "volatility = [0.005, 0.02]."
+)
+"""The epilog of the subcommands whose settings come from the config dataclasses."""
 
 
 def _db(parser: argparse.ArgumentParser) -> None:
@@ -36,41 +69,96 @@ def _db(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _training_options(parser: argparse.ArgumentParser) -> None:
+def _option_type(setting: Setting) -> Any:
+    """argparse ``type`` of a setting: its parser, errors as argparse reports them."""
+
+    def parse(text: str) -> Any:
+        try:
+            return setting.parse(text)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
+
+
+def add_config_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    exclude: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
+) -> None:
+    """Add one option per setting of the config dataclass ``cls`` (see ``rlv2.config``).
+
+    Options default to None (not given): a given option overrides the file, an absent one
+    leaves it. Settings are grouped by their section (``replay``, ``features``).
+    """
+    groups: dict[str, Any] = {}
+    top_first = sorted(settings(cls), key=lambda s: len(s.path) > 1)
+    for s in top_first:
+        if not s.on_command_line or s.key in exclude or (only is not None and s.key not in only):
+            continue
+        section = s.path[0] if len(s.path) > 1 else ""
+        if section not in groups:
+            title = f"{cls.__name__}.{section}" if section else cls.__name__
+            doc = field_docs(cls).get(section, "") if section else _first_line(cls.__doc__)
+            groups[section] = parser.add_argument_group(title, doc.replace("``", ""))
+        groups[section].add_argument(
+            s.flag,
+            dest=f"{cls.__name__}:{s.key}",
+            type=_option_type(s),
+            action="extend" if s.many else "store",
+            default=None,
+            metavar=s.metavar(),
+            help=s.help().replace("%", "%%"),
+        )
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if doc else ""
+
+
+def _file_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--mode",
-        choices=("explore", "logged"),
-        default="explore",
-        help="explore: the agents try every action on counterfactual outcomes from the "
-        "price path (simulated mode, compiled); logged: off-policy Q-learning on the "
-        "actions the system took (default: explore)",
+        "--config",
+        dest="config_file",
+        metavar="FILE.toml",
+        help="read the settings from a TOML file (the options given here override it)",
     )
     parser.add_argument(
-        "--epochs", type=int, default=20, help="passes over the training window (default 20)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random stream (0)")
-    parser.add_argument(
-        "--holdout-fraction",
-        type=float,
-        default=0.2,
-        help="share of the decision points kept as the final holdout (default 0.2)",
+        "--print-config",
+        action="store_true",
+        help="print the effective settings as TOML and exit",
     )
 
 
-def _gate_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--metric",
-        default="reward",
-        choices=("reward", "pnl_pct", "meta_reward", "sizing_reward"),
-        help="per-trade quantity the promotion gate compares (default: each agent's own "
-        "SPEC A1 reward)",
-    )
-    parser.add_argument(
-        "--margin",
-        type=float,
-        default=0.0,
-        help="how much the candidate's mean must beat the champion's (default 0)",
-    )
+def from_options(args: argparse.Namespace, cls: type, base: Any) -> Any:
+    """``base`` with the settings of ``cls`` given on the command line."""
+    values = {}
+    for s in settings(cls):
+        value = getattr(args, f"{cls.__name__}:{s.key}", None)
+        if value is not None:
+            values[s.path] = tuple(value) if s.many else value
+    return with_values(base, values)
+
+
+def configs(args: argparse.Namespace) -> tuple[TrainConfig, SweepConfig]:
+    """The effective training and sweep configurations: defaults, file, options."""
+    train, search = TrainConfig(), SweepConfig()
+    if args.config_file:
+        data = read_toml(args.config_file)
+        sweep_data = data.pop("sweep", {})
+        train = from_data(TrainConfig, data, source=args.config_file)
+        search = from_data(SweepConfig, sweep_data, source=f"{args.config_file} [sweep]")
+    return from_options(args, TrainConfig, train), from_options(args, SweepConfig, search)
+
+
+def print_config(train: TrainConfig, search: SweepConfig | None = None) -> None:
+    """Print the effective configuration as a TOML file (``--print-config``)."""
+    print(dumps(train, header="rlv2 settings (TrainConfig); every key is optional"), end="")
+    if search is not None:
+        print()
+        print(dumps(search, root=("sweep",), header="rlv2 sweep (SweepConfig)"), end="")
 
 
 def add_demo_data_command(subparsers: Any) -> None:
@@ -101,50 +189,37 @@ def run_demo_data(args: argparse.Namespace) -> int:
 
 
 def add_train_command(subparsers: Any) -> None:
-    """Register ``rlv2 train``."""
+    """Register ``rlv2 train``: its settings are every field of ``TrainConfig``."""
     parser = subparsers.add_parser(
         "train",
         help="nightly retrain: both agents on all but the final holdout, then the gate",
         description="Run the nightly-retrain flow: train both agents (in parallel) on "
         "every decision before the final holdout, evaluate them on it, log the run, "
         "register the candidates in MLflow and run the promotion gate.",
+        epilog=CONFIG_EPILOG,
     )
     _db(parser)
-    _training_options(parser)
-    _gate_options(parser)
-    parser.add_argument("--alpha", type=float, default=0.01, help="learning rate (0.01)")
-    parser.add_argument("--gamma", type=float, default=0.99, help="discount (0.99)")
-    parser.add_argument("--epsilon", type=float, default=0.1, help="initial ε (0.1)")
-    parser.add_argument("--epsilon-decay", type=float, default=0.995, help="ε decay (0.995)")
-    parser.add_argument("--epsilon-min", type=float, default=0.01, help="ε floor (0.01)")
+    _file_options(parser)
     parser.add_argument(
         "--warm-start", action="store_true", help="start from the production Q-tables"
     )
     parser.add_argument(
         "--no-promote", dest="promote", action="store_false", help="register, do not gate"
     )
+    add_config_options(parser, TrainConfig)
     parser.set_defaults(run=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Carry out ``rlv2 train``."""
-    from flows.nightly import nightly_retrain
+    config, _ = configs(args)
+    if args.print_config:
+        print_config(config)
+        return 0
+    from rlv2.flows.nightly import nightly_retrain  # pyright: ignore[reportMissingImports]
 
     result = nightly_retrain(
-        db=args.db,
-        mode=args.mode,
-        epochs=args.epochs,
-        alpha=args.alpha,
-        gamma=args.gamma,
-        epsilon=args.epsilon,
-        epsilon_decay=args.epsilon_decay,
-        epsilon_min=args.epsilon_min,
-        seed=args.seed,
-        holdout_fraction=args.holdout_fraction,
-        warm_start=args.warm_start,
-        promote=args.promote,
-        metric=args.metric,
-        margin=args.margin,
+        db=args.db, config=config, warm_start=args.warm_start, promote=args.promote
     )
     _print_training(result)
     return 0
@@ -175,49 +250,21 @@ def _print_decisions(decisions: dict[str, dict[str, Any]]) -> None:
 
 
 def add_sweep_command(subparsers: Any) -> None:
-    """Register ``rlv2 sweep``."""
+    """Register ``rlv2 sweep``: ``TrainConfig``'s settings as the base, ``SweepConfig``'s."""
     parser = subparsers.add_parser(
         "sweep",
         help="hyperparameter sweep (grid, random or Optuna TPE); registers the best",
-        description="Sweep α, γ, the ε schedule, reward weights and state bins. Grids over "
-        "the kernel hyperparameters train in one replay_sweep pass; each configuration is "
-        "a nested MLflow run scored on a validation window cut from the training window.",
+        description="Sweep α, γ, the ε schedule and the reward weights, each method an "
+        "Optuna study. Configurations that share reward weights train in one replay_sweep "
+        "pass; each is a nested MLflow run scored on a validation window cut from the end "
+        "of the training window. A value option takes a list: --alpha 0.01,0.1 or "
+        "--alpha 0.01 --alpha 0.1; --meta-weights once per weight vector.",
+        epilog=CONFIG_EPILOG + " The file's [sweep] table holds the SweepConfig settings.",
     )
     _db(parser)
-    _training_options(parser)
+    _file_options(parser)
     parser.add_argument(
         "--agent", choices=AGENT_CHOICES, default="both", help="which agent(s) to sweep"
-    )
-    parser.add_argument(
-        "--method",
-        choices=("grid", "random", "tpe"),
-        default="grid",
-        help="grid: every combination of the listed values; random: --trials draws between "
-        "them; tpe: Optuna's TPE over that range, in a persistent study (default grid)",
-    )
-    parser.add_argument("--alpha", type=_floats, help="values of α, e.g. 0.01,0.05,0.2")
-    parser.add_argument("--gamma", type=_floats, help="values of γ, e.g. 0.9,0.99")
-    parser.add_argument("--epsilon", type=_floats, help="initial ε values")
-    parser.add_argument("--epsilon-decay", type=_floats, help="ε decay values")
-    parser.add_argument("--epsilon-min", type=_floats, help="ε floor values")
-    parser.add_argument(
-        "--meta-weights",
-        type=_floats,
-        action="append",
-        help="meta reward weights drawdown,sharpe,regime (repeatable; default 0.5,0.2,0.15)",
-    )
-    parser.add_argument(
-        "--sizing-weights",
-        type=_floats,
-        action="append",
-        help="sizing reward weights risk,volatility (repeatable; default 0.4,0.1)",
-    )
-    parser.add_argument("--trials", type=int, default=16, help="random/TPE configurations")
-    parser.add_argument(
-        "--study", default="rlv2-sweep", help="Optuna study name (a rerun resumes it)"
-    )
-    parser.add_argument(
-        "--storage", help="Optuna storage URL (default sqlite:///optuna.db in the working dir)"
     )
     parser.add_argument(
         "--task-runner",
@@ -225,75 +272,54 @@ def add_sweep_command(subparsers: Any) -> None:
         default="threads",
         help="Prefect task runner for the configurations (dask/ray need their extras)",
     )
+    add_config_options(parser, SweepConfig)
+    add_config_options(parser, TrainConfig, exclude=SWEPT)
     parser.set_defaults(run=run_sweep)
 
 
 def run_sweep(args: argparse.Namespace) -> int:
     """Carry out ``rlv2 sweep``."""
-    from flows.sweep import sweep
+    config, search = configs(args)
+    if args.print_config:
+        print_config(config, search)
+        return 0
+    from rlv2.flows.sweep import sweep  # pyright: ignore[reportMissingImports]
 
-    sweep(
-        db=args.db,
-        agent=args.agent,
-        method=args.method,
-        alpha=args.alpha,
-        gamma=args.gamma,
-        epsilon=args.epsilon,
-        epsilon_decay=args.epsilon_decay,
-        epsilon_min=args.epsilon_min,
-        meta_weights=args.meta_weights,
-        sizing_weights=args.sizing_weights,
-        n_trials=args.trials,
-        study_name=args.study,
-        storage=args.storage,
-        epochs=args.epochs,
-        mode=args.mode,
-        seed=args.seed,
-        holdout_fraction=args.holdout_fraction,
-        task_runner=args.task_runner,
-    )
+    sweep(db=args.db, config=config, search=search, agent=args.agent, task_runner=args.task_runner)
     return 0
 
 
 def add_promote_command(subparsers: Any) -> None:
-    """Register ``rlv2 promote``."""
+    """Register ``rlv2 promote``: the settings of ``TrainConfig`` that the gate reads."""
     parser = subparsers.add_parser(
         "promote",
         help="gate registered candidates against production on the holdout",
         description="Champion/challenger: the candidate (default: the newest registered "
         "version) takes the alias production only if its greedy policy beats production "
         "(or, with none yet, the logged behaviour) on the holdout by the margin, with a "
-        "bootstrap confidence interval above zero. Every decision is recorded.",
+        "bootstrap confidence interval above zero. Every decision is recorded. --seed "
+        "seeds the bootstrap.",
+        epilog=CONFIG_EPILOG,
     )
     _db(parser)
-    _gate_options(parser)
+    _file_options(parser)
     parser.add_argument(
         "--agent", choices=AGENT_CHOICES, default="both", help="which agent(s) to gate"
     )
     parser.add_argument("--version", help="the registered version to gate (one agent only)")
-    parser.add_argument(
-        "--holdout-fraction",
-        type=float,
-        default=0.2,
-        help="share of the decision points in the holdout (default 0.2, as in train)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    add_config_options(parser, TrainConfig, exclude=TRAINING_ONLY)
     parser.set_defaults(run=run_promote)
 
 
 def run_promote(args: argparse.Namespace) -> int:
     """Carry out ``rlv2 promote``."""
-    from flows.promote import promote
+    config, _ = configs(args)
+    if args.print_config:
+        print_config(config)
+        return 0
+    from rlv2.flows.promote import promote  # pyright: ignore[reportMissingImports]
 
-    decisions = promote(
-        agent=args.agent,
-        version=args.version,
-        db=args.db,
-        holdout_fraction=args.holdout_fraction,
-        metric=args.metric,
-        margin=args.margin,
-        seed=args.seed,
-    )
+    decisions = promote(agent=args.agent, version=args.version, db=args.db, config=config)
     _print_decisions(decisions)
     return 0
 
@@ -393,23 +419,28 @@ def add_demo_command(subparsers: Any) -> None:
         "how to open the MLflow UI.",
     )
     _db(parser)
-    parser.add_argument("--epochs", type=int, default=20, help="passes over the training window")
+    add_config_options(parser, TrainConfig, only=("epochs",))
     parser.set_defaults(run=run_demo)
+
+
+DEMO_SWEEP = SweepConfig(alpha=(0.01, 0.1), gamma=(0.9, 0.99), epsilon=(0.1,))
+"""The demo's sweep: a grid over α and γ."""
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Carry out ``rlv2 demo``."""
-    from flows.nightly import nightly_retrain
-    from flows.promote import promote
-    from flows.sweep import sweep
     from rlv2 import tracking
+    from rlv2.flows.nightly import nightly_retrain  # pyright: ignore[reportMissingImports]
+    from rlv2.flows.promote import promote  # pyright: ignore[reportMissingImports]
+    from rlv2.flows.sweep import sweep  # pyright: ignore[reportMissingImports]
 
+    config = from_options(args, TrainConfig, TrainConfig())
     print("== 1/4 demo history (bundled real bars, synthetic forecasts and behaviour)")
     run_demo_data(argparse.Namespace(db=args.db, seed=0))
     print("\n== 2/4 nightly retrain")
-    _print_training(nightly_retrain(db=args.db, epochs=args.epochs))
+    _print_training(nightly_retrain(db=args.db, config=config))
     print("\n== 3/4 sweep (grid over α and γ, one replay_sweep pass per agent)")
-    sweep(db=args.db, alpha=[0.01, 0.1], gamma=[0.9, 0.99], epsilon=[0.1], epochs=args.epochs)
+    sweep(db=args.db, config=config, search=DEMO_SWEEP)
     print("\n== 4/4 promotion gate for the sweep's best candidates")
     _print_decisions(promote(db=args.db))
     print()

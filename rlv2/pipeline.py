@@ -16,7 +16,13 @@ from numpy.typing import NDArray
 
 from rlv2 import history
 from rlv2.domain import Agent, Learner, ReplayMode, agent_spec, parse_enum
-from rlv2.evaluation import PromotionDecision, compare_policies, policy_metrics, visited_share
+from rlv2.evaluation import (
+    METRICS,
+    PromotionDecision,
+    compare_policies,
+    policy_metrics,
+    visited_share,
+)
 from rlv2.full_information import full_information_q
 from rlv2.qlearning import ReplayStats, replay_sweep
 from rlv2.records import Bars, Transitions
@@ -32,6 +38,8 @@ from rlv2.replay import (
 from rlv2.rng import stream_seed
 from rlv2.states import FeatureConfig
 
+GATE_METRICS = ("reward", *METRICS)
+"""What the promotion gate may compare: ``reward`` is each agent's own SPEC A1 reward."""
 CURVE_POINTS = 1_000
 """Most points of a logged learning curve; longer ones are bucket means."""
 
@@ -56,7 +64,7 @@ class TrainConfig:
     epochs: int = 20
     """Passes over the training window (q-learning); ε carries over from pass to pass."""
     holdout_fraction: float = 0.2
-    """Share of the decision points (by count, not by calendar span) kept as the final holdout."""
+    """Share of the decision points (by count, the latest) kept as the final holdout."""
     metric: str = "reward"
     """Per-trade quantity the promotion gate compares: ``reward`` (the agent's own SPEC A1
     reward), ``pnl_pct``, ``meta_reward`` or ``sizing_reward``."""
@@ -81,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"epochs={self.epochs} must be >= 1")
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ValueError(f"holdout_fraction={self.holdout_fraction} must be in (0, 1)")
+        if self.metric not in GATE_METRICS:
+            raise ValueError(f"metric={self.metric!r}: expected one of {GATE_METRICS}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready configuration, state spaces as their bin edges."""

@@ -144,11 +144,11 @@ class FeatureConfig:
     """Windows and rules of the feature SQL (SPEC A2, C); every field is configurable."""
 
     lookback_bars: int = VOLATILITY_WINDOW
-    """Bars in a state window: volatility and the regime label (SPEC C default 20)."""
+    """Bars in a state window: volatility and the regime label (SPEC C)."""
     pressure_bars: int = PRESSURE_WINDOW
-    """Bars for market pressure, ``p[-1]`` against ``p[-pressure_bars]`` (default 5)."""
+    """Bars for market pressure, ``p[-1]`` against ``p[-pressure_bars]`` (SPEC C)."""
     winrate_window: int = WINRATE_WINDOW
-    """Closed trades in the trailing win rate, Sharpe signal and equity slope (20)."""
+    """Closed trades in the trailing win rate, Sharpe signal and equity slope (SPEC A2)."""
     regime_rule: RegimeRule = field(default_factory=RegimeRule)
     """Thresholds of the regime rule (``rlv2.states.label_regime``)."""
     initial_equity: float = INITIAL_EQUITY

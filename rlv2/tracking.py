@@ -20,6 +20,14 @@ Idempotence
     returns the existing version instead of registering a duplicate. The digest is passed to
     ``create_model_version`` with the version itself, so no version ever lacks it.
 
+Retries complete a run
+    ``start_run(key=...)`` resumes the run tagged ``run_key = key`` if there is one (a
+    retried task finds the run its first try began), and the writers skip what a run
+    already holds: ``log_curves`` the steps already logged, ``log_metrics`` the values
+    already there, ``log_policy_model`` a model the run already logged with the same
+    Q-table. Params are logged again with the same values (MLflow accepts that);
+    artifacts are overwritten.
+
 Crash safety of promotion
     ``promote`` moves ``previous`` onto the outgoing production version first, then
     ``production`` onto the candidate, then writes the promotion log. Interrupted after the
@@ -72,6 +80,7 @@ __all__ = [
     "PRODUCTION_ALIAS",
     "PROMOTION_EXPERIMENT",
     "configure",
+    "find_run",
     "flatten_params",
     "load_q_table",
     "log_config",
@@ -114,6 +123,8 @@ DECIDED_PRODUCTION = ("promoted", "rolled_back")
 """Promotion-log decisions that put a version in production."""
 PROMOTION_TAG_PREFIX = "promotion."
 """Prefix of the model-version tags that hold the latest promotion decision's figures."""
+RUN_KEY_TAG = "run_key"
+"""Tag of a run opened with ``start_run(key=...)``: a retry finds the run by it."""
 
 
 # --- stores and experiments ---------------------------------------------------------------
@@ -226,6 +237,19 @@ def flatten_params(params: Mapping[str, Any] | Any, prefix: str = "") -> dict[st
     return flat
 
 
+def find_run(key: str, experiment: str = EXPERIMENT) -> str | None:
+    """Id of the run of ``experiment`` tagged ``run_key = key`` (the oldest), or None."""
+    if "'" in key:
+        raise ValueError(f"run key {key!r}: a key must not contain a quote")
+    found = MlflowClient().search_runs(
+        [experiment_id(experiment)],
+        filter_string=f"tags.{RUN_KEY_TAG} = '{key}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
 @contextmanager
 def start_run(
     run_name: str,
@@ -233,14 +257,27 @@ def start_run(
     tags: Mapping[str, Any] | None = None,
     nested: bool = False,
     experiment: str = EXPERIMENT,
+    key: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
-    """Open an MLflow run in ``experiment`` with flattened ``params``; yield the active run."""
+    """Open an MLflow run in ``experiment`` with flattened ``params``; yield the active run.
+
+    With ``key``, the run tagged with it is resumed if one exists (see the module
+    docstring: a retried task completes its own run instead of opening a second one).
+    """
+    all_tags = {k: _text(v) for k, v in (tags or {}).items()}
+    resumed = None
+    if key is not None:
+        all_tags[RUN_KEY_TAG] = key
+        resumed = find_run(key, experiment)
     with mlflow.start_run(
-        run_name=run_name,
+        run_id=resumed,
+        run_name=None if resumed else run_name,
         experiment_id=experiment_id(experiment),
         nested=nested,
-        tags={k: _text(v) for k, v in (tags or {}).items()},
+        tags=all_tags,
     ) as run:
+        if resumed:
+            _log.info("resuming MLflow run %s (%s)", resumed, key)
         mlflow.log_params(flatten_params(params))
         yield run
 
@@ -325,10 +362,12 @@ def provenance(db_path: str | Path) -> dict[str, Any]:
 def log_curves(prefix: str, steps: ArrayLike | None = None, **series: ArrayLike) -> None:
     """Log per-episode series as metrics ``<prefix>.<name>``, in batches.
 
-    ``steps`` are the episode numbers of the points (default 0..n-1).
+    ``steps`` are the episode numbers of the points (default 0..n-1); steps the run
+    already has (a resumed run) are not logged again.
     """
     run_id = _active_run_id("log_curves")
     client = MlflowClient()
+    logged = client.get_run(run_id).data.metrics
     timestamp = int(datetime.now(UTC).timestamp() * 1000)
     metrics: list[Metric] = []
     for name, values in series.items():
@@ -336,7 +375,10 @@ def log_curves(prefix: str, steps: ArrayLike | None = None, **series: ArrayLike)
         arr = np.asarray(values, dtype=np.float64).reshape(-1)
         at = range(arr.size) if steps is None else np.asarray(steps, dtype=np.int64).tolist()
         pairs = zip(at, arr.tolist(), strict=True)
-        metrics.extend(Metric(key, v, timestamp, int(step)) for step, v in pairs)
+        done = {m.step for m in client.get_metric_history(run_id, key)} if key in logged else ()
+        metrics.extend(
+            Metric(key, v, timestamp, int(step)) for step, v in pairs if step not in done
+        )
     for start in range(0, len(metrics), METRICS_PER_BATCH):
         client.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_BATCH])
 
@@ -462,6 +504,9 @@ def log_policy_model(
             )
             return existing
     with _run_for(agent) as run, tempfile.TemporaryDirectory() as tmp:
+        model_uri = _model_logged_in_run(run, digest)
+        if model_uri is not None:  # a retry: the run logged it, its registration failed
+            return _register(model_uri, name, agent, digest, run.info.run_id, registered, tags)
         q_path, space_path = Path(tmp) / "q.npy", Path(tmp) / "space.json"
         np.save(q_path, arr)
         space_path.write_text(json.dumps({"agent": agent, "state_space": state_space.to_dict()}))
@@ -478,11 +523,35 @@ def log_policy_model(
             tags={"agent": agent, "q_sha256": digest},
         )
         run_id = run.info.run_id
+    return _register(info.model_uri, name, agent, digest, run_id, registered, tags)
+
+
+def _model_logged_in_run(run: mlflow.ActiveRun, digest: str) -> str | None:
+    """URI of a model the run already logged for this Q-table digest, or None."""
+    found = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}' AND tags.q_sha256 = '{digest}'",
+        max_results=1,
+        output_format="list",
+    )
+    return found[0].model_uri if found else None
+
+
+def _register(
+    model_uri: str,
+    name: str,
+    agent: str,
+    digest: str,
+    run_id: str,
+    registered: bool,
+    tags: Mapping[str, Any] | None,
+) -> ModelVersion | None:
+    """Register a logged policy model under ``name`` (unless ``registered`` is False)."""
     if not registered:
         return None
     version_tags = {k: _text(v) for k, v in (tags or {}).items()}
     version_tags.update({"agent": agent, "q_sha256": digest, "run_id": run_id})
-    return mlflow.register_model(info.model_uri, name, tags=version_tags)
+    return mlflow.register_model(model_uri, name, tags=version_tags)
 
 
 def _by_alias(agent: str, alias: str) -> ModelVersion | None:
@@ -730,12 +799,17 @@ def latest_version(agent: str) -> str | None:
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
-    """Log summary metrics to the active run (non-finite values are skipped, with a warning)."""
+    """Log summary metrics to the active run (non-finite values are skipped, with a warning).
+
+    A metric whose latest value in the run is already this value is not logged again.
+    """
     finite = {k: float(v) for k, v in metrics.items() if np.isfinite(float(v))}
     for key in sorted(set(metrics) - set(finite)):
         _log.warning("metric %s is not finite (%r); not logged", key, metrics[key])
-    if finite:
-        mlflow.log_metrics(finite, step=step)
+    logged = MlflowClient().get_run(_active_run_id("log_metrics")).data.metrics
+    new = {k: v for k, v in finite.items() if logged.get(k) != v}
+    if new:
+        mlflow.log_metrics(new, step=step)
 
 
 def log_table(frame: pd.DataFrame, artifact_file: str) -> None:

@@ -32,6 +32,8 @@ from prefect.utilities.schema_tools import validate
 from rlv2 import tracking
 from rlv2.demo import build_demo_database
 from rlv2.domain import AGENT_SPECS
+from rlv2.pipeline import TrainConfig
+from rlv2.sweeps import SweepConfig
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -237,13 +239,19 @@ def test_deploy_creates_the_three_deployments(deployments: dict[str, dict[str, A
     for name, deployment in deployments.items():
         assert deployment["work_pool_name"] == POOL, name
         assert deployment["pull_steps"] == pull, name
-        assert deployment["parameters"]["db"] == "rlv2.duckdb", name
-        errors = validate(deployment["parameters"], deployment["parameter_openapi_schema"])
-        assert not errors, f"{name}: {[e.message for e in errors]}"
+        assert deployment["parameters"] == {}, name  # prefect.yaml states only differences
+        schema = deployment["parameter_openapi_schema"]
+        assert schema["properties"]["db"]["default"] == "rlv2.duckdb", name
+        assert schema["properties"]["config"]["default"]["epochs"] == TrainConfig().epochs
+        # a partial configuration is a valid parameter; a wrongly typed one is not
+        assert not validate({"config": {"epochs": 5, "replay": {"alpha": 0.05}}}, schema)
+        assert validate({"config": {"epochs": "five"}}, schema), name
     assert schedules(deployments[NIGHTLY]) == [("0 2 * * *", "UTC", True)]
     assert schedules(deployments[SWEEP]) == [("0 3 * * 0", "UTC", True)]
     assert schedules(deployments[PROMOTE]) == []
-    assert deployments[SWEEP]["parameters"]["method"] == "grid"
+    search = deployments[SWEEP]["parameter_openapi_schema"]["properties"]["search"]
+    assert search["default"]["method"] == "grid"
+    assert search["default"]["alpha"] == list(SweepConfig().alpha)
 
 
 def test_server_schedules_nightly_and_sunday_runs(
@@ -280,8 +288,15 @@ def test_worker_runs_nightly_retrain_from_the_checkout(
 ):
     db = tmp_path / "history.duckdb"
     build_demo_database(db)
+    config = json.dumps({"epochs": 2})
     out = server.cli(
-        "deployment", "run", NIGHTLY, "--param", f"db={json.dumps(str(db))}", "--param", "epochs=2"
+        "deployment",
+        "run",
+        NIGHTLY,
+        "--param",
+        f"db={json.dumps(str(db))}",
+        "--param",
+        f"config={config}",
     )
     found = re.search(r"UUID: ([0-9a-f-]{36})", out)
     assert found, out
@@ -304,7 +319,7 @@ def test_worker_runs_nightly_retrain_from_the_checkout(
             + "\n".join(entry["message"] for entry in logs)
             + worker.process.report()
         )
-    assert run["parameters"]["db"] == str(db) and run["parameters"]["epochs"] == 2
+    assert run["parameters"] == {"db": str(db), "config": {"epochs": 2}}
 
     client = MlflowClient(tracking_uri=worker.mlflow_uri, registry_uri=worker.mlflow_uri)
     experiment = client.get_experiment_by_name(tracking.EXPERIMENT)

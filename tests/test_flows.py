@@ -13,8 +13,10 @@ from mlflow import MlflowClient
 
 from rlv2 import cli, pipeline, tracking
 from rlv2.domain import agent_spec
+from rlv2.pipeline import TrainConfig
 from rlv2.rng import stream_seed
 from rlv2.states import SIZING_STATE_SPACE
+from rlv2.sweeps import SweepConfig
 
 pytestmark = pytest.mark.slow
 
@@ -47,11 +49,15 @@ def db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(copy)
 
 
+def config(epochs: int, **replay) -> TrainConfig:
+    return TrainConfig(epochs=epochs).with_hyperparameters(**replay)
+
+
 @pytest.fixture(scope="module")
 def nightly(prefect_harness, mlflow_store, db):
-    from flows.nightly import nightly_retrain
+    from rlv2.flows.nightly import nightly_retrain
 
-    return nightly_retrain(db=db, epochs=3, seed=5)
+    return nightly_retrain(db=db, config=config(3, seed=5))
 
 
 def q_of(agent: str, version: str) -> np.ndarray:
@@ -93,9 +99,9 @@ def test_every_gate_decision_is_recorded(nightly):
 
 
 def test_rerun_gives_byte_identical_q_tables_and_no_duplicate(nightly, db):
-    from flows.nightly import nightly_retrain
+    from rlv2.flows.nightly import nightly_retrain
 
-    again = nightly_retrain(db=db, epochs=3, seed=5, promote=False)
+    again = nightly_retrain(db=db, config=config(3, seed=5), promote=False)
     assert again["versions"] == nightly["versions"]  # same Q-table hash: same version
     for agent in ("meta_strategy", "position_sizing"):
         name = agent_spec(agent).model_name
@@ -104,12 +110,11 @@ def test_rerun_gives_byte_identical_q_tables_and_no_duplicate(nightly, db):
 
 
 def test_sweep_child_equals_single_run_with_its_configuration(nightly, db):
-    from flows.nightly import nightly_retrain
-    from flows.sweep import sweep
+    from rlv2.flows.nightly import nightly_retrain
+    from rlv2.flows.sweep import sweep
 
-    out = sweep(
-        db=db, agent="position_sizing", alpha=[0.05, 0.2], gamma=[0.9], epsilon=[0.2], epochs=3
-    )
+    search = SweepConfig(alpha=(0.05, 0.2), gamma=(0.9,), epsilon=(0.2,))
+    out = sweep(db=db, config=config(3), search=search, agent="position_sizing")
     result = out["position_sizing"]
     table = result["table"]
     assert len(table) == 2 and table["score"].is_monotonic_decreasing
@@ -119,13 +124,16 @@ def test_sweep_child_equals_single_run_with_its_configuration(nightly, db):
     )
     assert len(children) == 2
     best = result["best"]
+    assert float(best["alpha"]) in (0.05, 0.2) and best["meta_weights"] == "0.5,0.2,0.15"
     single = nightly_retrain(
         db=db,
-        epochs=3,
-        alpha=float(best["alpha"]),
-        gamma=0.9,
-        epsilon=0.2,
-        seed=stream_seed(0, int(best["config_index"])),
+        config=config(
+            3,
+            alpha=float(best["alpha"]),
+            gamma=0.9,
+            epsilon=0.2,
+            seed=stream_seed(0, int(best["config_index"])),
+        ),
         promote=False,
     )
     # identical Q-table bytes hash to the same registered version
@@ -155,22 +163,20 @@ def test_promote_gate_rollback_and_status_from_the_cli(nightly, db, capsys):
 
 
 def test_flow_fails_clearly_without_a_database(prefect_harness, mlflow_store, tmp_path):
-    from flows.nightly import nightly_retrain
+    from rlv2.flows.nightly import nightly_retrain
 
     with pytest.raises(FileNotFoundError, match="not found"):
-        nightly_retrain(db=str(tmp_path / "missing.duckdb"), epochs=1)
+        nightly_retrain(db=str(tmp_path / "missing.duckdb"), config=config(1))
 
 
 def test_sweep_on_a_dask_cluster_gives_the_threads_result(prefect_harness, mlflow_store, db):
-    from flows.sweep import sweep
+    from rlv2.flows.sweep import sweep
 
     kwargs = {
         "db": db,
         "agent": "position_sizing",
-        "alpha": [0.05, 0.2],
-        "gamma": [0.9],
-        "epsilon": [0.2],
-        "epochs": 2,
+        "config": config(2),
+        "search": SweepConfig(alpha=(0.05, 0.2), gamma=(0.9,), epsilon=(0.2,)),
         "register_best": False,
     }
     threads = sweep(**kwargs)["position_sizing"]["table"]
@@ -182,21 +188,131 @@ def test_sweep_on_a_dask_cluster_gives_the_threads_result(prefect_harness, mlflo
 def test_tpe_study_persists_and_a_rerun_resumes_it(prefect_harness, mlflow_store, db, tmp_path):
     import optuna
 
-    from flows.sweep import sweep
+    from rlv2.flows.sweep import sweep
 
     storage = f"sqlite:///{tmp_path}/optuna.db"
+    search = SweepConfig(method="tpe", trials=2, study="resume", storage=storage)
     kwargs = {
         "db": db,
         "agent": "position_sizing",
-        "method": "tpe",
-        "n_trials": 2,
-        "storage": storage,
-        "study_name": "resume",
-        "epochs": 2,
+        "config": config(2),
+        "search": search,
         "register_best": False,
     }
     first = sweep(**kwargs)["position_sizing"]["table"]
     assert len(first) == 2
-    sweep(**kwargs)
+    second = sweep(**kwargs)["position_sizing"]["table"]
+    assert sorted(second["trial"]) == [2, 3]
     study = optuna.load_study(study_name="resume-position_sizing", storage=storage)
     assert len(study.trials) == 4  # the rerun added two trials to the stored two
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(params)) == 4  # and proposed none of the first run's configurations
+    assert {t.params["meta_weights"] for t in study.trials} == {"0.5,0.2,0.15"}
+
+
+def test_only_transient_io_errors_are_transient():
+    import duckdb
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
+
+    from rlv2.flows.common import is_transient
+
+    assert is_transient(ConnectionError("reset by peer"))
+    assert is_transient(TimeoutError())
+    assert is_transient(duckdb.IOException("Could not set lock on file"))
+    assert is_transient(MlflowException("database is locked", error_code=TEMPORARILY_UNAVAILABLE))
+    try:
+        try:
+            raise ConnectionError("refused")
+        except ConnectionError as cause:
+            raise MlflowException("API request failed") from cause
+    except MlflowException as wrapped:
+        assert is_transient(wrapped)  # through the exception it was raised from
+    assert not is_transient(ValueError("db: 0 decision points in table signals"))
+    assert not is_transient(FileNotFoundError("missing.duckdb"))
+    assert not is_transient(MlflowException("bad param", error_code=INVALID_PARAMETER_VALUE))
+
+
+def test_a_value_error_is_not_retried_and_a_transient_error_is(prefect_harness):
+    from prefect import flow, task
+
+    from rlv2.flows.common import IO_RETRIES
+
+    attempts: list[str] = []
+
+    @task(**{**IO_RETRIES, "retry_delay_seconds": 0})
+    def read(error: Exception | None, failures: int) -> str:
+        attempts.append(type(error).__name__)
+        if error is not None and len(attempts) <= failures:
+            raise error
+        return "read"
+
+    @flow
+    def reading(error: Exception | None, failures: int) -> str:
+        return read(error, failures)
+
+    with pytest.raises(ValueError, match="no decision points"):
+        reading(ValueError("no decision points"), 3)
+    assert attempts == ["ValueError"]  # deterministic: not retried
+    attempts.clear()
+    assert reading(ConnectionError("reset"), 2) == "read"
+    assert attempts == ["ConnectionError"] * 3  # transient: retried twice, then it passed
+    attempts.clear()
+    with pytest.raises(TimeoutError):
+        reading(TimeoutError("slow"), 5)
+    assert len(attempts) == 3  # two retries, no more
+
+
+def test_only_idempotent_or_read_only_tasks_are_retried():
+    from rlv2.flows import common, nightly, promote, sweep
+
+    retried = [common.plan_split, common.plan_validation, common.load_window]
+    retried += [common.load_production, promote.load_candidate]
+    retried += [nightly.log_training, sweep.log_sweep]  # MLflow writes resumed by run key
+    for t in retried:
+        assert t.retries == 2 and t.retry_condition_fn is common.retry_transient, t.name
+    once = [common.train_agent, nightly.evaluate_holdout, sweep.train_group, sweep.score]
+    once += [promote.judge_candidate, promote.record_decision]
+    for t in once:
+        assert not t.retries, t.name
+
+
+def test_a_retried_log_task_completes_its_own_run(prefect_harness, mlflow_store, db, monkeypatch):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+    from rlv2.flows.nightly import nightly_retrain
+
+    register = mlflow.register_model
+    calls: list[str] = []
+
+    def register_after_a_lock(model_uri, name, **kwargs):
+        calls.append(name)
+        if len(calls) == 1:  # the first agent's model is logged, its registration fails
+            raise MlflowException("database is locked", error_code=TEMPORARILY_UNAVAILABLE)
+        return register(model_uri, name, **kwargs)
+
+    monkeypatch.setattr(mlflow, "register_model", register_after_a_lock)
+    out = nightly_retrain(db=db, config=config(1, seed=11), promote=False)
+    assert len(calls) == 3  # one failed, then both agents
+    client = MlflowClient()
+    run = client.get_run(out["run_id"])
+    key = run.data.tags["run_key"]
+    assert key.endswith("/log_training") and run.info.status == "FINISHED"
+    same_key = client.search_runs([run.info.experiment_id], filter_string=f"tags.run_key = '{key}'")
+    assert [r.info.run_id for r in same_key] == [out["run_id"]]  # no second run
+    episodes = int(float(run.data.params["train_trades"]))  # one epoch
+    for agent in ("meta_strategy", "position_sizing"):
+        history = client.get_metric_history(out["run_id"], f"{agent}.episode_reward")
+        assert len(history) == min(episodes, pipeline.CURVE_POINTS)  # logged once
+        assert len(client.get_metric_history(out["run_id"], f"{agent}.final_epsilon")) == 1
+    models = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{out['run_id']}'",
+        output_format="list",
+    )
+    assert len(models) == 2  # the retry registered the model its first try logged
+    for agent, version in out["versions"].items():
+        digest = client.get_model_version(tracking.MODEL_NAMES[agent], version).tags["q_sha256"]
+        found = client.search_model_versions(f"tags.q_sha256 = '{digest}'")
+        assert len(found) == 1

@@ -1,4 +1,4 @@
-"""A wheel of rlv2 carries its SQL and bundled data, and works installed from it alone."""
+"""A wheel of rlv2 carries its SQL, bundled data and flows, and works installed from it alone."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "README.md", "rlv2", "flows", "sql", "data")
 
 CHECK = """
+import importlib.util
 import sys
 from pathlib import Path
 from rlv2 import demo_data, pipeline, replay, store
@@ -24,6 +25,10 @@ for module in (store, replay, pipeline):  # every subpackage ships (rlv2.replay 
 assert store.SQL_DIR == site / "rlv2" / "sql", store.SQL_DIR
 assert demo_data.DATA_DIR == site / "rlv2" / "data", demo_data.DATA_DIR
 assert store.sql_path("ingest_rules_trades").is_relative_to(store.SQL_DIR / "ingest")
+assert importlib.util.find_spec("flows") is None, "a top-level module flows is installed"
+from rlv2.flows import nightly, promote, sweep
+assert Path(nightly.__file__).resolve() == site / "rlv2" / "flows" / "nightly.py"
+assert nightly.nightly_retrain.name == "nightly-retrain", nightly.nightly_retrain.name
 with store.connect(":memory:") as con:
     store.apply_schema(con)
     print(len(con.execute("SELECT * FROM duckdb_tables()").fetchall()), "tables")
@@ -32,7 +37,7 @@ print(len(demo_data.load_bundled_candles()), "candles")
 
 
 @pytest.mark.slow
-def test_a_wheel_carries_sql_and_data_and_runs_outside_the_checkout(tmp_path):
+def test_a_wheel_carries_sql_data_and_flows_and_runs_outside_the_checkout(tmp_path):
     source = tmp_path / "source"
     source.mkdir()
     for name in SOURCES:
@@ -55,6 +60,9 @@ def test_a_wheel_carries_sql_and_data_and_runs_outside_the_checkout(tmp_path):
     assert {Path(n).name for n in names if n.startswith("rlv2/data/")} >= {
         p.name for p in (REPO / "data").glob("*.csv")
     }
+    flows = sorted(Path(n).name for n in names if n.startswith("rlv2/flows/"))
+    assert flows == sorted(p.name for p in (REPO / "flows").glob("*.py"))
+    assert not [n for n in names if n.startswith("flows/")]  # no top-level package flows
     subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True)
     env = {**os.environ, "PYTHONPATH": str(site)}
     run = subprocess.run(
