@@ -99,10 +99,10 @@ def load_candidate(agent: str, version: str | None) -> tuple[str, np.ndarray]:
     """A registered version's Q-table (default: the agent's newest version)."""
     chosen = version or tracking.latest_version(agent)
     if chosen is None:
-        raise ValueError(f"no registered version of {tracking.MODEL_NAMES[agent]} to gate")
+        raise ValueError(f"no registered version of {agent_spec(agent).model_name} to gate")
     loaded = tracking.load_q_table(agent, version=str(chosen))
     if loaded is None:
-        raise ValueError(f"{tracking.MODEL_NAMES[agent]} v{chosen} not found")
+        raise ValueError(f"{agent_spec(agent).model_name} v{chosen} not found")
     return str(chosen), loaded[0]
 
 

@@ -9,11 +9,12 @@ and action, the expected reward::
 
 a sample mean shrunk toward ``P(s, a)``, the same estimate one level coarser: the mean
 over the states that share ``s``'s coarser key (say, its regime), itself shrunk toward
-the mean over every event. ``κ`` (``prior_strength``) is how many events of the coarser
-level one state's own events must outweigh. By default it is chosen by the data: fit on
-the earlier 70 % of the training events with each κ of ``PRIOR_STRENGTHS``, keep the one
-whose greedy policy earns most on the later 30 % (their counterfactual rewards are
-known), refit on all; of the κ within one standard error of the best, the largest.
+the mean over every event. ``κ`` (``prior_strength``, one per level) is how many events
+of the coarser level one group's own events must outweigh. By default the data chooses
+it: fit on the earlier 70 % of the training events with every combination of
+``PRIOR_STRENGTHS``, score each greedy policy on the later 30 % (their counterfactual
+rewards are known), pool the full states as much as one standard error of the best
+score allows, give the coarser levels the κ that scored best, refit on all.
 Where states do not really differ, that is a large κ and the learner plays the best
 fixed action; where they do, a small one. A thin state borrows
 strength from its neighbours; an unvisited state (``n(s) = 0``) gets its coarser
@@ -31,6 +32,7 @@ rewards; the artifact is still a Q-table over SPEC A2's states and A3's actions.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numba
@@ -63,21 +65,21 @@ def shrink(
     counts: NDArray[np.float64],
     space: StateSpace,
     levels: Sequence[Sequence[str]],
-    prior_strength: float,
+    prior_strength: float | Sequence[float],
 ) -> NDArray[np.float64]:
     """The back-off estimate of every state from per-state reward sums and event counts.
 
     ``levels`` are the coarser keys from the coarsest to the finest, each a tuple of
     feature names that contains the one before it; the global mean comes before them,
-    the full state after them.
+    the full state after them. ``prior_strength`` is one κ for every level, or one per
+    level (``len(levels) + 1``, the coarsest first, the full state last).
     """
-    if not prior_strength >= 0:
-        raise ValueError(f"prior_strength={prior_strength} must be >= 0")
+    kappas = _per_level(prior_strength, len(levels) + 1)
     total = counts.sum()
     parent = (sums.sum(axis=0) / total if total > 0 else np.zeros(sums.shape[1]))[None, :]
     parent_of = np.zeros(space.n_states, np.int64)  # each state's row in ``parent``
     previous: set[str] = set()
-    for features in levels:
+    for depth, features in enumerate(levels):
         if not previous <= set(features):
             raise ValueError(f"back-off levels must refine each other: {list(levels)}")
         previous = set(features)
@@ -88,9 +90,23 @@ def shrink(
         level_counts = np.bincount(key, weights=counts, minlength=n_keys).astype(np.float64)
         key_parent = np.zeros(n_keys, np.int64)
         key_parent[key] = parent_of
-        parent = _shrunk_mean(level_sums, level_counts, parent[key_parent], prior_strength)
+        parent = _shrunk_mean(level_sums, level_counts, parent[key_parent], kappas[depth])
         parent_of = key
-    return _shrunk_mean(sums, counts, parent[parent_of], prior_strength)
+    return _shrunk_mean(sums, counts, parent[parent_of], kappas[-1])
+
+
+def _per_level(prior_strength: float | Sequence[float], n_levels: int) -> tuple[float, ...]:
+    """κ of every level from one κ or one per level, each checked."""
+    if isinstance(prior_strength, int | float):
+        kappas = (float(prior_strength),) * n_levels
+    else:
+        kappas = tuple(float(k) for k in prior_strength)
+    if len(kappas) != n_levels:
+        raise ValueError(f"prior_strength: {len(kappas)} values for {n_levels} levels")
+    for k in kappas:
+        if not k >= 0:
+            raise ValueError(f"prior_strength={k} must be >= 0")
+    return kappas
 
 
 def _shrunk_mean(
@@ -171,28 +187,38 @@ def select_prior_strength(
     space: StateSpace,
     levels: Sequence[Sequence[str]] = (),
     validation_fraction: float = VALIDATION_FRACTION,
-) -> float:
-    """The largest κ of ``PRIOR_STRENGTHS`` whose greedy policy earns, on the latest
-    events, within one standard error of the best κ's (the one-standard-error rule).
+) -> tuple[float, ...]:
+    """κ per level, from ``PRIOR_STRENGTHS``, chosen on the latest events.
 
-    Fit on the earlier events, score on the later ones by their known rewards of every
-    action. The rule prefers the simpler policy unless the data clearly pays for a finer
-    one. Too few events: ∞.
+    Fit on the earlier events and score every combination on the later ones by their
+    known rewards of every action. The finest level (the full state) takes the most
+    pooling whose greedy policy earns within one standard error of the best one's (the
+    error of their paired per-event difference: the one-standard-error rule); the
+    coarser levels then take the combination that scored best. Too few events: ∞.
     """
+    n_levels = len(levels) + 1
     n = len(states)
     cut = int(round(n * (1.0 - validation_fraction)))
     if cut < 1 or n - cut < 2:
-        return float(np.inf)
+        return (float(np.inf),) * n_levels
     sums, counts = accumulate(states[:cut], rewards[:cut], space.n_states)
     later_states, later_rewards = states[cut:], rewards[cut:]
     rows = np.arange(n - cut)
-    earned = {}
-    for kappa in PRIOR_STRENGTHS:
-        q = shrink(sums, counts, space, levels, kappa)
-        earned[kappa] = later_rewards[rows, q[later_states].argmax(axis=1)]
-    best = max(earned, key=lambda k: float(earned[k].mean()))
-    floor = float(earned[best].mean() - earned[best].std() / np.sqrt(n - cut))
-    return float(max(k for k, e in earned.items() if float(e.mean()) >= floor))
+    earned: dict[tuple[float, ...], NDArray[np.float64]] = {}
+    for kappas in itertools.product(PRIOR_STRENGTHS, repeat=n_levels):
+        q = shrink(sums, counts, space, levels, kappas)
+        earned[kappas] = later_rewards[rows, q[later_states].argmax(axis=1)]
+    best = earned[max(earned, key=lambda k: float(earned[k].mean()))]
+    # within one standard error of the best, on the paired per-event differences
+    good = [
+        k
+        for k, e in earned.items()
+        if float((best - e).mean()) <= float((best - e).std()) / np.sqrt(n - cut)
+    ]
+    # the rule guards the finest level, where the thin states are; the few groups of a
+    # coarser level take the κ that scored best with it
+    finest = max(k[-1] for k in good)
+    return max((k for k in earned if k[-1] == finest), key=lambda k: float(earned[k].mean()))
 
 
 def full_information_q(
@@ -200,15 +226,18 @@ def full_information_q(
     rewards: ArrayLike,
     space: StateSpace,
     levels: Sequence[Sequence[str]] = (),
-    prior_strength: float | None = None,
-) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
-    """The full-information Q-table of some events, the events behind each state, and κ.
+    prior_strength: float | Sequence[float] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[float, ...]]:
+    """The full-information Q-table of some events, the events behind each state, and κ
+    per level (the coarsest first).
 
     ``prior_strength`` None chooses κ by ``select_prior_strength``.
     """
     s = np.ascontiguousarray(states, dtype=np.int64)
     r = np.ascontiguousarray(rewards, dtype=np.float64)
     if prior_strength is None:
-        prior_strength = select_prior_strength(s, r, space, levels)
+        kappas = select_prior_strength(s, r, space, levels)
+    else:
+        kappas = _per_level(prior_strength, len(levels) + 1)
     sums, counts = accumulate(s, r, space.n_states)
-    return shrink(sums, counts, space, levels, prior_strength), counts, prior_strength
+    return shrink(sums, counts, space, levels, kappas), counts, kappas

@@ -313,6 +313,6 @@ def test_a_retried_log_task_completes_its_own_run(prefect_harness, mlflow_store,
     )
     assert len(models) == 2  # the retry registered the model its first try logged
     for agent, version in out["versions"].items():
-        digest = client.get_model_version(tracking.MODEL_NAMES[agent], version).tags["q_sha256"]
+        digest = client.get_model_version(agent_spec(agent).model_name, version).tags["q_sha256"]
         found = client.search_model_versions(f"tags.q_sha256 = '{digest}'")
         assert len(found) == 1
