@@ -73,7 +73,9 @@ def log_training(
             tracking.log_curves(agent, **result.curves(pipeline.CURVE_POINTS))
             tracking.log_metrics({f"{agent}.{k}": v for k, v in result.summary().items()})
             tracking.log_q_table(agent, result.q, space)
-            version = tracking.log_policy_model(agent, result.q, space)
+            version = tracking.log_policy_model(
+                agent, result.q, space, tags={"learner": config.learner}
+            )
             versions[str(agent)] = None if version is None else str(version.version)
         tracking.log_metrics({f"holdout.{k}": v for k, v in evaluation["holdout"].items()})
         tracking.log_metrics({f"holdout_logged.{k}": v for k, v in evaluation["logged"].items()})

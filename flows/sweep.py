@@ -127,7 +127,9 @@ def log_sweep(
             space = best_config.replay.state_space(agent)
             tracking.log_config(best_config.to_dict())
             tracking.log_q_table(agent, best_final.q, space)
-            registered = tracking.log_policy_model(agent, best_final.q, space)
+            registered = tracking.log_policy_model(
+                agent, best_final.q, space, tags={"learner": best_config.learner}
+            )
             version = None if registered is None else str(registered.version)
         run_id = parent.info.run_id
     print(

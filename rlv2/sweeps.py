@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple, dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
+from rlv2.domain import Learner
 from rlv2.pipeline import TrainConfig
 from rlv2.qlearning import stream_seed
 from rlv2.rewards import MetaRewardWeights, SizingRewardWeights
@@ -140,12 +141,18 @@ def suggest(
 
 
 def train_config(base: TrainConfig, params: Mapping[str, Value], seed: int) -> TrainConfig:
-    """The training configuration of one proposal: ``base`` with its values and seed."""
+    """The training configuration of one proposal: ``base`` with its values and seed.
+
+    A sweep tunes SPEC A4's learner (its α, γ and ε schedule, and the reward weights),
+    so its trials train with ``learner = q-learning`` whatever the base configuration's.
+    """
     changes: dict[str, Any] = {k: float(params[k]) for k in KERNEL_KEYS}
     changes["epsilon_min"] = min(changes["epsilon_min"], changes["epsilon"])
     changes["meta_weights"] = MetaRewardWeights(*_numbers(params["meta_weights"]))
     changes["sizing_weights"] = SizingRewardWeights(*_numbers(params["sizing_weights"]))
-    return replace(base, replay=replace(base.replay, seed=seed, **changes))
+    return replace(
+        base, learner=Learner.Q_LEARNING, replay=replace(base.replay, seed=seed, **changes)
+    )
 
 
 def _numbers(text: Value) -> list[float]:

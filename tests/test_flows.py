@@ -49,8 +49,8 @@ def db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(copy)
 
 
-def config(epochs: int, **replay) -> TrainConfig:
-    return TrainConfig(epochs=epochs).with_hyperparameters(**replay)
+def config(epochs: int, learner: str = "full-information", **replay) -> TrainConfig:
+    return TrainConfig(epochs=epochs, learner=learner).with_hyperparameters(**replay)
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,12 @@ def test_nightly_logs_a_complete_run(nightly, mlflow_store, db):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "q_tables")}
     assert {"q_tables/meta_strategy.npy", "q_tables/position_sizing.csv"} <= artifacts
     assert set(nightly["versions"]) == {"meta_strategy", "position_sizing"}
+
+
+def test_each_registered_version_records_its_learner(nightly):
+    for agent, version in nightly["versions"].items():
+        tags = MlflowClient().get_model_version(agent_spec(agent).model_name, version).tags
+        assert tags["learner"] == "full-information"
 
 
 def test_every_gate_decision_is_recorded(nightly):
@@ -129,6 +135,7 @@ def test_sweep_child_equals_single_run_with_its_configuration(nightly, db):
         db=db,
         config=config(
             3,
+            learner="q-learning",  # a sweep's trials train SPEC A4's learner
             alpha=float(best["alpha"]),
             gamma=0.9,
             epsilon=0.2,
