@@ -50,7 +50,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
-from enum import Enum
+from enum import Enum, StrEnum
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -177,7 +177,10 @@ def configure(uri: str | None = None) -> str:
 
 
 def _text(value: Any) -> str:
-    """A param or tag value as text: enums by name, sequences as JSON, numbers as Python prints."""
+    """A param or tag value as text: string enums by value (``meta_strategy``), other enums
+    by name (``TREND``), sequences as JSON, numbers as Python prints."""
+    if isinstance(value, StrEnum):
+        return value.value
     if isinstance(value, Enum):
         return value.name
     if isinstance(value, np.generic):
