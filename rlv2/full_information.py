@@ -9,14 +9,13 @@ and action, the expected reward::
 
 a sample mean shrunk toward ``P(s, a)``, the same estimate one level coarser: the mean
 over the states that share ``s``'s coarser key (say, its regime), itself shrunk toward
-the mean over every event. ``κ`` (``prior_strength``, one per level) is how many events
-of the coarser level one group's own events must outweigh. By default the data chooses
-it: fit on the earlier 70 % of the training events with every combination of
-``PRIOR_STRENGTHS``, score each greedy policy on the later 30 % (their counterfactual
-rewards are known), pool the full states as much as one standard error of the best
-score allows, give the coarser levels the κ that scored best, refit on all.
-Where states do not really differ, that is a large κ and the learner plays the best
-fixed action; where they do, a small one. A thin state borrows
+the mean over every event. ``κ`` (``prior_strength``) is how many events of the coarser
+level one group's own events must outweigh. By default the data chooses it, by blocked
+cross-validation on the training events (every action's reward is known, so any table
+can be scored on held-out events): each group of a coarser level takes the κ that
+earned most on its own events, the full states the most pooling within one standard
+error of the best (``select_prior_strength``). Where states do not really differ, the
+learner plays the best fixed action; where they do, each keeps its own. A thin state borrows
 strength from its neighbours; an unvisited state (``n(s) = 0``) gets its coarser
 level's value instead of zeros, so its greedy action is the best one where the data has
 something to say.
@@ -32,7 +31,6 @@ rewards; the artifact is still a Q-table over SPEC A2's states and A3's actions.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import numba
@@ -43,8 +41,8 @@ from rlv2.states import StateSpace
 
 PRIOR_STRENGTHS: tuple[float, ...] = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, np.inf)
 """The κ a validation split chooses from (∞: every state takes its coarsest value)."""
-VALIDATION_FRACTION = 0.3
-"""Share of a training window's events (its latest) that choose κ."""
+FOLDS = 5
+"""Consecutive blocks of a training window's events that choose κ by cross-validation."""
 
 
 def coarse_keys(space: StateSpace, features: Sequence[str]) -> NDArray[np.int64]:
@@ -65,14 +63,15 @@ def shrink(
     counts: NDArray[np.float64],
     space: StateSpace,
     levels: Sequence[Sequence[str]],
-    prior_strength: float | Sequence[float],
+    prior_strength: float | Sequence[float | NDArray[np.float64]],
 ) -> NDArray[np.float64]:
     """The back-off estimate of every state from per-state reward sums and event counts.
 
     ``levels`` are the coarser keys from the coarsest to the finest, each a tuple of
     feature names that contains the one before it; the global mean comes before them,
     the full state after them. ``prior_strength`` is one κ for every level, or one per
-    level (``len(levels) + 1``, the coarsest first, the full state last).
+    level (``len(levels) + 1``, the coarsest first, the full state last), where a
+    coarser level's κ may also be an array with one κ per group of that level.
     """
     kappas = _per_level(prior_strength, len(levels) + 1)
     total = counts.sum()
@@ -95,16 +94,22 @@ def shrink(
     return _shrunk_mean(sums, counts, parent[parent_of], kappas[-1])
 
 
-def _per_level(prior_strength: float | Sequence[float], n_levels: int) -> tuple[float, ...]:
+Kappa = float | NDArray[np.float64]
+"""κ of one level: one value, or one per group of the level."""
+
+
+def _per_level(
+    prior_strength: float | Sequence[float | NDArray[np.float64]], n_levels: int
+) -> tuple[Kappa, ...]:
     """κ of every level from one κ or one per level, each checked."""
     if isinstance(prior_strength, int | float):
-        kappas = (float(prior_strength),) * n_levels
+        kappas: tuple[Kappa, ...] = (float(prior_strength),) * n_levels
     else:
-        kappas = tuple(float(k) for k in prior_strength)
+        kappas = tuple(k if isinstance(k, np.ndarray) else float(k) for k in prior_strength)
     if len(kappas) != n_levels:
         raise ValueError(f"prior_strength: {len(kappas)} values for {n_levels} levels")
     for k in kappas:
-        if not k >= 0:
+        if not np.all(np.asarray(k) >= 0):
             raise ValueError(f"prior_strength={k} must be >= 0")
     return kappas
 
@@ -113,15 +118,16 @@ def _shrunk_mean(
     sums: NDArray[np.float64],
     counts: NDArray[np.float64],
     prior: NDArray[np.float64],
-    prior_strength: float,
+    prior_strength: Kappa,
 ) -> NDArray[np.float64]:
-    """``(sums + κ · prior) / (counts + κ)`` per row; a row with no weight at all is its prior."""
-    if np.isinf(prior_strength):
-        return np.array(np.broadcast_to(prior, sums.shape))
-    weight = (counts + prior_strength)[:, None]
+    """``(sums + κ · prior) / (counts + κ)`` per row, as ``w · mean + (1 - w) · prior``
+    with ``w = counts / (counts + κ)``; a row with no weight at all (or κ = ∞) is its prior."""
+    n = counts[:, None]
+    kappa = np.broadcast_to(np.asarray(prior_strength, np.float64), counts.shape)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (sums + prior_strength * prior) / weight
-    return np.where(weight > 0, mean, prior)
+        weight = np.where(np.isinf(kappa) | (n + kappa <= 0), 0.0, n / (n + kappa))
+        mean = np.where(n > 0, sums / np.where(n > 0, n, 1.0), 0.0)
+    return weight * mean + (1.0 - weight) * np.broadcast_to(prior, sums.shape)
 
 
 class FullInformationLearner:
@@ -181,44 +187,76 @@ def accumulate(
     return sums, counts
 
 
+def _best(earned: dict[float, NDArray[np.float64]], rows: NDArray[np.int64]) -> float:
+    """The κ that earned most on ``rows`` (ties: the larger)."""
+    return max(earned, key=lambda k: (float(earned[k][rows].mean()), k))
+
+
+def _one_se_largest(earned: dict[float, NDArray[np.float64]]) -> float:
+    """The largest κ whose earnings lie within one standard error of the best κ's (the
+    error of their paired per-event difference)."""
+    means = {k: float(e.mean()) for k, e in earned.items()}
+    best = earned[max(means, key=means.__getitem__)]
+    m = len(best)
+    return max(
+        k
+        for k, e in earned.items()
+        if float((best - e).mean()) <= float((best - e).std()) / np.sqrt(m)
+    )
+
+
 def select_prior_strength(
     states: NDArray[np.int64],
     rewards: NDArray[np.float64],
     space: StateSpace,
     levels: Sequence[Sequence[str]] = (),
-    validation_fraction: float = VALIDATION_FRACTION,
-) -> tuple[float, ...]:
-    """κ per level, from ``PRIOR_STRENGTHS``, chosen on the latest events.
+    folds: int = FOLDS,
+) -> tuple[Kappa, ...]:
+    """κ per level, chosen by blocked cross-validation and the one-standard-error rule.
 
-    Fit on the earlier events and score every combination on the later ones by their
-    known rewards of every action. The finest level (the full state) takes the most
-    pooling whose greedy policy earns within one standard error of the best one's (the
-    error of their paired per-event difference: the one-standard-error rule); the
-    coarser levels then take the combination that scored best. Too few events: ∞.
+    The events are cut into ``folds`` consecutive blocks; each block is scored, by its
+    known rewards of every action, with the table fitted on the other blocks, so every
+    event scores every κ of ``PRIOR_STRENGTHS`` once. Level by level from the coarsest,
+    the finer levels pooled: each group of a coarser level (say, each regime: a few
+    groups with many events each) takes the κ that earned most on its own events; the
+    full states (many, thin) then take one κ, the most pooling whose greedy policy earns
+    within one standard error of the best κ's (the error of their paired per-event
+    difference: the one-standard-error rule). Too few events: ∞.
     """
     n_levels = len(levels) + 1
     n = len(states)
-    cut = int(round(n * (1.0 - validation_fraction)))
-    if cut < 1 or n - cut < 2:
+    if n < 2 * folds:
         return (float(np.inf),) * n_levels
-    sums, counts = accumulate(states[:cut], rewards[:cut], space.n_states)
-    later_states, later_rewards = states[cut:], rewards[cut:]
-    rows = np.arange(n - cut)
-    earned: dict[tuple[float, ...], NDArray[np.float64]] = {}
-    for kappas in itertools.product(PRIOR_STRENGTHS, repeat=n_levels):
-        q = shrink(sums, counts, space, levels, kappas)
-        earned[kappas] = later_rewards[rows, q[later_states].argmax(axis=1)]
-    best = earned[max(earned, key=lambda k: float(earned[k].mean()))]
-    # within one standard error of the best, on the paired per-event differences
-    good = [
-        k
-        for k, e in earned.items()
-        if float((best - e).mean()) <= float((best - e).std()) / np.sqrt(n - cut)
-    ]
-    # the rule guards the finest level, where the thin states are; the few groups of a
-    # coarser level take the κ that scored best with it
-    finest = max(k[-1] for k in good)
-    return max((k for k in earned if k[-1] == finest), key=lambda k: float(earned[k].mean()))
+    blocks = np.array_split(np.arange(n), folds)
+    parts = [accumulate(states[b], rewards[b], space.n_states) for b in blocks]
+    total_sums = sum(p[0] for p in parts)
+    total_counts = sum(p[1] for p in parts)
+
+    def cross_validated(kappas: tuple[Kappa, ...]) -> NDArray[np.float64]:
+        earned = np.empty(n)
+        for block, (sums, counts) in zip(blocks, parts, strict=True):
+            q = shrink(total_sums - sums, total_counts - counts, space, levels, kappas)
+            held = states[block]
+            earned[block] = rewards[block][np.arange(len(block)), q[held].argmax(axis=1)]
+        return earned
+
+    chosen: list[Kappa] = [float(np.inf)] * n_levels
+    for depth, features in enumerate(levels):
+        key = coarse_keys(space, features)[states]
+        earned = {}
+        for kappa in PRIOR_STRENGTHS:
+            chosen[depth] = kappa
+            earned[kappa] = cross_validated(tuple(chosen))
+        per_group = np.full(int(coarse_keys(space, features).max()) + 1, np.inf)
+        for group in np.unique(key):
+            per_group[group] = _best(earned, np.flatnonzero(key == group))
+        chosen[depth] = per_group
+    finest = {}
+    for kappa in PRIOR_STRENGTHS:
+        chosen[-1] = kappa
+        finest[kappa] = cross_validated(tuple(chosen))
+    chosen[-1] = _one_se_largest(finest)
+    return tuple(chosen)
 
 
 def full_information_q(
@@ -226,8 +264,8 @@ def full_information_q(
     rewards: ArrayLike,
     space: StateSpace,
     levels: Sequence[Sequence[str]] = (),
-    prior_strength: float | Sequence[float] | None = None,
-) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[float, ...]]:
+    prior_strength: float | Sequence[Kappa] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[Kappa, ...]]:
     """The full-information Q-table of some events, the events behind each state, and κ
     per level (the coarsest first).
 
