@@ -1,6 +1,6 @@
 """Compiled account features after each closed trade (SPEC A2, C), in close order.
 
-The equity curve ``initial_equity + margin_unit * Σ pnl_pct / 100``, the drawdown-based
+The equity curve (each close compounds: ``rlv2.outcomes.equity_after_close``), the drawdown-based
 account health (equity over its running peak, the initial equity included), and over
 the trailing ``window`` closed trades the win rate (``pnl_pct > 0``), the Sharpe signal
 of the returns ``pnl_pct / 100`` (``rlv2.rewards.sharpe_signal``) and the equity-curve
@@ -16,6 +16,8 @@ import math
 import numba
 import numpy as np
 from numpy.typing import NDArray
+
+from rlv2.outcomes import equity_after_close
 
 _jit = numba.njit(cache=True, nogil=True)
 
@@ -75,14 +77,13 @@ def trailing_slope(equity: NDArray[np.float64], a: int, b: int) -> float:
 def _equity_kernel(
     pnl: NDArray[np.float64],
     initial_equity: float,
-    margin_unit: float,
+    margin_fraction: float,
     out: NDArray[np.float64],
 ) -> None:
-    cumulative = 0.0
+    equity = initial_equity
     peak = initial_equity
     for k in range(pnl.size):
-        cumulative += pnl[k]
-        equity = initial_equity + margin_unit * cumulative / 100.0
+        equity = equity_after_close(equity, pnl[k], margin_fraction)
         out[k, 0] = equity
         peak = max(peak, equity)
         out[k, 1] = equity / peak
@@ -103,7 +104,7 @@ ACCOUNT_COLUMNS = ("equity", "account_health", "winrate", "sharpe_signal", "equi
 
 
 def account_after_closes(
-    pnl_pct: NDArray[np.float64], initial_equity: float, margin_unit: float, window: int
+    pnl_pct: NDArray[np.float64], initial_equity: float, margin_fraction: float, window: int
 ) -> dict[str, NDArray[np.float64]]:
     """Account features after each closed trade of ``pnl_pct`` (in close order)."""
     if window < 1:
@@ -112,8 +113,8 @@ def account_after_closes(
     if not np.all(np.isfinite(pnl)):
         raise ValueError("pnl_pct must be finite")
     out = np.empty((pnl.size, len(ACCOUNT_COLUMNS)), np.float64)
-    # the equity curve is a running sum (one pass in order); each trailing window then
-    # depends only on it, so those run in parallel
-    _equity_kernel(pnl, float(initial_equity), float(margin_unit), out)
+    # the equity curve is a running product (one pass in order); each trailing window
+    # then depends only on it, so those run in parallel
+    _equity_kernel(pnl, float(initial_equity), float(margin_fraction), out)
     _trailing_kernel(pnl, int(window), out)
     return {name: out[:, i].copy() for i, name in enumerate(ACCOUNT_COLUMNS)}

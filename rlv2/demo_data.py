@@ -75,9 +75,9 @@ from rlv2.domain import (
 )
 from rlv2.outcomes import (
     INITIAL_EQUITY,
-    MARGIN_UNIT,
+    MARGIN_FRACTION,
     SIGMA_FLOOR,
-    position_exposure,
+    equity_after_close,
     position_pnl,
     walk_paths,
 )
@@ -428,9 +428,10 @@ def _book_positions(
     ``max_open`` open positions (None: no cap), and the account has equity left.
     A position counts as closed for a later entry when its ``closed_ts`` is at or
     before the entry's ``ts`` (closes come first at equal times, as in the replay and
-    the account features). Equity is ``rlv2.outcomes.account_equity`` of the closed
-    positions' pnl, kept as a running sum; exposure sums ``position_exposure`` of every
-    open position (all symbols) and the new one at that equity.
+    the account features). The demo's trading system keeps its books as rlv2's account
+    model does (``rlv2.outcomes``): a position puts up ``MARGIN_FRACTION`` of the equity
+    it opens on, each close compounds the equity, and exposure sums every open
+    position's (all symbols) and the new one's notional × leverage over the equity now.
     """
     n = decisions.bar_idx.shape[0]
     ts = bars.ts[decisions.bar_idx]
@@ -440,24 +441,21 @@ def _book_positions(
     open_count = np.zeros(len(bars.symbols), dtype=np.int64)
     closing: list[tuple[int, int]] = []
     open_now: set[int] = set()
-    cumulative_pnl = 0.0  # running sum in close order: account_equity's cumsum, step by step
+    equity = INITIAL_EQUITY  # compounded close by close, as rlv2.outcomes.account_equity
+    notional = np.zeros(n, dtype=np.float64)
     n_closed = 0
     for d in range(n):
         while closing and closing[0][0] <= ts[d]:
             _, k = heapq.heappop(closing)
             open_now.discard(k)
             open_count[symbol[k]] -= 1
-            cumulative_pnl += pnl_pct[k]
+            equity = equity_after_close(equity, float(pnl_pct[k]), MARGIN_FRACTION)
             n_closed += 1
         if not offered[d] or (max_open is not None and open_count[symbol[d]] >= max_open):
             continue
-        equity = INITIAL_EQUITY + MARGIN_UNIT * cumulative_pnl / 100.0
-        if equity <= 0.0:
-            continue
+        notional[d] = size[d] * weight_scale[d] * MARGIN_FRACTION * equity * leverage[d]
         members = np.fromiter((*open_now, d), dtype=np.int64)
-        exposure[d] = position_exposure(
-            size[members], leverage[members], weight_scale[members], equity
-        ).sum()
+        exposure[d] = (notional[members] / equity).sum()
         taken[d] = True
         heapq.heappush(closing, (int(closed_at[d]), d))
         open_now.add(d)

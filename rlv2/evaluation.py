@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rlv2.actions import meta_space, sizing_space
-from rlv2.outcomes import INITIAL_EQUITY
+from rlv2.outcomes import BUST_EQUITY, INITIAL_EQUITY
 from rlv2.replay import SimulationResult
 from rlv2.rng import stream_seed, uniform_step
 
@@ -59,6 +59,7 @@ def policy_metrics(
         "meta_visited_share": meta_pairs / (n_meta_states * meta_space.n),
         "sizing_visited_share": sizing_pairs / (n_sizing_states * sizing_space.n),
         "final_equity": float(result.equity[-1]) if n else INITIAL_EQUITY,
+        "bust": float(n > 0 and float(result.equity.min()) <= BUST_EQUITY),
     }
     return out
 

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from rlv2.account import account_after_closes
 from rlv2.market import asof_bars, simple_returns, window_features
-from rlv2.outcomes import WEIGHT_SCALES, position_notional
+from rlv2.outcomes import WEIGHT_SCALES, account_equity, position_notional
 from rlv2.records import MODEL_COLUMNS, AccountStart, Bars, Transitions
 from rlv2.states import NEUTRAL_WINRATE, FeatureConfig
 from rlv2.store import sql_text
@@ -125,7 +125,7 @@ def _account_columns(
     """
     closes = _fetch(con, sql_text("account_closes"), {})
     acct = account_after_closes(
-        closes["pnl_pct"], config.initial_equity, config.margin_unit, config.winrate_window
+        closes["pnl_pct"], config.initial_equity, config.margin_fraction, config.winrate_window
     )
     # a neutral row 0 (no close yet) and a NaN row 1 (no close of this trade) ahead of
     # the closes, so that every lookup is one take
@@ -297,14 +297,23 @@ def account_start(
         .sum()
     )
     pnl = closes["pnl_pct"][:known].astype(np.float64)
-    equity = config.initial_equity + config.margin_unit * np.cumsum(pnl) / 100.0
+    equity = account_equity(pnl, config.initial_equity, config.margin_fraction)
     recent = slice(max(0, known - config.winrate_window), known)
     opened = _fetch(con, sql_text("account_open_at"), {"at": at})
+    # each open position's margin is a fraction of the equity it opened on: the equity
+    # after the closes known at its entry
+    entry = opened["entry_ts"].astype("datetime64[ns]")
+    before_entry = np.searchsorted(closes["closed_ts"][:known], entry, side="left")
+    at_entry = np.r_[config.initial_equity, equity][before_entry]
     notional = np.asarray(
         [
-            position_notional(s, float(WEIGHT_SCALES[w]), lev, config.margin_unit)
-            for s, w, lev in zip(
-                opened["size_multiplier"], opened["weight_action"], opened["leverage"], strict=True
+            position_notional(s, float(WEIGHT_SCALES[w]), lev, config.margin_fraction * e)
+            for s, w, lev, e in zip(
+                opened["size_multiplier"],
+                opened["weight_action"],
+                opened["leverage"],
+                at_entry,
+                strict=True,
             )
         ],
         dtype=np.float64,

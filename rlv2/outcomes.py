@@ -11,8 +11,9 @@ each is rebuilt from the bars after entry, by these rules (each applied here onl
 - **Model** decides the direction: the chosen model's own signal (+1 / -1).
 - **Weight action** scales exposure: UP × 1.25, HOLD × 1.0, DOWN × 0.75
   (``rlv2.domain.WEIGHT_EXPOSURE_SCALE``).
-- **Size × leverage** scale return and drawdown. A position puts up one margin unit
-  (``MARGIN_UNIT``); size and weight scale its notional on that margin, so its
+- **Size × leverage** scale return and drawdown. A position puts up a margin of
+  ``MARGIN_FRACTION`` of the equity it opens on; size and weight scale its notional on
+  that margin, so its
   effective leverage is ``e = size · w · L``. As SPEC C's units require, ``pnl_pct``
   and ``max_drawdown_pct`` are percent of the margin put up:
   ``pnl_pct = 100 · e · r`` and ``max_drawdown_pct = 100 · min(e · mae, 1)``, where
@@ -20,6 +21,9 @@ each is rebuilt from the bars after entry, by these rules (each applied here onl
   excursion from the entry close, measured on the bars' highs and lows up to the
   exit. When ``e · mae >= 1`` the adverse move wiped the margin: the position is
   liquidated and ``pnl_pct = -100``.
+- **The account** compounds: a close multiplies equity by ``1 + MARGIN_FRACTION ·
+  pnl_pct / 100`` (``equity_after_close``), so no history can take it below zero; a
+  simulation stops trading once equity falls to ``BUST_EQUITY``.
 """
 
 from __future__ import annotations
@@ -180,10 +184,11 @@ def position_outcome(
 
 @numba.njit(cache=True, nogil=True)
 def position_notional(
-    size_multiplier: float, weight_scale: float, leverage: float, margin_unit: float
+    size_multiplier: float, weight_scale: float, leverage: float, margin: float
 ) -> float:
-    """Notional × leverage of one position, in equity units (SPEC C exposure's numerator)."""
-    return size_multiplier * weight_scale * margin_unit * leverage
+    """Notional × leverage of one position on ``margin`` (in equity units; SPEC C
+    exposure's numerator)."""
+    return size_multiplier * weight_scale * margin * leverage
 
 
 @numba.njit(cache=True, nogil=True)
@@ -224,24 +229,52 @@ def position_pnl(
 
 INITIAL_EQUITY = 100.0
 """Account equity before the first trade."""
-MARGIN_UNIT = 10.0
-"""Margin every position puts up, in equity units: 10 % of the initial equity."""
+MARGIN_FRACTION = 0.1
+"""Margin every position puts up, as a fraction of the equity: 10 %."""
+BUST_EQUITY = 1.0
+"""Equity at or below which the modelled account is bust (1 % of the initial) and a
+simulation trades no more; compounding keeps equity positive, so only a long losing
+streak gets there."""
 
 
-def account_equity(pnl_pct: ArrayLike) -> NDArray[np.float64]:
-    """Equity after each closed trade: ``INITIAL_EQUITY + MARGIN_UNIT · Σ pnl_pct / 100``."""
-    return INITIAL_EQUITY + MARGIN_UNIT * np.cumsum(np.asarray(pnl_pct, dtype=np.float64)) / 100.0
+@numba.njit(cache=True, nogil=True)
+def equity_after_close(equity: float, pnl_pct: float, margin_fraction: float) -> float:
+    """Equity after a close: the position's margin, ``margin_fraction`` of the equity, earned
+    ``pnl_pct`` percent. Compounding keeps equity positive: ``pnl_pct >= -100`` loses at
+    most the margin, never the account (SPEC C, "Account model")."""
+    return equity * (1.0 + margin_fraction * pnl_pct / 100.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _equity_curve(pnl: NDArray[np.float64], initial: float, fraction: float) -> NDArray[np.float64]:
+    out = np.empty(pnl.size)
+    equity = initial
+    for k in range(pnl.size):
+        equity = equity_after_close(equity, pnl[k], fraction)
+        out[k] = equity
+    return out
+
+
+def account_equity(
+    pnl_pct: ArrayLike, initial: float = INITIAL_EQUITY, margin_fraction: float = MARGIN_FRACTION
+) -> NDArray[np.float64]:
+    """Equity after each closed trade, in close order (``equity_after_close`` in turn)."""
+    pnl = np.ascontiguousarray(pnl_pct, dtype=np.float64).ravel()
+    return _equity_curve(pnl, float(initial), float(margin_fraction))
 
 
 def position_exposure(
-    size_multiplier: ArrayLike, leverage: ArrayLike, weight_scale: ArrayLike, equity: ArrayLike
+    size_multiplier: ArrayLike, leverage: ArrayLike, weight_scale: ArrayLike
 ) -> NDArray[np.float64]:
-    """Exposure a position adds (SPEC C): its notional × leverage over equity.
+    """Exposure a position adds (SPEC C): its notional × leverage over the equity it opens on.
 
-    Notional is ``size · w · MARGIN_UNIT`` (``position_notional``); size 1.0, HOLD, at
-    leverage 5 on the initial equity is 0.5, SPEC A1's exposure threshold.
+    The margin is ``MARGIN_FRACTION`` of that equity, so the exposure is
+    ``size · w · MARGIN_FRACTION · L`` whatever the equity: size 1.0, HOLD, at leverage 5
+    is 0.5, SPEC A1's exposure threshold.
     """
-    notional = (
-        np.asarray(size_multiplier, dtype=np.float64) * np.asarray(weight_scale) * MARGIN_UNIT
+    return (
+        np.asarray(size_multiplier, dtype=np.float64)
+        * np.asarray(weight_scale, dtype=np.float64)
+        * MARGIN_FRACTION
+        * np.asarray(leverage, dtype=np.float64)
     )
-    return notional * np.asarray(leverage, dtype=np.float64) / np.asarray(equity, dtype=np.float64)

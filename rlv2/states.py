@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from rlv2.domain import Agent, Regime
-from rlv2.outcomes import INITIAL_EQUITY, MARGIN_UNIT
+from rlv2.outcomes import INITIAL_EQUITY, MARGIN_FRACTION
 from rlv2.rewards import FloatOrArray, finite_array
 
 WINRATE_WINDOW = 20
@@ -153,8 +153,9 @@ class FeatureConfig:
     """Thresholds of the regime rule (``rlv2.states.label_regime``)."""
     initial_equity: float = INITIAL_EQUITY
     """Equity before the first trade."""
-    margin_unit: float = MARGIN_UNIT
-    """Margin each position puts up, in equity units."""
+    margin_fraction: float = MARGIN_FRACTION
+    """Margin each position puts up, as a fraction of the equity; each close compounds the
+    equity by ``1 + margin_fraction · pnl_pct / 100``, which keeps it positive."""
 
     def __post_init__(self) -> None:
         if self.pressure_bars > self.lookback_bars:
@@ -165,6 +166,10 @@ class FeatureConfig:
         for name in ("lookback_bars", "pressure_bars", "winrate_window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if not 0.0 < self.margin_fraction <= 1.0:
+            raise ValueError(f"margin_fraction={self.margin_fraction} must be in (0, 1]")
+        if not self.initial_equity > 0.0:
+            raise ValueError(f"initial_equity={self.initial_equity} must be > 0")
 
 
 def efficiency_ratio(prices: ArrayLike) -> FloatOrArray:

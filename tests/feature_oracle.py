@@ -309,7 +309,7 @@ class _Ledger:
         self._instant = instant_trades
         self._pnls: list[float] = []
         self._equities: list[float] = []
-        self._cumulative_pnl, self._peak = 0.0, config.initial_equity
+        self._equity, self._peak = config.initial_equity, config.initial_equity
         self.state: dict[str, Any] = {
             "previous_winrate": 0.5,
             "account_health": 1.0,
@@ -341,8 +341,9 @@ class _Ledger:
         trade_id, _, pnl, _ = close
         config, window = self._config, self._config.winrate_window
         self._next += 1
-        self._cumulative_pnl += pnl
-        equity = config.initial_equity + config.margin_unit * self._cumulative_pnl / 100.0
+        # the account compounds: the margin is a fraction of the equity (rlv2.outcomes)
+        equity = self._equity * (1.0 + config.margin_fraction * pnl / 100.0)
+        self._equity = equity
         self._peak = max(self._peak, equity)
         self._pnls.append(pnl)
         self._equities.append(equity)

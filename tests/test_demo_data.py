@@ -198,18 +198,21 @@ def test_pnl_and_drawdown_recomputed_by_hand_from_the_raw_bars(book, raw, bar_in
 
 def test_portfolio_exposure_recomputed_by_hand(book):
     rows = list(book.sort_values("trade_id").itertuples())
+
+    def equity_at(ts):  # 100, compounded by 1 + 10 % x pnl / 100 at every close so far
+        return 100.0 * math.prod(1.0 + 0.1 * r.pnl_pct / 100.0 for r in rows if r.closed_ts <= ts)
+
     for row in rows[::50]:
-        closed = [r.pnl_pct for r in rows if r.closed_ts <= row.ts]
-        equity = 100.0 + 10.0 * sum(closed) / 100.0  # INITIAL_EQUITY + MARGIN_UNIT * Σpnl / 100
         open_ = [r for r in rows if r.trade_id <= row.trade_id and r.closed_ts > row.ts]
-        notional = sum(
+        notional = sum(  # each margin is 10 % of the equity its position opened on
             r.size_multiplier
             * WEIGHT_EXPOSURE_SCALE[WeightAction[r.weight_action]]
-            * 10.0
+            * 0.1
+            * equity_at(r.ts)
             * r.leverage
             for r in open_
         )
-        assert row.portfolio_exposure == pytest.approx(notional / equity, rel=1e-12)
+        assert row.portfolio_exposure == pytest.approx(notional / equity_at(row.ts), rel=1e-9)
 
 
 def test_open_positions_per_symbol_stay_bounded(book):

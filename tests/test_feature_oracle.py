@@ -32,7 +32,7 @@ SHORT_WINDOWS = FeatureConfig(
     winrate_window=3,
     regime_rule=RegimeRule(breakout_k=1.5, trend_efficiency=0.4, reversion_z=1.0),
     initial_equity=60.0,
-    margin_unit=4.0,
+    margin_fraction=0.04,
 )
 """Every field away from its default, so that a window or threshold the pipeline ignores
 shows; a 3-trade window also gives flat Sharpe windows (ties in pnl_pct)."""

@@ -57,7 +57,7 @@ def test_all_four_regimes_occur(transitions):
 def test_account_features_equal_python_formulas(demo_con):
     closes = demo_con.execute(store.sql_text("account_closes")).fetchnumpy()
     pnl = closes["pnl_pct"]
-    acct = account_after_closes(pnl, 100.0, 10.0, 20)
+    acct = account_after_closes(pnl, 100.0, 0.1, 20)
     equity = account_equity(pnl)
     np.testing.assert_array_equal(acct["equity"], equity)
     for k in range(0, len(pnl), 37):
@@ -83,7 +83,7 @@ def known_closes(closes, ts):
 def test_decision_account_state_counts_the_closes_known_at_it(transitions, demo_con):
     tr, _ = transitions
     closes = demo_con.execute(store.sql_text("account_closes")).fetchnumpy()
-    acct = account_after_closes(closes["pnl_pct"], 100.0, 10.0, 20)
+    acct = account_after_closes(closes["pnl_pct"], 100.0, 0.1, 20)
     for i in range(0, len(tr.ts), 53):
         k = known_closes(closes, tr.ts[i])
         assert tr.closed_before[i] == k

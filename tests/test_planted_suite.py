@@ -80,3 +80,30 @@ def test_spec_a4_learner_stays_available_and_is_measured(scores):
     for s in scores.values():
         score = s["q-learning"]
         assert np.isfinite(score.captured_share) and 0.0 <= score.follows_good <= 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_history_that_loses_at_leverage_up_to_7_trains_and_gates(tmp_path, seed):
+    """The account compounds, so no history can take it below zero (it once crashed)."""
+    path = tmp_path / "losing.duckdb"
+    build_planted_database(path, PlantedConfig(seed=seed, no_edge=True, leverage_max=7))
+    with store.connect(path, read_only=True) as con:
+        first, _, _ = history.decision_bounds(con)
+        cut = history.holdout_start(con, 0.2)
+        train = pipeline.load_window(con, first, cut)
+        holdout = pipeline.load_window(con, cut, None)
+    assert (train.transitions.equity > 0).all() and holdout.inputs.start.equity > 0
+    for learner in ("full-information", "q-learning"):
+        config = pipeline.TrainConfig(learner=learner, epochs=2)
+        meta = pipeline.train_agent("meta_strategy", train, config)
+        sizing = pipeline.train_agent("position_sizing", train, config)
+        for agent, q, partner in (
+            ("meta_strategy", meta.q, None),
+            ("position_sizing", sizing.q, None),
+        ):
+            decision, cand, champ = pipeline.promotion_gate(
+                agent, holdout, config, q, None, partner, "logged"
+            )
+            assert np.isfinite(decision.difference)
+            assert cand["final_equity"] > 0 and champ["final_equity"] > 0
+            assert cand["bust"] in (0.0, 1.0)

@@ -111,7 +111,9 @@ def test_simulated_training_learns_and_recomputes_the_account(window):
     assert np.count_nonzero(meta.q) > 50 and np.count_nonzero(sizing.q) > 50
     assert meta.epsilon < CONFIG.epsilon
     # the simulated equity follows the simulated pnl, not the logged one
-    np.testing.assert_allclose(result.equity, 100.0 + 0.1 * np.cumsum(result.pnl_pct))
+    np.testing.assert_allclose(
+        result.equity, 100.0 * np.cumprod(1.0 + 0.1 * result.pnl_pct / 100.0)
+    )
     assert len(np.unique(result.sizing_action)) > 20  # it explores its own actions
 
 
@@ -256,9 +258,13 @@ def test_compiled_counterfactual_rewards_equal_the_checked_formulas(window):
             pnl, _, _ = outcomes.position_pnl(
                 inputs.ret[d, path], inputs.mae[d, path], size, lev, scale
             )
-            exposure = open_exposure_before(tr, inputs.rows[d : d + 1])[
-                0
-            ] + outcomes.position_exposure(size, lev, scale, tr.equity[row])
+            exposure = (
+                open_exposure_before(tr, inputs.rows[d : d + 1])[0]
+                + outcomes.position_notional(
+                    size, scale, lev, outcomes.MARGIN_FRACTION * tr.equity[row]
+                )
+                / tr.equity[row]
+            )
             expected = rewards.position_sizing_reward(
                 pnl,
                 rewards.risk_penalty(lev, exposure),

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from rlv2.actions import meta_action_parts, meta_space, sizing_action_parts, sizing_space
 from rlv2.domain import LEVERAGES, SIZE_MULTIPLIERS, Agent, ReplayMode, agent_spec, parse_enum
-from rlv2.outcomes import MARGIN_UNIT, WEIGHT_SCALES, position_notional, position_outcome
+from rlv2.outcomes import MARGIN_FRACTION, WEIGHT_SCALES, position_notional, position_outcome
 from rlv2.qlearning import ReplayStats, replay
 from rlv2.records import Transitions
 from rlv2.replay.config import ReplayConfig, episode_ends
@@ -80,7 +80,7 @@ def _sizing_rewards_kernel(
     sizes: NDArray[np.float64],
     leverages: NDArray[np.float64],
     weight_scales: NDArray[np.float64],
-    margin_unit: float,
+    margin_fraction: float,
     weights: NDArray[np.float64],
     out: NDArray[np.float64],
 ) -> None:
@@ -93,7 +93,8 @@ def _sizing_rewards_kernel(
             size_idx, lev_idx = sizing_action_parts(a)
             size, lev = sizes[size_idx], leverages[lev_idx]
             pnl, _, _ = position_outcome(ret[d, path], mae[d, path], size, lev, scale)
-            exposure = others[d] + position_notional(size, scale, lev, margin_unit) / equity[d]
+            margin = margin_fraction * equity[d]
+            exposure = others[d] + position_notional(size, scale, lev, margin) / equity[d]
             out[d, a] = sizing_reward_value(
                 pnl, risk_penalty_value(lev, exposure), adjustment, weights[0], weights[1]
             )
@@ -156,7 +157,7 @@ def sizing_counterfactual_rewards(
         np.asarray(SIZE_MULTIPLIERS, np.float64),
         np.asarray(LEVERAGES, np.float64),
         WEIGHT_SCALES,
-        MARGIN_UNIT,
+        MARGIN_FRACTION,
         np.asarray([w.risk, w.volatility], np.float64),
         out,
     )

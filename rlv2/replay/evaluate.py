@@ -20,8 +20,10 @@ from rlv2 import account as account_kernels
 from rlv2.actions import meta_action_parts, meta_space, sizing_action_parts, sizing_space
 from rlv2.domain import LEVERAGES, SIZE_MULTIPLIERS
 from rlv2.outcomes import (
-    MARGIN_UNIT,
+    BUST_EQUITY,
+    MARGIN_FRACTION,
     WEIGHT_SCALES,
+    equity_after_close,
     position_notional,
     position_outcome,
 )
@@ -109,7 +111,8 @@ def _evaluate_core(
     open_close_ts: Any,
     open_notional: Any,
     open_pnl: Any,
-    margin_unit: float,
+    margin_fraction: float,
+    bust_equity: float,
     out_int: Any,
     out_float: Any,
 ) -> None:
@@ -153,7 +156,7 @@ def _evaluate_core(
             heap_size = _heap_pop(heap_keys, heap_ids, heap_size)
             open_sum -= notional[k]
             pnls[n_closed] = pnl_of[k]
-            equity += margin_unit * pnl_of[k] / 100.0
+            equity = equity_after_close(equity, float(pnl_of[k]), margin_fraction)
             curve[n_closed] = equity
             peak = max(peak, equity)
             n_closed += 1
@@ -176,8 +179,8 @@ def _evaluate_core(
             out_float[row, 4] = sharpe
         if d == n:
             break
-        if equity <= 0.0:
-            continue  # the account is bust: no margin left to trade
+        if equity <= bust_equity:
+            continue  # the account is bust: no later decision is traded
         winrate = account_kernels.trailing_winrate(pnls, max(0, n_closed - window), n_closed)
         slope = account_kernels.trailing_slope(curve, max(0, n_closed - window), n_closed)
         meta_state_vector(
@@ -211,7 +214,7 @@ def _evaluate_core(
         pnl_of[d] = pnl
         liq_of[d] = 1 if liquidated else 0
         dd_of[d] = drawdown
-        notional[d] = position_notional(size, w_scale, lev, margin_unit)
+        notional[d] = position_notional(size, w_scale, lev, margin_fraction * equity)
         exposure_total[d] = (open_sum + notional[d]) / equity
         open_sum += notional[d]
         path_of[d] = path
@@ -266,7 +269,8 @@ def evaluate_policies(
         start.open_close_ts.astype("datetime64[ns]").astype(np.int64),
         np.ascontiguousarray(start.open_notional, np.float64),
         np.ascontiguousarray(start.open_pnl, np.float64),
-        MARGIN_UNIT,
+        MARGIN_FRACTION,
+        BUST_EQUITY,
         out_int,
         out_float,
     )

@@ -78,7 +78,7 @@ def open_exposure_before(tr: Transitions, rows: NDArray[np.int64]) -> NDArray[np
     exposure without the trade's own notional × leverage.
     """
     scale = WEIGHT_SCALES[tr.weight_action[rows]]
-    own = position_exposure(tr.size_multiplier[rows], tr.leverage[rows], scale, tr.equity[rows])
+    own = position_exposure(tr.size_multiplier[rows], tr.leverage[rows], scale)
     return np.maximum(tr.portfolio_exposure[rows] - own, 0.0)
 
 

@@ -21,9 +21,11 @@ from rlv2.actions import meta_space, sizing_space
 from rlv2.agents import EpisodeTracker, MetaStrategyAgent, PositionSizingAgent, TabularAgent
 from rlv2.domain import Policy, parse_enum
 from rlv2.outcomes import (
+    BUST_EQUITY,
     INITIAL_EQUITY,
-    MARGIN_UNIT,
+    MARGIN_FRACTION,
     WEIGHT_SCALES,
+    equity_after_close,
     position_notional,
     position_outcome,
 )
@@ -74,6 +76,8 @@ class _Account:
     curve: list[float] = field(default_factory=list[float])
     peak: float = INITIAL_EQUITY
     open_notional: dict[int, float] = field(default_factory=dict[int, float])
+    open_sum: float = 0.0
+    """Σ open notional, kept as a running sum in event order (as the compiled twin does)."""
 
     @classmethod
     def starting(cls, start: AccountStart, window: int) -> _Account:
@@ -87,7 +91,11 @@ class _Account:
         )
 
     def exposure(self) -> float:
-        return sum(self.open_notional.values()) / self.equity
+        return self.open_sum / self.equity
+
+    def open(self, key: int, notional: float) -> None:
+        self.open_notional[key] = notional
+        self.open_sum += notional
 
     def winrate(self) -> float:
         return float(trailing_winrate(self.pnls, self.window))
@@ -99,9 +107,9 @@ class _Account:
         return float(equity_curve_slope(self.curve[-self.window :]))
 
     def close(self, key: int, pnl: float) -> float:
-        self.open_notional.pop(key, None)
+        self.open_sum -= self.open_notional.pop(key, 0.0)
         self.pnls.append(pnl)
-        self.equity += MARGIN_UNIT * pnl / 100.0
+        self.equity = equity_after_close(self.equity, pnl, MARGIN_FRACTION)
         self.curve.append(self.equity)
         self.peak = max(self.peak, self.equity)
         tail = np.asarray(self.pnls[-self.window :]) / 100.0
@@ -173,7 +181,7 @@ def simulate(
     start = inputs.start
     for j in range(len(start.open_notional)):
         # positions open at the start: at risk until their logged close (never, if none)
-        account.open_notional[n + j] = float(start.open_notional[j])
+        account.open(n + j, float(start.open_notional[j]))
         if not np.isnat(start.open_close_ts[j]):
             heapq.heappush(pending, (start.open_close_ts[j], n + j, n + j))
 
@@ -243,8 +251,8 @@ def simulate(
     for d in range(len(inputs.rows)):
         while pending and pending[0][0] <= inputs.ts[d]:
             close_next()
-        if account.equity <= 0.0:
-            continue  # the account is bust: no margin left to trade
+        if account.equity <= BUST_EQUITY:
+            continue  # the account is bust: no later decision is traded
         meta_state = int(
             config.meta_space.encode(
                 meta_state_features(
@@ -281,9 +289,9 @@ def simulate(
         pnl, drawdown, liquidated = position_outcome(
             inputs.ret[d, path], inputs.mae[d, path], size, leverage, w_scale
         )
-        notional = position_notional(size, w_scale, leverage, MARGIN_UNIT)
-        exposure_total = account.exposure() + notional / account.equity
-        account.open_notional[d] = notional
+        notional = position_notional(size, w_scale, leverage, MARGIN_FRACTION * account.equity)
+        exposure_total = (account.open_sum + notional) / account.equity
+        account.open(d, notional)
         opened[d] = _Open(
             d,
             path,
