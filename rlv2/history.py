@@ -53,7 +53,7 @@ def _unmask(values: Any) -> NDArray[Any]:
     if kind == "b":
         return values.filled(False)
     if kind in "mM":
-        return values.filled(np.datetime64("NaT"))
+        return values.filled(np.array("NaT", dtype=values.dtype))  # NaT of the column's unit
     return np.ma.filled(values.astype(np.float64), np.nan)
 
 
