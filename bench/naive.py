@@ -1,7 +1,8 @@
 """Baseline "naive": Q-learning the way a per-event pure-Python trading bot does it.
 
 A dict Q-table keyed by state strings, each state a dict keyed by action names; the
-greedy action by Python's ``max`` over that dict; one event at a time in plain Python.
+greedy action by Python's ``max`` over that dict, a tie broken by a draw among the tied
+names; one event at a time in plain Python.
 It draws from the same splitmix64 stream as rlv2 (here in Python integers) in the same
 ε-greedy sequence, and does the same floating-point operations in the same order, so
 its Q-table equals rlv2's bit for bit and the benchmark checks that it does.
@@ -71,11 +72,13 @@ class DictQLearner:
         self.rng = SplitMix64(seed)
 
     def select_action(self, state: str) -> str:
-        """ε-greedy: explore with probability ε, else the first action of highest Q."""
+        """ε-greedy: explore with probability ε, else an action of highest Q (ties drawn)."""
         if self.rng.uniform() < self.epsilon:
             return self.actions[self.rng.randint(len(self.actions))]
         values = self.q[state]
-        return max(values, key=values.get)
+        best = max(values.values())
+        tied = [action for action, value in values.items() if value == best]
+        return tied[self.rng.randint(len(tied))] if len(tied) > 1 else tied[0]
 
     def update(self, state: str, action: str, reward: float, next_state: str, done: bool) -> None:
         """Move Q(state, action) toward the TD target."""
