@@ -1,8 +1,8 @@
 """Hand-written LLVM IR for the replay kernels: a row's maximum and ties, prefetch hints.
 
-Private to ``rlv2.qlearning``, whose kernels use them for speed alone (measured in
-``bench/``): neither changes a result, so the kernels stay equal to ``QLearner`` bit for
-bit.
+Private to the kernels of ``rlv2.qlearning`` and ``rlv2.full_information``, which use
+them for speed alone (measured in ``bench/``): none changes a result, so the kernels stay
+equal to their readable learners bit for bit.
 
 numba caches a compiled function by its own file only: after editing this module, delete
 the cache files ``rlv2/__pycache__/*.nb[ic]`` so that the kernels using these intrinsics
