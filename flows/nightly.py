@@ -21,8 +21,8 @@ from rlv2.flows.common import (
     run_key,
     train_agent,
 )
-from rlv2.flows.promote import gate_candidates
-from rlv2.pipeline import AgentTraining, Split, TrainConfig, WindowData
+from rlv2.flows.promote import Candidate, gate_candidates
+from rlv2.pipeline import AgentTraining, Split, TrainConfig, TrainingWindows, WindowData
 
 
 @task(cache_policy=NO_CACHE)
@@ -50,6 +50,8 @@ def log_training(
 ) -> dict[str, Any]:
     """Log the run (params, curves, Q-tables, models, holdout metrics); register candidates.
 
+    The run and each version it registers carry the training and holdout windows as
+    tags (``TrainingWindows``): ``rlv2 promote`` gates a version on its own holdout.
     Idempotent within a flow run: a retry resumes the run its first try began.
     """
     params = {
@@ -64,7 +66,8 @@ def log_training(
         **tracking.provenance(db),
     }
     key = run_key("log_training")
-    tags = {"flow": "nightly-retrain"}
+    windows = TrainingWindows.of_split(split).tags()
+    tags = {"flow": "nightly-retrain", **windows}
     with tracking.start_run(run_name, params=params, tags=tags, key=key) as run:
         tracking.log_config(config.to_dict())
         versions = {}
@@ -74,7 +77,7 @@ def log_training(
             tracking.log_metrics({f"{agent}.{k}": v for k, v in result.summary().items()})
             tracking.log_q_table(agent, result.q, space)
             version = tracking.log_policy_model(
-                agent, result.q, space, tags={"learner": config.learner}
+                agent, result.q, space, tags={"learner": config.learner, **windows}
             )
             versions[str(agent)] = None if version is None else str(version.version)
         tracking.log_metrics({f"holdout.{k}": v for k, v in evaluation["holdout"].items()})
@@ -117,7 +120,9 @@ def nightly_retrain(
     result: dict[str, Any] = {**logged, **evaluation, "split": split._asdict()}
     if promote:
         candidates = {
-            a: (logged["versions"][a], trained[a].q) for a in Agent if logged["versions"][a]
+            a: Candidate(logged["versions"][a], trained[a].q, holdout)
+            for a in Agent
+            if logged["versions"][a]
         }
-        result["decisions"] = gate_candidates(candidates, holdout, config)
+        result["decisions"] = gate_candidates(candidates, config)
     return result

@@ -293,11 +293,14 @@ def add_promote_command(subparsers: Any) -> None:
     """Register ``rlv2 promote``: the settings of ``TrainConfig`` that the gate reads."""
     parser = subparsers.add_parser(
         "promote",
-        help="gate registered candidates against production on the holdout",
+        help="gate registered candidates against production on their own holdout",
         description="Champion/challenger: the candidate (default: the newest registered "
         "version) takes the alias production only if its greedy policy beats production "
         "(or, with none yet, the logged behaviour) on the holdout by the margin, with a "
-        "bootstrap confidence interval above zero. Every decision is recorded. --seed "
+        "bootstrap confidence interval above zero. The holdout is the one the candidate's "
+        "training run recorded on the version, from its start to the newest decision; "
+        "--holdout-fraction is only a request that is checked: one that would overlap the "
+        "candidate's training window is refused. Every decision is recorded. --seed "
         "seeds the bootstrap.",
         epilog=CONFIG_EPILOG,
     )
@@ -319,9 +322,26 @@ def run_promote(args: argparse.Namespace) -> int:
         return 0
     from rlv2.flows.promote import promote  # pyright: ignore[reportMissingImports]
 
-    decisions = promote(agent=args.agent, version=args.version, db=args.db, config=config)
+    decisions = promote(
+        agent=args.agent,
+        version=args.version,
+        db=args.db,
+        config=config,
+        holdout_fraction=config.holdout_fraction if _asks_for_holdout(args) else None,
+    )
     _print_decisions(decisions)
     return 0
+
+
+def _asks_for_holdout(args: argparse.Namespace) -> bool:
+    """Whether ``--holdout-fraction`` or the ``--config`` file names a holdout fraction.
+
+    ``rlv2 promote`` gates on each candidate's recorded holdout; a holdout fraction
+    given is a request it checks against the candidate's training window.
+    """
+    if getattr(args, "TrainConfig:holdout_fraction", None) is not None:
+        return True
+    return bool(args.config_file) and "holdout_fraction" in read_toml(args.config_file)
 
 
 def add_rollback_command(subparsers: Any) -> None:
