@@ -22,7 +22,7 @@ import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from rlv2 import history, pipeline, store, tracking
+from rlv2 import history, off_policy, pipeline, store, tracking
 from rlv2.domain import Agent, agent_spec
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -52,19 +52,39 @@ def judge_candidate(
     champion: tuple[str | None, np.ndarray | None],
     partner_q: np.ndarray | None,
 ) -> dict[str, Any]:
-    """The gate's decision and figures: the candidate against the champion on the holdout."""
+    """The gate's decision and figures: the candidate against the champion on the holdout.
+
+    Beside them, when the holdout logged the agent's own propensities, the second opinion
+    of ``rlv2.off_policy`` (``ips.*`` and ``ips_disagrees``): an alarm, never a reason.
+    """
     champion_version, champion_q = champion
     champion_name = f"production v{champion_version}" if champion_version else "logged"
     decision, cand_metrics, champ_metrics = pipeline.promotion_gate(
         agent, holdout, config, candidate_q, champion_q, partner_q, champion_name
     )
+    opinion = off_policy.second_opinion(
+        agent, candidate_q, holdout.inputs, holdout.transitions, config.replay
+    )
+    if opinion is not None:
+        _print_opinion(agent, opinion)
     return {
         **decision.as_dict(),
         **{f"candidate.{k}": v for k, v in cand_metrics.items()},
         **{f"champion.{k}": v for k, v in champ_metrics.items()},
+        **(opinion.figures() if opinion is not None else {}),
         "holdout_start": str(holdout.start),
         "holdout_end": str(holdout.end),
     }
+
+
+def _print_opinion(agent: str, opinion: off_policy.SecondOpinion) -> None:
+    """One line: the simulated value beside the SNIPS estimate, and the alarm if raised."""
+    e = opinion.estimate
+    alarm = " DISAGREE (alarm, not a gate)" if opinion.disagrees else ""
+    print(
+        f"{agent}: simulated {opinion.simulated:.4f} vs SNIPS {e.value:.4f} ± {e.se:.4f} "
+        f"({e.matched} of {e.n} logged trades match, ESS {e.ess:.1f}){alarm}"
+    )
 
 
 @task(cache_policy=NO_CACHE)

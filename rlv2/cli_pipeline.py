@@ -233,6 +233,13 @@ def _print_training(result: dict[str, Any]) -> None:
         print(f"{key:<22}{hold[key]:>12.4f}{logged[key]:>12.4f}")
     for key in ("meta_mean_reward", "sizing_mean_reward"):
         print(f"{key:<22}{hold[key]:>12.4f}{logged[key]:>12.4f}")
+    for agent, ips in result.get("ips", {}).items():
+        alarm = ": DISAGREE (an alarm, not a gate)" if ips["ips_disagrees"] else ""
+        print(
+            f"{agent} second opinion on {ips['ips.metric']}: simulated "
+            f"{ips['ips.simulated']:.4f} vs SNIPS {ips.get('ips.snips', float('nan')):.4f} "
+            f"± {ips.get('ips.se', float('nan')):.4f}{alarm}"
+        )
     _print_decisions(result.get("decisions", {}))
 
 
@@ -247,6 +254,14 @@ def _print_decisions(decisions: dict[str, dict[str, Any]]) -> None:
             f"{d['candidate_value']:.4f} vs {d['champion_value']:.4f}, diff {d['difference']:.4f} "
             f"CI [{d['ci_low']:.4f}, {d['ci_high']:.4f}] (n={d['n']}): {d['reason']}"
         )
+        if "ips.metric" in d:
+            alarm = ": DISAGREE (an alarm, not a gate)" if d["ips_disagrees"] else ""
+            print(
+                f"    second opinion on {d['ips.metric']}: simulated {d['ips.simulated']:.4f} vs "
+                f"SNIPS {d.get('ips.snips', float('nan')):.4f} ± "
+                f"{d.get('ips.se', float('nan')):.4f} ({d['ips.matched']} of {d['ips.n']} "
+                f"logged trades match){alarm}"
+            )
 
 
 def add_sweep_command(subparsers: Any) -> None:
@@ -418,6 +433,10 @@ STATUS_FIGURES = (
     "candidate.win_rate",
     "holdout_start",
     "holdout_end",
+    "ips.simulated",
+    "ips.snips",
+    "ips.se",
+    "ips_disagrees",
 )
 """The promotion figures `rlv2 status` shows (all are tags on the version)."""
 

@@ -228,6 +228,7 @@ def test_promote_gates_a_version_on_the_holdout_its_run_recorded(nightly, db, ca
     decision = decisions["position_sizing"]
     assert decision["holdout_start"] == recorded["holdout_start"]
     assert decision["holdout_end"] == recorded["holdout_end"]
+    assert "ips.snips" not in decision  # the demo logs no per-agent propensities
     tags = tracking.version_tags("position_sizing", version)
     assert tags["promotion.holdout_start"] == recorded["holdout_start"]
     # a request that keeps out of the training window is accepted and changes nothing
@@ -246,6 +247,43 @@ def test_promote_names_a_version_registered_before_windows_were_recorded(nightly
     name = agent_spec("meta_strategy").model_name
     with pytest.raises(ValueError, match=f"{name} v{old.version} records no training or holdout"):
         promote(agent="meta_strategy", version=str(old.version), db=db)
+
+
+def test_the_nightly_and_the_gate_log_the_second_opinion(prefect_harness, mlflow_store, tmp_path):
+    """On a planted history (per-agent propensities logged), beside the simulated value."""
+    from rlv2.demo import build_planted_database
+    from rlv2.flows.nightly import nightly_retrain
+    from rlv2.flows.promote import judge_candidate
+    from rlv2.planted import PlantedConfig
+
+    path = tmp_path / "planted.duckdb"
+    build_planted_database(path, PlantedConfig(max_decisions_per_symbol=600))
+    out = nightly_retrain(db=str(path), config=config(1), promote=False)
+    run = MlflowClient().get_run(out["run_id"])
+    train_config = config(1)
+    with store.connect(path, read_only=True) as con:
+        split = out["split"]
+        holdout = pipeline.load_window(con, split["holdout_start"], split["holdout_end"])
+    assert set(out["ips"]) == {"meta_strategy", "position_sizing"}
+    for agent, version in out["versions"].items():
+        opinion = out["ips"][agent]
+        assert opinion["ips.n"] == holdout.n_trades and opinion["ips.matched"] > 0
+        assert run.data.metrics[f"ips.{agent}.snips"] == opinion["ips.snips"]
+        assert run.data.metrics[f"ips.{agent}.se"] == opinion["ips.se"]
+        assert run.data.metrics[f"ips.{agent}.simulated"] == opinion["ips.simulated"]
+        assert run.data.tags[f"ips_disagrees.{agent}"] == str(opinion["ips_disagrees"])
+        q = q_of(agent, version)
+        figures = judge_candidate.fn(agent, q, holdout, train_config, (None, None), None)
+        assert figures["ips.metric"] == agent_spec(agent).reward_metric
+        assert isinstance(figures["ips_disagrees"], bool)
+        # the gate's holdout is the nightly's, and the other agent plays nothing else: the
+        # decision's second opinion is the nightly's
+        assert {k: v for k, v in figures.items() if k.startswith("ips")} == opinion
+        # an alarm, never a reason: the decision is the gate's alone
+        decision, _, _ = pipeline.promotion_gate(
+            agent, holdout, train_config, q, None, None, "logged"
+        )
+        assert {k: figures[k] for k in decision.as_dict()} == decision.as_dict()
 
 
 def test_flow_fails_clearly_without_a_database(prefect_harness, mlflow_store, tmp_path):
@@ -358,6 +396,7 @@ def test_only_idempotent_or_read_only_tasks_are_retried():
     for t in retried:
         assert t.retries == 2 and t.retry_condition_fn is common.retry_transient, t.name
     once = [common.train_agent, nightly.evaluate_holdout, sweep.train_group, sweep.score]
+    once += [nightly.second_opinions]
     once += [promote.judge_candidate, promote.record_decision]
     for t in once:
         assert not t.retries, t.name
