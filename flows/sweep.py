@@ -31,7 +31,7 @@ from rlv2.flows.common import (
     run_key,
     train_agent,
 )
-from rlv2.pipeline import AgentTraining, TrainConfig, WindowData
+from rlv2.pipeline import AgentTraining, TrainConfig, TrainingWindows, WindowData
 from rlv2.sweeps import Proposal, SweepConfig
 
 DEFAULT_SWEEP = SweepConfig()
@@ -82,10 +82,14 @@ def log_sweep(
     db: str,
     best_final: AgentTraining | None,
     best_config: TrainConfig,
+    windows: TrainingWindows,
 ) -> dict[str, Any]:
     """Parent MLflow run, one nested child per configuration, the results table, the best.
 
-    Idempotent within a flow run: a retry resumes the runs its first try began.
+    The parent run and the best's registered version carry ``windows`` as tags: the best
+    is trained on the whole training window, and the holdout after it stays untouched for
+    the promotion gate. Idempotent within a flow run: a retry resumes the runs its first
+    try began.
     """
     rows = []
     params = {
@@ -96,7 +100,7 @@ def log_sweep(
         **tracking.provenance(db),
     }
     key = run_key("log_sweep", agent)
-    tags = {"flow": "sweep"}
+    tags = {"flow": "sweep", **windows.tags()}
     with tracking.start_run(f"sweep-{agent}", params=params, tags=tags, key=key) as parent:
         for r in results:
             proposal: Proposal = r["proposal"]
@@ -128,7 +132,7 @@ def log_sweep(
             tracking.log_config(best_config.to_dict())
             tracking.log_q_table(agent, best_final.q, space)
             registered = tracking.log_policy_model(
-                agent, best_final.q, space, tags={"learner": best_config.learner}
+                agent, best_final.q, space, tags={"learner": best_config.learner, **windows.tags()}
             )
             version = None if registered is None else str(registered.version)
         run_id = parent.info.run_id
@@ -208,5 +212,7 @@ def sweep(
             continue
         best = results[int(np.argmax([r["metrics"]["score"] for r in results]))]
         best_final = train_agent(name, train_all, best["config"]) if register_best else None
-        out[name] = log_sweep(name, results, search, path, best_final, best["config"])
+        out[name] = log_sweep(
+            name, results, search, path, best_final, best["config"], TrainingWindows.of_split(split)
+        )
     return out

@@ -238,6 +238,8 @@ def _transitions(
         leverage=d["leverage"],
         portfolio_exposure=d["portfolio_exposure"],
         action_prob=d["action_prob"],
+        meta_action_prob=d["meta_action_prob"],
+        sizing_action_prob=d["sizing_action_prob"],
         side=d["side"],
         trade_ts=d["trade_ts"],
         closed_ts=d["closed_ts"],

@@ -103,8 +103,10 @@ def execute_formatted(
 
 
 def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the data contract's types and tables (``schema.sql``) where missing."""
+    """Create the data contract's types and tables (``schema.sql``) where missing, and add
+    the columns a database made by an earlier contract lacks (``schema_upgrade.sql``)."""
     execute(con, "schema")
+    execute(con, "schema_upgrade")
 
 
 def query_arrays(

@@ -42,6 +42,8 @@ COLUMNS_BY_KIND: dict[Kind, tuple[str, ...]] = {
         "size_multiplier",
         "portfolio_exposure",
         "action_prob",
+        "meta_action_prob",
+        "sizing_action_prob",
         "pnl_pct",
         "max_drawdown_pct",
         "volatility",
@@ -103,9 +105,12 @@ _DTYPE_OF_KIND: dict[Kind, Any] = {
 
 Signal = tuple[int, datetime, str, str, int, float, str]
 """A signals row: signal_id, ts, symbol, model, direction, confidence, predicted_regime."""
-Trade = tuple[int, int, datetime, int, float, int, float, str, str, float | None]
+Trade = tuple[
+    int, int, datetime, int, float, int, float, str, str, float | None, float | None, float | None
+]
 """A trades row: trade_id, signal_id, ts, side, size_multiplier, leverage,
-portfolio_exposure, strategy, weight_action, action_prob."""
+portfolio_exposure, strategy, weight_action, action_prob, meta_action_prob,
+sizing_action_prob."""
 Close = tuple[int, datetime, float, float]
 """A positions row: trade_id, closed_ts, pnl_pct, max_drawdown_pct."""
 AccountAfterClose = tuple[float, float, float, float]
@@ -126,6 +131,8 @@ _NO_TRADE: dict[str, Any] = {
     "leverage": -1,
     "portfolio_exposure": math.nan,
     "action_prob": math.nan,
+    "meta_action_prob": math.nan,
+    "sizing_action_prob": math.nan,
     "side": 0,
     "trade_ts": None,
 }
@@ -202,7 +209,7 @@ def read_tables(
     ).fetchall()
     trades = con.execute(
         "SELECT trade_id, signal_id, ts, side, size_multiplier, leverage, portfolio_exposure, "
-        "strategy, weight_action, action_prob FROM trades"
+        "strategy, weight_action, action_prob, meta_action_prob, sizing_action_prob FROM trades"
     ).fetchall()
     # a trade entered and closed at one instant is not known at that instant (SPEC C, no
     # look-ahead): its close comes last among that instant's closes, and the ledger holds
@@ -393,7 +400,8 @@ def _pivot(signals: list[Signal]) -> dict[str, Any]:
 
 def _trade_columns(trade: Trade, signal: Signal) -> dict[str, Any]:
     """The executed trade's columns; its model, confidence and regime are its signal's."""
-    trade_id, _, ts, side, size, leverage, exposure, strategy, weight, prob = trade
+    trade_id, _, ts, side, size, leverage, exposure, strategy, weight, *probs = trade
+    prob, meta_prob, sizing_prob = (math.nan if p is None else p for p in probs)
     return {
         "trade_id": trade_id,
         "trade_model": signal[3],
@@ -404,7 +412,9 @@ def _trade_columns(trade: Trade, signal: Signal) -> dict[str, Any]:
         "size_multiplier": size,
         "leverage": leverage,
         "portfolio_exposure": exposure,
-        "action_prob": math.nan if prob is None else prob,
+        "action_prob": prob,
+        "meta_action_prob": meta_prob,
+        "sizing_action_prob": sizing_prob,
         "side": side,
         "trade_ts": ts,
     }
