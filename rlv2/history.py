@@ -53,7 +53,8 @@ def _unmask(values: Any) -> NDArray[Any]:
     if kind == "b":
         return values.filled(False)
     if kind in "mM":
-        return values.filled(np.array("NaT", dtype=values.dtype))  # NaT of the column's unit
+        nat: Any = np.array("NaT", dtype=values.dtype)[()]  # NaT of the column's unit
+        return values.filled(nat)
     return np.ma.filled(values.astype(np.float64), np.nan)
 
 
