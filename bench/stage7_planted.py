@@ -18,6 +18,7 @@ import numpy as np
 from bench.harness import BenchConfig, Check, Row, Stage, StageResult, progress, time_call
 from rlv2 import history, pipeline, store
 from rlv2.demo import build_planted_database
+from rlv2.domain import Agent
 from rlv2.measure import LearnerScore, best_fixed_reward, score_learner
 from rlv2.planted import REGIME_EDGE, Behaviour, PlantedConfig
 
@@ -68,7 +69,7 @@ def run(config: BenchConfig) -> StageResult:
                     if learner not in timed:
                         timing = time_call(
                             lambda c=train_config, w=train: pipeline.train_agent(
-                                "meta_strategy", w, c
+                                Agent.META_STRATEGY, w, c
                             ),
                             repeat=config.repeats(3),
                             allocation=False,

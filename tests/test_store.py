@@ -4,7 +4,6 @@ import datetime as dt
 import itertools
 
 import duckdb
-import numpy as np
 import pytest
 
 from rlv2 import store
@@ -165,18 +164,6 @@ def test_contract_rejects_a_bad_row(con, statement):
     con.execute(TRADE)
     with pytest.raises(duckdb.Error):
         con.execute(statement)
-
-
-def test_query_arrays_returns_numpy_columns(con):
-    columns = store.query_arrays(con, "contract_columns", {"table": "positions"})
-    assert isinstance(columns["column_name"], np.ndarray)
-    assert columns["column_name"].tolist() == [
-        "trade_id",
-        "closed_ts",
-        "exit_price",
-        "pnl_pct",
-        "max_drawdown_pct",
-    ]
 
 
 def test_fingerprint_follows_the_contents_not_the_bookkeeping(tmp_path):
