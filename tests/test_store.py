@@ -69,7 +69,7 @@ def test_apply_schema_upgrades_a_database_made_before_the_per_agent_propensities
     with store.connect(path) as con:
         store.apply_schema(con)
         store.apply_schema(con)  # idempotent on an upgraded database too
-        columns = store.query_arrays(con, "contract_columns", {"table": "trades"})
+        columns = store.execute(con, "contract_columns", {"table": "trades"}).fetchnumpy()
         assert columns["column_name"].tolist()[-3:] == [
             "action_prob",
             "meta_action_prob",
