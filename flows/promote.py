@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from prefect.states import Completed, State
 
 from rlv2 import pipeline, tracking
 from rlv2.domain import Agent, agent_spec
@@ -26,6 +28,7 @@ from rlv2.flows.common import (
     load_window,
     plan_split,
 )
+from rlv2.flows.explain import REFUSED_STATE, explain_decision
 from rlv2.pipeline import TrainConfig, WindowData
 
 
@@ -90,8 +93,27 @@ def gate_candidates(
             continue
         figures = judge_candidate(agent, q, holdout, config, champion, production[other][1])
         record_decision(agent, version, figures)
+        explain_decision(
+            agent, version, figures, holdout, config, q, champion[1], production[other][1]
+        )
         out[str(agent)] = {"agent": str(agent), "version": version, **figures}
     return out
+
+
+def refused(decisions: dict[str, dict[str, Any]]) -> list[str]:
+    """The agents whose candidate the gate judged and refused (not: already in production)."""
+    return [
+        agent
+        for agent, d in decisions.items()
+        if not d.get("promote") and d.get("reason") != "already"
+    ]
+
+
+def run_name() -> str:
+    """The promote flow run's name: ``promote-position_sizing-v3``, ``promote-both-newest``."""
+    params = flow_run.get_parameters()
+    version = params.get("version")
+    return f"promote-{params.get('agent', 'both')}-{f'v{version}' if version else 'newest'}"
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
@@ -106,18 +128,20 @@ def load_candidate(agent: str, version: str | None) -> tuple[str, np.ndarray]:
     return str(chosen), loaded[0]
 
 
-@flow(name="promote", log_prints=True)
+@flow(name="promote", flow_run_name=run_name, log_prints=True)
 def promote(
     agent: str = "both",
     version: str | None = None,
     db: str = DEFAULT_DB,
     config: TrainConfig = DEFAULT_CONFIG,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, dict[str, Any]] | State[Any]:
     """Gate registered candidates (default: each agent's newest version) against production.
 
     ``config`` gives the holdout (``holdout_fraction``, the features), the gate
     (``metric``, ``margin``, ``n_boot``, ``confidence``, the bootstrap's ``replay.seed``)
-    and the rewards' weights; its training fields are not used.
+    and the rewards' weights; its training fields are not used. The run ends in the state
+    ``Completed(name="Refused")`` when a candidate was refused (the decisions are its result
+    either way).
     """
     tracking.configure()
     agents = list(Agent) if agent == "both" else [agent_spec(agent).agent]
@@ -127,4 +151,8 @@ def promote(
     split = plan_split(path, config.holdout_fraction)
     holdout = load_window(path, split.holdout_start, split.holdout_end, config)
     candidates = {name: load_candidate(name, version) for name in agents}
-    return gate_candidates(candidates, holdout, config)
+    decisions = gate_candidates(candidates, holdout, config)
+    names = refused(decisions)
+    if names:
+        return Completed(name=REFUSED_STATE, message=f"refused: {', '.join(names)}", data=decisions)
+    return decisions
