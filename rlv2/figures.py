@@ -421,8 +421,7 @@ def sizing_policy_map(
             (levels[1:] + levels[:-1]) / 2,
             levels[-1] + 0.5 * (levels[-1] - levels[-2]),
         ]
-        colours = ListedColormap(_ramp(cmap, levels.size))
-        colours.set_bad(UNSEEN)
+        colours = ListedColormap(_ramp(cmap, levels.size)).with_extremes(bad=UNSEEN)
         image = ax.imshow(
             shown,
             cmap=colours,
