@@ -91,8 +91,10 @@ def log_sweep(
     db: str,
     best_final: AgentTraining | None,
     best_config: TrainConfig,
+    windows: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Parent MLflow run, one nested child per configuration, the results table, the best.
+    """Parent MLflow run, one nested child per configuration, the results table, the best,
+    the figures (scores against hyperparameters, learning curves).
 
     Idempotent within a flow run: a retry resumes the runs its first try began.
     """
@@ -102,6 +104,7 @@ def log_sweep(
         "method": sweep.method,
         "study": sweep.study or "",
         "n_configs": len(results),
+        **(windows or {}),
         **tracking.provenance(db),
     }
     key = run_key("log_sweep", agent)
@@ -148,6 +151,15 @@ def log_sweep(
             ),
             "sweep_scores",
         )
+        labels = {r["proposal"].config_index: _label(r["proposal"].params, hyper) for r in results}
+        tracking.log_figure(
+            figures.sweep_learning(
+                agent,
+                {labels[r["proposal"].config_index]: r["training"].epochs for r in results},
+                labels[int(best["config_index"])],
+            ),
+            "sweep_learning",
+        )
         version = None
         if best_final is not None:
             space = best_config.replay.state_space(agent)
@@ -164,6 +176,11 @@ def log_sweep(
     )
     print(table.head(10).to_string(index=False))
     return {"run_id": run_id, "best": best, "version": version, "table": table}
+
+
+def _label(params: dict[str, Any], names: list[str]) -> str:
+    """A configuration's legend label: the values of the hyperparameters that vary."""
+    return ", ".join(f"{k}={v}" for k, v in params.items() if k in names) or "default"
 
 
 def run_search(
@@ -242,6 +259,13 @@ def sweep(
             continue
         best = results[int(np.argmax([r["metrics"]["score"] for r in results]))]
         best_final = train_agent(name, train_all, best["config"]) if register_best else None
-        out[name] = log_sweep(name, results, search, path, best_final, best["config"])
+        windows = {
+            "train_start": split.train_start,
+            "validation_start": val_start,
+            "holdout_start": split.holdout_start,
+            "train_trades": fit.n_trades,
+            "validation_trades": val.n_trades,
+        }
+        out[name] = log_sweep(name, results, search, path, best_final, best["config"], windows)
         publish_sweep_table(name, out[name]["table"])
     return out

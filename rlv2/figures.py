@@ -857,3 +857,37 @@ HYPER_UNITS = {
     "meta_weights": "drawdown,sharpe,regime weights",
     "sizing_weights": "risk,volatility weights",
 }
+
+
+def sweep_learning(
+    agent: str, runs: Mapping[str, Sequence[ReplayStats]], best: str | None = None
+) -> Figure:
+    """A sweep's learning curves, one line per configuration: smoothed reward and mean
+    |TD error| per episode over the epochs; ``best`` drawn thick."""
+    fig = _figure(12, 6.5)
+    ax_r, ax_td = fig.subplots(2, 1, sharex=True)
+    colours = _ramp("viridis", max(len(runs), 2))
+    for k, (label, epochs) in enumerate(runs.items()):
+        x = np.concatenate(
+            [e + (np.arange(s.n_episodes) + 1) / max(s.n_episodes, 1) for e, s in enumerate(epochs)]
+        )
+        reward = np.concatenate([s.episode_reward for s in epochs])
+        td = np.concatenate([s.episode_mean_abs_td for s in epochs])
+        window = max(reward.size // 60, 1)
+        chosen = label == best
+        style = {"color": ORANGE if chosen else colours[k], "lw": 2.2 if chosen else 0.9}
+        shown = f"{label} (chosen)" if chosen else label
+        ax_r.plot(x, _smooth(reward, window), label=shown, zorder=3 if chosen else 2, **style)
+        ax_td.plot(x, _smooth(td, window), zorder=3 if chosen else 2, **style)
+        n_epochs = len(epochs)
+        ax_td.set_xlim(0, n_epochs)
+    ax_r.axhline(0.0, color="black", lw=0.6)
+    ax_r.set_ylabel("reward per episode (SPEC A1, moving mean)")
+    ax_td.set_ylabel("mean |TD error| (reward units)")
+    ax_td.set_ylim(bottom=0)
+    ax_td.set_xlabel("epoch (passes over the sweep's fit window)")
+    ax_r.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, title="configuration")
+    for ax in (ax_r, ax_td):
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Sweep of {agent}: learning curves of {len(runs)} configurations")
+    return fig

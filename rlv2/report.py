@@ -27,9 +27,11 @@ __all__ = [
 
 WINDOW_PARAMS = (
     ("train_start", "training from"),
+    ("validation_start", "validation from (a sweep's fit window until)"),
     ("holdout_start", "holdout from (training until)"),
     ("holdout_end", "holdout until"),
     ("train_trades", "training trades"),
+    ("validation_trades", "validation trades"),
     ("holdout_trades", "holdout trades"),
     ("train_trades_incomplete", "training trades left out (a model gave no signal)"),
     ("holdout_trades_incomplete", "holdout trades left out (a model gave no signal)"),
@@ -49,6 +51,7 @@ FIGURE_TITLES = {
     "changes_meta_strategy": "Meta-strategy: what changed from production",
     "changes_position_sizing": "Position-sizing: what changed from production",
     "sweep_scores": "Sweep scores",
+    "sweep_learning": "Sweep learning curves",
     "gate": "The promotion gate",
 }
 """Section titles of the figures, by name (others are titled by their name)."""
@@ -143,11 +146,17 @@ def _cell(text: str) -> str:
 
 
 def decision_markdown(
-    agent: str, version: str, decision: Mapping[str, Any], link: str | None = None
+    agent: str,
+    version: str,
+    decision: Mapping[str, Any],
+    link: str | None = None,
+    level: int = 3,
 ) -> str:
-    """A gate decision in markdown: a heading with the verdict, then its figures."""
+    """A gate decision in markdown: a heading (of ``level``) with the verdict, then its
+    figures."""
     champion = decision.get("champion", decision.get("champion_version", ""))
-    lines = [f"### {agent} v{version}: {_verdict(decision)} against {champion}", ""]
+    heading = "#" * level
+    lines = [f"{heading} {agent} v{version}: {_verdict(decision)} against {champion}", ""]
     lines += ["| | |", "|---|---|"]
     lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in decision_rows(decision)]
     if link:
@@ -177,7 +186,14 @@ def version_description(
         f"- training run: [{training.get('run_name', '')} "
         f"`{str(training.get('run_id', ''))[:12]}`]({training.get('run_link', '')})",
     ]
-    if params.get("train_start"):
+    if params.get("validation_start"):  # a sweep's best: fit, validation, then retrained
+        lines.append(
+            f"- data: tuned on {params['train_start']} to {params['validation_start']} "
+            f"({params.get('train_trades', '?')} trades), validated to "
+            f"{params.get('holdout_start', '?')} ({params.get('validation_trades', '?')} "
+            "trades), then trained on both"
+        )
+    elif params.get("train_start"):
         lines.append(
             f"- data: training {params['train_start']} to {params.get('holdout_start', '?')} "
             f"({params.get('train_trades', '?')} trades), holdout to "
@@ -193,7 +209,7 @@ def version_description(
     if not decisions:
         lines.append("Not gated yet.")
     for decision, link in decisions:
-        lines.append(decision_markdown(agent, version, decision, link))
+        lines.append(decision_markdown(agent, version, decision, link, level=4))
     return "\n".join(lines) + "\n"
 
 

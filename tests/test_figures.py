@@ -67,6 +67,11 @@ def drawn(run) -> dict[str, Figure]:
         1,
         "validation score: mean sizing reward per trade",
     )
+    out["sweep_learning"] = figures.sweep_learning(
+        agent,
+        {"alpha=0.01": trained[agent].epochs, "alpha=0.1": trained[Agent.META_STRATEGY].epochs},
+        "alpha=0.1",
+    )
     return out
 
 
@@ -81,6 +86,7 @@ EXPECTED = {
     "changes_position_sizing",
     "gate",
     "sweep_scores",
+    "sweep_learning",
 }
 
 

@@ -239,6 +239,12 @@ def test_sweep_child_equals_single_run_with_its_configuration(nightly, db):
         filter_string=f"tags.mlflow.parentRunId = '{result['run_id']}'",
     )
     assert len(children) == 2
+    charts = {a.path for a in MlflowClient().list_artifacts(result["run_id"], "figures")}
+    assert charts == {"figures/sweep_scores.png", "figures/sweep_learning.png"}
+    from prefect.artifacts import Artifact
+
+    published = Artifact.get("sweep-position-sizing")
+    assert published is not None and "score" in str(published.data)
     best = result["best"]
     assert float(best["alpha"]) in (0.05, 0.2) and best["meta_weights"] == "0.5,0.2,0.15"
     single = nightly_retrain(
