@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.collections import PatchCollection
 from matplotlib.colors import BoundaryNorm, ListedColormap, TwoSlopeNorm
@@ -471,8 +472,6 @@ def _state_legend(fig: Figure, handles: list[Any], title: str | None) -> None:
 
 def _ramp(cmap: str, n: int) -> list[Any]:
     """``n`` colours of a sequential colormap, skipping its palest end."""
-    from matplotlib import colormaps
-
     return [colormaps[cmap](x) for x in np.linspace(0.25, 0.95, n)]
 
 
