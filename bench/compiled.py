@@ -1,6 +1,8 @@
 """Baselines "plain C" and "tuned C": build them with the machine's compiler, call via ctypes.
 
-The sources are ``bench/csrc/replay_plain.c`` and ``replay_tuned.c``. Both are built with
+The sources are ``bench/csrc/replay_plain.c`` and ``replay_tuned.c`` (the Q-learning
+replay, stages 1-2) and ``accumulate_plain.c`` and ``accumulate_tuned.c`` (the
+full-information learner's sums, stage 6). All are built with
 ``-O3 -march=native -ffp-contract=off`` into ``bench/build/`` (rebuilt when the source,
 the flags or the compiler change). ``-ffp-contract=off`` keeps ``r + γ·max`` and
 ``q + α·td`` two roundings each, as numba does, so the Q-tables are comparable bit for bit.
@@ -36,6 +38,15 @@ _ARGTYPES = [
     ctypes.c_void_p,  # hyper: alpha, gamma, epsilon, epsilon_decay, epsilon_min
     ctypes.c_uint64,  # seed
     ctypes.c_void_p,  # out: final epsilon, total reward, total |TD error|
+]
+
+_ACCUMULATE_ARGTYPES = [
+    ctypes.c_void_p,  # sums (S, A), updated in place
+    ctypes.c_void_p,  # counts (S,), updated in place
+    ctypes.c_int64,  # n_actions
+    ctypes.c_void_p,  # states
+    ctypes.c_void_p,  # rewards (N, A)
+    ctypes.c_int64,  # n_events
 ]
 
 
@@ -114,13 +125,51 @@ class CReplay:
         return out
 
 
-def load(name: str, label: str) -> CReplay:
+@dataclass(frozen=True)
+class CAccumulate:
+    """One compiled full-information accumulation: per event, a reward row into its state."""
+
+    label: str
+    function: ctypes._CFuncPtr
+
+    def __call__(
+        self,
+        sums: NDArray[np.float64],
+        counts: NDArray[np.float64],
+        states: NDArray[np.int64],
+        rewards: NDArray[np.float64],
+    ) -> None:
+        """Add ``rewards[t]`` to ``sums[states[t]]`` and count it, in place (states in range)."""
+        n_events, n_actions = rewards.shape
+        arrays = {"sums": sums, "counts": counts, "states": states, "rewards": rewards}
+        for name, arr in arrays.items():
+            dtype = np.int64 if name == "states" else np.float64
+            if arr.dtype != dtype or not arr.flags.c_contiguous:
+                raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype)} array")
+        if sums.shape != (counts.shape[0], n_actions) or states.shape != (n_events,):
+            raise ValueError(f"shapes do not fit: sums {sums.shape}, rewards {rewards.shape}")
+        self.function(
+            sums.ctypes.data,
+            counts.ctypes.data,
+            n_actions,
+            states.ctypes.data,
+            rewards.ctypes.data,
+            n_events,
+        )
+
+
+def _function(name: str, argtypes: list[type]) -> ctypes._CFuncPtr:
     """Build (if needed) and load ``csrc/<name>.c``'s function ``<name>``."""
     library = ctypes.CDLL(str(build(name)))
     function = getattr(library, name)
     function.restype = None
-    function.argtypes = _ARGTYPES
-    return CReplay(label, function)
+    function.argtypes = argtypes
+    return function
+
+
+def load(name: str, label: str) -> CReplay:
+    """Build (if needed) and load the replay loop ``csrc/<name>.c``."""
+    return CReplay(label, _function(name, _ARGTYPES))
 
 
 def load_baselines() -> tuple[CReplay, CReplay]:
@@ -128,4 +177,12 @@ def load_baselines() -> tuple[CReplay, CReplay]:
     return (
         load("replay_plain", "baseline: plain C"),
         load("replay_tuned", "baseline: tuned C"),
+    )
+
+
+def load_accumulate_baselines() -> tuple[CAccumulate, CAccumulate]:
+    """The plain and the tuned C full-information accumulations."""
+    return (
+        CAccumulate("baseline: plain C", _function("accumulate_plain", _ACCUMULATE_ARGTYPES)),
+        CAccumulate("baseline: tuned C", _function("accumulate_tuned", _ACCUMULATE_ARGTYPES)),
     )

@@ -1,13 +1,15 @@
 """Baseline "naive": Q-learning the way a per-event pure-Python trading bot does it.
 
 A dict Q-table keyed by state strings, each state a dict keyed by action names; the
-greedy action by Python's ``max`` over that dict; one event at a time in plain Python.
+greedy action by Python's ``max`` over that dict, a tie broken by a draw among the tied
+names; one event at a time in plain Python.
 It draws from the same splitmix64 stream as rlv2 (here in Python integers) in the same
 ε-greedy sequence, and does the same floating-point operations in the same order, so
 its Q-table equals rlv2's bit for bit and the benchmark checks that it does.
 
 Its events arrive as a bot receives them: keys already built, the rewards of the
-actions as a dict. Building them is data preparation, never timed.
+actions as a dict. Building them is data preparation, never timed. The same events feed
+``DictAccumulator``, the full-information learner's sums kept in dicts (stage 6).
 """
 
 from __future__ import annotations
@@ -71,11 +73,13 @@ class DictQLearner:
         self.rng = SplitMix64(seed)
 
     def select_action(self, state: str) -> str:
-        """ε-greedy: explore with probability ε, else the first action of highest Q."""
+        """ε-greedy: explore with probability ε, else an action of highest Q (ties drawn)."""
         if self.rng.uniform() < self.epsilon:
             return self.actions[self.rng.randint(len(self.actions))]
         values = self.q[state]
-        return max(values, key=values.get)
+        best = max(values.values())
+        tied = [action for action, value in values.items() if value == best]
+        return tied[self.rng.randint(len(tied))] if len(tied) > 1 else tied[0]
 
     def update(self, state: str, action: str, reward: float, next_state: str, done: bool) -> None:
         """Move Q(state, action) toward the TD target."""
@@ -90,6 +94,27 @@ class DictQLearner:
     def q_array(self) -> NDArray[np.float64]:
         """The Q-table as an (S, A) array in state-index and action-code order."""
         return np.array([list(row.values()) for row in self.q.values()], dtype=np.float64)
+
+
+class DictAccumulator:
+    """The full-information learner's per-state sums kept the way a bot would: dicts."""
+
+    def __init__(self, case: Case) -> None:
+        keys = case.state_keys()
+        self.sums = {key: dict.fromkeys(case.action_labels, 0.0) for key in keys}
+        self.counts = dict.fromkeys(keys, 0.0)
+
+    def update(self, event: BotEvent) -> None:
+        """Add every action's reward of the event to its state's sums; count the event."""
+        row = self.sums[event.state]
+        for action, reward in event.rewards.items():
+            row[action] += reward
+        self.counts[event.state] += 1.0
+
+    def arrays(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Sums (S, A) and counts (S,) in state-index and action-code order."""
+        sums = np.array([list(row.values()) for row in self.sums.values()], dtype=np.float64)
+        return sums, np.array(list(self.counts.values()), dtype=np.float64)
 
 
 def bot_events(case: Case, events: Events) -> list[BotEvent]:
@@ -115,3 +140,9 @@ def run_bot(learner: DictQLearner, stream: list[BotEvent]) -> None:
         learner.update(event.state, action, event.rewards[action], event.next_state, event.done)
         if event.done:
             learner.end_episode()
+
+
+def run_accumulator(accumulator: DictAccumulator, stream: list[BotEvent]) -> None:
+    """Feed every event to the accumulator."""
+    for event in stream:
+        accumulator.update(event)

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from rlv2 import evidence, pipeline, tracking
+from rlv2 import evidence, off_policy, pipeline, tracking
 from rlv2.domain import Agent
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -31,8 +31,8 @@ from rlv2.flows.explain import (
     flow_run_tags,
     log_report,
 )
-from rlv2.flows.promote import gate_candidates, refused
-from rlv2.pipeline import AgentTraining, Split, TrainConfig, WindowData
+from rlv2.flows.promote import Candidate, gate_candidates
+from rlv2.pipeline import AgentTraining, Split, TrainConfig, TrainingWindows, WindowData
 
 HOLDOUT_METRICS = (
     "mean_pnl_pct",
@@ -72,6 +72,30 @@ def evaluate_holdout(
     return out
 
 
+@task(cache_policy=NO_CACHE)
+def second_opinions(
+    trained: dict[str, AgentTraining], holdout: WindowData, config: TrainConfig
+) -> dict[str, dict[str, Any]]:
+    """Each candidate's SNIPS estimate beside its simulated holdout value, where the
+    holdout logged the agent's propensities (``rlv2.off_policy``; an alarm, not a gate)."""
+    out = {}
+    for agent, result in trained.items():
+        opinion = off_policy.second_opinion(
+            agent, result.q, holdout.inputs, holdout.transitions, config.replay
+        )
+        if opinion is None:
+            continue
+        e = opinion.estimate
+        alarm = " DISAGREE (alarm, not a gate)" if opinion.disagrees else ""
+        print(
+            f"{agent}: holdout {opinion.figures()['ips.metric']} simulated "
+            f"{opinion.simulated:.4f} vs SNIPS {e.value:.4f} ± {e.se:.4f} ({e.matched} of "
+            f"{e.n} logged trades match){alarm}"
+        )
+        out[str(agent)] = opinion.figures()
+    return out
+
+
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def log_training(
     run_name: str,
@@ -82,11 +106,16 @@ def log_training(
     split: Split,
     config: TrainConfig,
     db: str,
+    opinions: dict[str, dict[str, Any]] | None = None,
     figures: dict[str, Figure] | None = None,
 ) -> dict[str, Any]:
-    """Log the run (params, curves, Q-tables, models, holdout table and headline metrics,
-    figures); register candidates.
+    """Log the run (params, curves, Q-tables, models, the holdout table and headline
+    metrics, figures); register candidates.
 
+    The run and each version it registers carry the training and holdout windows as
+    tags (``TrainingWindows``): ``rlv2 promote`` gates a version on its own holdout.
+    ``opinions`` (``second_opinions``) become metrics ``ips.<agent>.<figure>`` and tags
+    ``ips_disagrees.<agent>``.
     Idempotent within a flow run: a retry resumes the run its first try began.
     """
     params = {
@@ -101,8 +130,15 @@ def log_training(
         **tracking.provenance(db),
     }
     key = run_key("log_training")
+    windows = TrainingWindows.of_split(split).tags()
+    opinions = opinions or {}
+    flags = {f"ips_disagrees.{a}": o["ips_disagrees"] for a, o in opinions.items()}
     tags = flow_run_tags(
-        flow="nightly-retrain", agents=",".join(map(str, trained)), learner=config.learner
+        flow="nightly-retrain",
+        agents=",".join(map(str, trained)),
+        learner=config.learner,
+        **windows,
+        **flags,
     )
     with tracking.start_run(run_name, params=params, tags=tags, key=key) as run:
         tracking.log_config(config.to_dict())
@@ -113,13 +149,20 @@ def log_training(
             tracking.log_metrics({f"{agent}.{k}": v for k, v in result.summary().items()})
             tracking.log_q_table(agent, result.q, space)
             version = tracking.log_policy_model(
-                agent, result.q, space, tags={"learner": config.learner}
+                agent, result.q, space, tags={"learner": config.learner, **windows}
             )
             versions[str(agent)] = None if version is None else str(version.version)
-        tracking.log_table(
-            evidence.holdout_table(_comparison(evaluation)), "holdout_comparison.csv"
-        )
+        comparison = evidence.holdout_table(_comparison(evaluation))
+        tracking.log_table(comparison, "holdout_comparison.csv")
         tracking.log_metrics({f"holdout.{k}": evaluation["holdout"][k] for k in HOLDOUT_METRICS})
+        tracking.log_metrics(
+            {
+                f"ips.{agent}.{k.removeprefix('ips.').removeprefix('ips_')}": float(v)
+                for agent, figures in opinions.items()
+                for k, v in figures.items()
+                if isinstance(v, int | float)
+            }
+        )
         for name, figure in (figures or {}).items():
             tracking.log_figure(figure, name)
         run_id = run.info.run_id
@@ -170,19 +213,36 @@ def nightly_retrain(
     trained = {a: f.result() for a, f in futures.items()}
     holdout = holdout_f.result()
     evaluation = evaluate_holdout(trained, holdout, config, production)
+    opinions = second_opinions(trained, holdout, config)
     drawn = draw_training_figures(trained, train, holdout, config, production) if figures else {}
     logged = log_training(
-        "nightly-retrain", trained, evaluation, train, holdout, split, config, path, drawn
+        "nightly-retrain",
+        trained,
+        evaluation,
+        train,
+        holdout,
+        split,
+        config,
+        path,
+        opinions,
+        drawn,
     )
-    result: dict[str, Any] = {**logged, **evaluation, "split": split._asdict()}
+    result: dict[str, Any] = {
+        **logged,
+        **evaluation,
+        "ips": opinions,
+        "split": split._asdict(),
+    }
     if promote:
         candidates = {
-            a: (logged["versions"][a], trained[a].q) for a in Agent if logged["versions"][a]
+            a: Candidate(logged["versions"][a], trained[a].q, holdout)
+            for a in Agent
+            if logged["versions"][a]
         }
-        result["decisions"] = gate_candidates(candidates, holdout, config)
+        result["decisions"] = gate_candidates(candidates, config)
     if figures:
         result["report"] = log_report(logged["run_id"])
-    names = refused(result.get("decisions", {}))
+    names = pipeline.refused_agents(result.get("decisions", {}))
     if names:
         return Completed(name=REFUSED_STATE, message=f"refused: {', '.join(names)}", data=result)
     return result

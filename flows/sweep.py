@@ -34,7 +34,7 @@ from rlv2.flows.common import (
     train_agent,
 )
 from rlv2.flows.explain import flow_run_tags, publish_sweep_table
-from rlv2.pipeline import AgentTraining, TrainConfig, WindowData
+from rlv2.pipeline import AgentTraining, TrainConfig, TrainingWindows, WindowData
 from rlv2.sweeps import Proposal, SweepConfig
 
 DEFAULT_SWEEP = SweepConfig()
@@ -91,12 +91,16 @@ def log_sweep(
     db: str,
     best_final: AgentTraining | None,
     best_config: TrainConfig,
-    windows: dict[str, Any] | None = None,
+    windows: TrainingWindows,
+    periods: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Parent MLflow run, one nested child per configuration, the results table, the best,
     the figures (scores against hyperparameters, learning curves).
 
-    Idempotent within a flow run: a retry resumes the runs its first try began.
+    The parent run and the best's registered version carry ``windows`` as tags: the best
+    is trained on the whole training window, and the holdout after it stays untouched for
+    the promotion gate. Idempotent within a flow run: a retry resumes the runs its first
+    try began.
     """
     rows = []
     params = {
@@ -104,12 +108,12 @@ def log_sweep(
         "method": sweep.method,
         "study": sweep.study or "",
         "n_configs": len(results),
-        **(windows or {}),
+        **(periods or {}),
         **tracking.provenance(db),
     }
     key = run_key("log_sweep", agent)
     learner = results[0]["config"].learner if results else ""
-    tags = flow_run_tags(flow="sweep", agents=agent, learner=learner)
+    tags = flow_run_tags(flow="sweep", agents=agent, learner=learner, **windows.tags())
     with tracking.start_run(f"sweep-{agent}", params=params, tags=tags, key=key) as parent:
         for r in results:
             proposal: Proposal = r["proposal"]
@@ -166,7 +170,7 @@ def log_sweep(
             tracking.log_config(best_config.to_dict())
             tracking.log_q_table(agent, best_final.q, space)
             registered = tracking.log_policy_model(
-                agent, best_final.q, space, tags={"learner": best_config.learner}
+                agent, best_final.q, space, tags={"learner": best_config.learner, **windows.tags()}
             )
             version = None if registered is None else str(registered.version)
         run_id = parent.info.run_id
@@ -259,13 +263,16 @@ def sweep(
             continue
         best = results[int(np.argmax([r["metrics"]["score"] for r in results]))]
         best_final = train_agent(name, train_all, best["config"]) if register_best else None
-        windows = {
+        periods = {
             "train_start": split.train_start,
             "validation_start": val_start,
             "holdout_start": split.holdout_start,
             "train_trades": fit.n_trades,
             "validation_trades": val.n_trades,
         }
-        out[name] = log_sweep(name, results, search, path, best_final, best["config"], windows)
+        windows = TrainingWindows.of_split(split)
+        out[name] = log_sweep(
+            name, results, search, path, best_final, best["config"], windows, periods
+        )
         publish_sweep_table(name, out[name]["table"])
     return out

@@ -233,9 +233,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _gate_exit(decisions: dict[str, dict[str, Any]]) -> int:
     """``EXIT_REFUSED`` if the gate judged and refused a candidate, else 0."""
-    from rlv2.flows.promote import refused  # pyright: ignore[reportMissingImports]
+    from rlv2.pipeline import refused_agents
 
-    names = refused(decisions)
+    names = refused_agents(decisions)
     if names:
         print(f"refused: {', '.join(names)} (exit {EXIT_REFUSED})")
         return EXIT_REFUSED
@@ -250,6 +250,13 @@ def _print_training(result: dict[str, Any]) -> None:
         print(f"{key:<22}{hold[key]:>12.4f}{logged[key]:>12.4f}")
     for key in ("meta_mean_reward", "sizing_mean_reward"):
         print(f"{key:<22}{hold[key]:>12.4f}{logged[key]:>12.4f}")
+    for agent, ips in result.get("ips", {}).items():
+        alarm = ": DISAGREE (an alarm, not a gate)" if ips["ips_disagrees"] else ""
+        print(
+            f"{agent} second opinion on {ips['ips.metric']}: simulated "
+            f"{ips['ips.simulated']:.4f} vs SNIPS {ips.get('ips.snips', float('nan')):.4f} "
+            f"± {ips.get('ips.se', float('nan')):.4f}{alarm}"
+        )
     _print_decisions(result.get("decisions", {}))
 
 
@@ -264,6 +271,14 @@ def _print_decisions(decisions: dict[str, dict[str, Any]]) -> None:
             f"{d['candidate_value']:.4f} vs {d['champion_value']:.4f}, diff {d['difference']:.4f} "
             f"CI [{d['ci_low']:.4f}, {d['ci_high']:.4f}] (n={d['n']}): {d['reason']}"
         )
+        if "ips.metric" in d:
+            alarm = ": DISAGREE (an alarm, not a gate)" if d["ips_disagrees"] else ""
+            print(
+                f"    second opinion on {d['ips.metric']}: simulated {d['ips.simulated']:.4f} vs "
+                f"SNIPS {d.get('ips.snips', float('nan')):.4f} ± "
+                f"{d.get('ips.se', float('nan')):.4f} ({d['ips.matched']} of {d['ips.n']} "
+                f"logged trades match){alarm}"
+            )
 
 
 def add_sweep_command(subparsers: Any) -> None:
@@ -310,11 +325,14 @@ def add_promote_command(subparsers: Any) -> None:
     """Register ``rlv2 promote``: the settings of ``TrainConfig`` that the gate reads."""
     parser = subparsers.add_parser(
         "promote",
-        help="gate registered candidates against production on the holdout",
+        help="gate registered candidates against production on their own holdout",
         description="Champion/challenger: the candidate (default: the newest registered "
         "version) takes the alias production only if its greedy policy beats production "
         "(or, with none yet, the logged behaviour) on the holdout by the margin, with a "
-        "bootstrap confidence interval above zero. Every decision is recorded. --seed "
+        "bootstrap confidence interval above zero. The holdout is the one the candidate's "
+        "training run recorded on the version, from its start to the newest decision; "
+        "--holdout-fraction is only a request that is checked: one that would overlap the "
+        "candidate's training window is refused. Every decision is recorded. --seed "
         f"seeds the bootstrap. Exit code {EXIT_REFUSED} when a candidate was refused.",
         epilog=CONFIG_EPILOG,
     )
@@ -336,9 +354,26 @@ def run_promote(args: argparse.Namespace) -> int:
         return 0
     from rlv2.flows.promote import promote  # pyright: ignore[reportMissingImports]
 
-    decisions = promote(agent=args.agent, version=args.version, db=args.db, config=config)
+    decisions = promote(
+        agent=args.agent,
+        version=args.version,
+        db=args.db,
+        config=config,
+        holdout_fraction=config.holdout_fraction if _asks_for_holdout(args) else None,
+    )
     _print_decisions(decisions)
     return _gate_exit(decisions)
+
+
+def _asks_for_holdout(args: argparse.Namespace) -> bool:
+    """Whether ``--holdout-fraction`` or the ``--config`` file names a holdout fraction.
+
+    ``rlv2 promote`` gates on each candidate's recorded holdout; a holdout fraction
+    given is a request it checks against the candidate's training window.
+    """
+    if getattr(args, "TrainConfig:holdout_fraction", None) is not None:
+        return True
+    return bool(args.config_file) and "holdout_fraction" in read_toml(args.config_file)
 
 
 def add_rollback_command(subparsers: Any) -> None:
@@ -415,6 +450,10 @@ STATUS_FIGURES = (
     "candidate.win_rate",
     "holdout_start",
     "holdout_end",
+    "ips.simulated",
+    "ips.snips",
+    "ips.se",
+    "ips_disagrees",
 )
 """The promotion figures `rlv2 status` shows (all are tags on the version)."""
 

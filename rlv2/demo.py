@@ -74,9 +74,8 @@ def build_planted_database(
     candles.
 
     One history per database: running it again with the same configuration loads
-    nothing twice; another configuration's rows would conflict on their ids. The trades'
-    ``meta_action_prob`` and ``sizing_action_prob`` are not contract columns yet and are
-    ignored by the ingest (the reports list them).
+    nothing twice; another configuration's rows would conflict on their ids. The trades
+    carry the per-agent propensities ``meta_action_prob`` and ``sizing_action_prob``.
     """
     reports, history = _write_history(
         db_path, lambda candles: build_planted_history(candles, config or PlantedConfig())

@@ -37,6 +37,7 @@ import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from rlv2._intrinsics import prefetch_row
 from rlv2.states import StateSpace
 
 PRIOR_STRENGTHS: tuple[float, ...] = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, np.inf)
@@ -156,6 +157,12 @@ class FullInformationLearner:
         return shrink(self.sums, self.counts, self.state_space, self.levels, self.prior_strength)
 
 
+# The loop streams the (N, A) rewards once: hinting each row a few events ahead keeps the
+# memory busy (~10% faster at 1M events, bench stage 6). Each cell is still summed in
+# event order, one addition per event, so the sums equal the readable learner's.
+_PREFETCH_ROWS_AHEAD = 8
+
+
 @numba.njit(cache=True, nogil=True)
 def _accumulate(
     states: NDArray[np.int64],
@@ -164,7 +171,10 @@ def _accumulate(
     counts: NDArray[np.float64],
 ) -> None:
     n_actions = rewards.shape[1]
-    for i in range(states.shape[0]):
+    n = states.shape[0]
+    for i in range(n):
+        if i + _PREFETCH_ROWS_AHEAD < n:
+            prefetch_row(rewards, i + _PREFETCH_ROWS_AHEAD)
         s = states[i]
         counts[s] += 1.0
         for a in range(n_actions):

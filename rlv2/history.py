@@ -53,7 +53,8 @@ def _unmask(values: Any) -> NDArray[Any]:
     if kind == "b":
         return values.filled(False)
     if kind in "mM":
-        return values.filled(np.array("NaT", dtype=values.dtype))  # NaT of the column's unit
+        nat: Any = np.array("NaT", dtype=values.dtype)[()]  # NaT of the column's unit
+        return values.filled(nat)
     return np.ma.filled(values.astype(np.float64), np.nan)
 
 
@@ -238,6 +239,8 @@ def _transitions(
         leverage=d["leverage"],
         portfolio_exposure=d["portfolio_exposure"],
         action_prob=d["action_prob"],
+        meta_action_prob=d["meta_action_prob"],
+        sizing_action_prob=d["sizing_action_prob"],
         side=d["side"],
         trade_ts=d["trade_ts"],
         closed_ts=d["closed_ts"],

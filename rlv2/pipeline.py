@@ -7,6 +7,7 @@ Pure of Prefect and MLflow: ``flows/`` wraps these functions in tasks and
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -121,6 +122,92 @@ def walk_forward_split(first: datetime, last: datetime, holdout_start: datetime)
             "the history needs decisions on both sides"
         )
     return Split(first, holdout_start, last + timedelta(microseconds=1))
+
+
+class TrainingWindows(NamedTuple):
+    """What a training run learned from and what it kept out, each ``[start, end)``.
+
+    Recorded as tags on the run and on every version it registers (:meth:`tags`), so that
+    the promotion gate judges a version on its own holdout, never on data it trained on.
+    """
+
+    train_start: datetime
+    train_end: datetime
+    holdout_start: datetime
+    holdout_end: datetime
+
+    @classmethod
+    def of_split(cls, split: Split) -> TrainingWindows:
+        """The windows of a walk-forward split: training ends where the holdout starts."""
+        return cls(split.train_start, split.holdout_start, split.holdout_start, split.holdout_end)
+
+    def tags(self) -> dict[str, str]:
+        """The windows as tags (``train_start`` ... ``holdout_end``), times as ``str`` gives."""
+        return {name: str(value) for name, value in self._asdict().items()}
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str], version: str) -> TrainingWindows:
+        """The windows a version's tags record; ``version`` names it in errors.
+
+        Raises ValueError when the tags hold none of them (a version registered before
+        rlv2 recorded them), only some, an unreadable time, or a holdout that starts
+        inside the training window.
+        """
+        missing = [name for name in cls._fields if name not in tags]
+        if len(missing) == len(cls._fields):
+            raise ValueError(
+                f"{version} records no training or holdout window (registered before rlv2 "
+                "recorded them), so its own holdout is unknown: retrain it (rlv2 train or "
+                "rlv2 sweep) and gate the new version"
+            )
+        if missing:
+            raise ValueError(f"{version}: tags {', '.join(missing)} missing; retrain it")
+        values = {}
+        for name in cls._fields:
+            try:
+                values[name] = datetime.fromisoformat(tags[name])
+            except ValueError:
+                raise ValueError(f"{version}: tag {name}={tags[name]!r} is not a time") from None
+        windows = cls(**values)
+        if windows.holdout_start < windows.train_end:
+            raise ValueError(
+                f"{version}: its recorded holdout starts at {windows.holdout_start}, inside "
+                f"its training window {windows.train_start} .. {windows.train_end}"
+            )
+        return windows
+
+
+class HoldoutRefused(ValueError):
+    """A promote request whose holdout would overlap the candidate's training window."""
+
+
+def gate_holdout(
+    recorded: TrainingWindows,
+    version: str,
+    last_decision: datetime | None,
+    requested_start: datetime | None = None,
+    requested: str = "",
+) -> tuple[datetime, datetime]:
+    """The holdout ``[start, end)`` the gate judges a version on: the one it recorded.
+
+    It starts where the recorded holdout starts; when the history has grown since
+    training (decisions after the recorded end), it runs to the newest decision, since
+    every decision from the recorded start on is one the version never saw. A requested
+    holdout (``requested_start``, described by ``requested`` such as
+    ``holdout_fraction=0.5``) that would start inside the training window raises
+    :class:`HoldoutRefused`, naming the version, its training window and the request; one
+    that would not is only checked: the recorded holdout is used either way.
+    """
+    if requested_start is not None and requested_start < recorded.train_end:
+        raise HoldoutRefused(
+            f"{version} was trained on {recorded.train_start} .. {recorded.train_end}; the "
+            f"requested holdout ({requested}) from {requested_start} overlaps it: refused "
+            f"(without it the gate uses the recorded holdout from {recorded.holdout_start})"
+        )
+    end = recorded.holdout_end
+    if last_decision is not None and last_decision >= end:
+        end = last_decision + timedelta(microseconds=1)
+    return recorded.holdout_start, end
 
 
 @dataclass(frozen=True)
@@ -367,3 +454,15 @@ def promotion_gate(
         champion_name=champion_name,
     )
     return decision, cand_metrics, champ_metrics
+
+
+def refused_agents(decisions: dict[str, dict[str, Any]]) -> list[str]:
+    """The agents whose candidate the gate judged and refused (not: already in production).
+
+    ``decisions`` are the gate's, by agent, as the promote flow returns them.
+    """
+    return [
+        agent
+        for agent, d in decisions.items()
+        if not d.get("promote") and d.get("reason") != "already"
+    ]

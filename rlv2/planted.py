@@ -36,10 +36,11 @@ forecasts and behaviour) but plants the forecasts' skill:
   once from a Dirichlet distribution (``skew_concentration``). Meta and sizing actions
   are drawn independently: ``action_prob`` (the joint action's probability, given that
   the decision trades) is the product of the two agents' probabilities, which the
-  trades table also carries as ``meta_action_prob`` and ``sizing_action_prob`` (not yet
-  contract columns: ``rlv2.ingest`` ignores them). Each decision is offered for trading
-  with probability ``trade_fraction`` (default all); an offered decision trades unless
-  the account's equity is gone (``rlv2.demo_data.book_trades``; no cap on open positions).
+  trades table also carries as the contract's per-agent propensities
+  ``meta_action_prob`` and ``sizing_action_prob`` (exact: the behaviour's own). Each
+  decision is offered for trading with probability ``trade_fraction`` (default all); an
+  offered decision trades unless the account's equity is gone
+  (``rlv2.demo_data.book_trades``; no cap on open positions).
 - **Outcomes** are the demo's, by the replay's own rules (``rlv2.outcomes``): entry at the
   decision bar's close, exit by the chosen strategy's rule on the real bars that follow,
   pnl and drawdown from them, so simulating the logged actions reproduces the logged pnl.

@@ -18,7 +18,8 @@ Randomness
     ``uint64`` array, never numpy's global RNG. ``QLearner`` and the kernels use the
     same generator and the same ε-greedy draw sequence (:func:`epsilon_greedy`), so with
     the same seed they make the same draws and produce bit-identical Q-tables (fastmath
-    stays off).
+    stays off). Exploiting, a learner breaks ties among the maxima of a row with that
+    stream, never toward action 0: a fresh all-zero row is explored uniformly.
 
 Kernels
     :func:`replay` drives one Q-table through N events in compiled code;
@@ -38,7 +39,7 @@ import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from rlv2._intrinsics import prefetch_row, row_max
+from rlv2._intrinsics import prefetch_row, row_max, row_ties
 from rlv2.rng import check_seed, make_rng, randint_step, stream_seed, uniform_step
 
 # fastmath stays off everywhere: the kernels must match QLearner bit for bit.
@@ -107,7 +108,11 @@ class QLearner:
         return int(epsilon_greedy(self.q[s], self.epsilon, self._rng))
 
     def greedy_action(self, state: int) -> int:
-        """Best known action in ``state`` (first argmax), without exploring."""
+        """Best known action in ``state``, without exploring or drawing.
+
+        The first argmax, as :func:`greedy_policy`: unlike :meth:`select_action`, which
+        breaks ties with the generator, a finished table's greedy action is deterministic.
+        """
         s = _check_index("state", state, self.n_states)
         return int(np.argmax(self.q[s]))
 
@@ -145,7 +150,13 @@ class QLearner:
 
 
 def greedy_policy(q: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Greedy action of every state: the first argmax of each row of ``q``."""
+    """Greedy action of every state: the first argmax of each row of ``q``.
+
+    What serving and evaluation act on, with no generator at hand: ties go to the lowest
+    action code. Learning breaks them differently: :func:`epsilon_greedy`'s exploit step
+    picks one of the tied maxima with a draw, so that an untried all-zero row does not
+    always pick action 0. The two agree wherever a row has a single maximum.
+    """
     return np.argmax(q, axis=-1).astype(np.int64)
 
 
@@ -157,13 +168,19 @@ def epsilon_greedy(q_row: NDArray[np.float64], epsilon: float, rng: NDArray[np.u
     """Choose an action from one state's Q-values; the one ε-greedy draw sequence.
 
     Draw ``u = uniform(rng)`` (``rlv2.rng``). If ``u < epsilon``, explore: return
-    ``randint(rng, n_actions)`` (a second draw). Otherwise exploit: return the first
-    action of maximal Q (np.argmax's tie rule), with no second draw. ``QLearner`` and
-    both kernels select actions only through this sequence (:func:`_explore_draw`).
+    ``randint(rng, n_actions)`` (a second draw). Otherwise exploit: the maxima of the
+    row are the actions whose Q equals its largest value (NaN never is one); with k of
+    them, k = 1 returns that action with no second draw, and k > 1 draws
+    ``j = randint(rng, k)`` and returns the j-th of them in code order (from 0), so ties
+    never favour action 0. ``QLearner`` and both kernels select actions only through this
+    sequence (:func:`_explore_draw`, then :func:`_exploit_draw`).
     """
-    action, rng[0] = _explore_draw(epsilon, q_row.shape[0], rng[0])
+    state = rng[0]
+    action, state = _explore_draw(epsilon, q_row.shape[0], state)
     if action < 0:
-        action = _argmax(q_row.astype(np.float64).reshape((1, q_row.shape[0])), 0)
+        q = q_row.astype(np.float64).reshape((1, q_row.shape[0]))
+        action, state = _exploit_draw(q, 0, state)
+    rng[0] = state
     return action
 
 
@@ -171,11 +188,12 @@ def epsilon_greedy(q_row: NDArray[np.float64], epsilon: float, rng: NDArray[np.u
 def _explore_draw(epsilon: float, n_actions: int, state: np.uint64) -> tuple[int, np.uint64]:
     """The draws of :func:`epsilon_greedy`: (explored action, or -1 to exploit; new state).
 
-    The draw sequence lives here once; the caller takes the argmax on -1. The generator
-    state is passed by value: the kernels keep it in a local variable, as reading and
-    writing it through the 1-element array on every draw made them about 40% slower (the
-    store and reload sit on every event's critical path). No array passes through here:
-    an inlined function taking the Q-table cost the kernel a reference count call per event.
+    The draw sequence lives here once; the caller exploits on -1 (:func:`_exploit_draw`).
+    The generator state is passed by value: the kernels keep it in a local variable, as
+    reading and writing it through the 1-element array on every draw made them about 40%
+    slower (the store and reload sit on every event's critical path). No array passes
+    through here: an inlined function taking the Q-table cost the kernel a reference count
+    call per event.
     """
     u, state = uniform_step(state)
     if u < epsilon:
@@ -184,24 +202,43 @@ def _explore_draw(epsilon: float, n_actions: int, state: np.uint64) -> tuple[int
 
 
 @_jit_inline
+def _exploit_draw(q: NDArray[np.float64], s: int, state: np.uint64) -> tuple[int, np.uint64]:
+    """The exploit step of :func:`epsilon_greedy` on row ``q[s]``: (action, new state).
+
+    The maxima are the entries equal to the row's largest non-NaN value (vector max
+    instructions); one vector pass counts them and finds the first (``row_ties``), and
+    only a tie (k > 1) draws ``j = randint(k)`` and scans for the j-th. A row with no
+    maximum (all NaN) gives action 0. -0.0 == 0.0: signed zeros tie.
+    """
+    n = q.shape[1]
+    best = row_max(q, s)
+    first, k = row_ties(q, s, best)
+    if k <= 1:
+        return (first if first < n else 0), state
+    j, state = randint_step(state, k)
+    for i in range(first, n):
+        if q[s, i] == best:
+            if j == 0:
+                return i, state
+            j -= 1
+    return first, state  # not reached: j < k maxima
+
+
+@_jit_inline
 def _argmax(q: NDArray[np.float64], s: int) -> int:
     """Index of the first maximum of row ``q[s]``: np.argmax's tie rule, vectorised.
 
-    Equal to the sequential scan ``if q[s, i] > best: best, a = q[s, i], i`` bit for bit,
-    NaN included: that scan keeps a NaN first value and skips later NaNs. The row's
-    maximum comes from vector max instructions, then the first index holding it from a
-    branch-free min reduction (LLVM vectorises it); -0.0 == 0.0, so the order of the
-    lanes cannot change the index. About 2x faster than the scan at A = 48.
+    The TD target's ``max Q(s')`` is read there (a value needs no tie rule). Equal to the
+    sequential scan ``if q[s, i] > best: best, a = q[s, i], i`` bit for bit, NaN
+    included: that scan keeps a NaN first value and skips later NaNs. The row's maximum
+    comes from vector max instructions, then the first index holding it from one vector
+    compare per 8 entries (``row_ties``); -0.0 == 0.0, so the order of the lanes cannot
+    change the index. About 2x faster than the scan at A = 48.
     """
-    n = q.shape[1]
     if q[s, 0] != q[s, 0]:
         return 0
-    best = row_max(q, s)
-    first = n
-    for i in range(n):
-        candidate = i if q[s, i] == best else n
-        first = candidate if candidate < first else first
-    return first if first < n else 0
+    first, _ = row_ties(q, s, row_max(q, s))
+    return first if first < q.shape[1] else 0
 
 
 # --- the compiled kernels ----------------------------------------------------------------
@@ -521,7 +558,7 @@ def _replay_core(
                 prefetch_row(rewards, t + _PREFETCH_ROWS_AHEAD)
             a, state = _explore_draw(epsilon, q.shape[1], state)  # epsilon_greedy, inlined
             if a < 0:
-                a = _argmax(q, s)
+                a, state = _exploit_draw(q, s, state)
             r = rewards[t, a]
             if not np.isfinite(r):
                 # stop before using it: the caller restores q and names the reward

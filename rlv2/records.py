@@ -94,6 +94,12 @@ class Transitions:
     portfolio_exposure: NDArray[np.float64]
     """Logged exposure at entry, the trade itself included (SPEC C)."""
     action_prob: NDArray[np.float64]
+    """The behaviour's probability of the joint (meta, sizing) action (NaN: not logged)."""
+    meta_action_prob: NDArray[np.float64]
+    """The behaviour's probability of the logged meta action in its state (NaN: not logged,
+    or a database made before the contract had the column)."""
+    sizing_action_prob: NDArray[np.float64]
+    """The behaviour's probability of the logged sizing action in its state (NaN as above)."""
     side: NDArray[Any]
     trade_ts: NDArray[Any]
     closed_ts: NDArray[Any]

@@ -113,6 +113,15 @@ def decision_rows(decision: Mapping[str, Any]) -> list[tuple[str, str]]:
             )
         )
     rows.append(("guardrails", _guardrails(decision)))
+    if "ips.snips" in decision:  # rlv2.off_policy: an alarm beside the decision, never a reason
+        alarm = "DISAGREES (alarm)" if str(decision.get("ips_disagrees")) == "True" else "agrees"
+        rows.append(
+            (
+                "second opinion (SNIPS of the logged propensities)",
+                f"{_number(decision['ips.snips'])} ± {_number(decision.get('ips.se'))} vs "
+                f"simulated {_number(decision.get('ips.simulated'))}: {alarm}",
+            )
+        )
     for key, name in (
         ("mean_pnl_pct", "mean pnl per trade (%)"),
         ("max_drawdown_pct", "max drawdown (%)"),

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 
 from rlv2.resources import bundled_dir
 
@@ -103,20 +102,10 @@ def execute_formatted(
 
 
 def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the data contract's types and tables (``schema.sql``) where missing."""
+    """Create the data contract's types and tables (``schema.sql``) where missing, and add
+    the columns a database made by an earlier contract lacks (``schema_upgrade.sql``)."""
     execute(con, "schema")
-
-
-def query_arrays(
-    con: duckdb.DuckDBPyConnection, name: str, params: SqlParams = None
-) -> dict[str, np.ndarray]:
-    """Run the query file ``NAME.sql``; return its columns as numpy arrays by name.
-
-    A column with NULLs comes back as a ``numpy.ma.MaskedArray``; an ENUM column as an
-    array of its labels (``enum_code(column)`` in the query gives the domain's codes).
-    """
-    columns = execute(con, name, params).fetchnumpy()
-    return {column: np.asanyarray(values) for column, values in columns.items()}
+    execute(con, "schema_upgrade")
 
 
 def fingerprint(db_path: str | PathLike[str]) -> str:

@@ -102,6 +102,7 @@ __all__ = [
     "start_run",
     "status",
     "tracking_uri",
+    "version_tags",
 ]
 
 _log = logging.getLogger(__name__)
@@ -515,7 +516,7 @@ def log_policy_model(
                 digest[:12],
                 existing.version,
             )
-            return existing
+            return _with_missing_tags(existing, tags)
     with _run_for(agent) as run, tempfile.TemporaryDirectory() as tmp:
         model_uri = _model_logged_in_run(run, digest)
         if model_uri is not None:  # a retry: the run logged it, its registration failed
@@ -537,6 +538,30 @@ def log_policy_model(
         )
         run_id = run.info.run_id
     return _register(info.model_uri, name, agent, digest, run_id, registered, tags)
+
+
+def _with_missing_tags(version: ModelVersion, tags: Mapping[str, Any] | None) -> ModelVersion:
+    """An existing version with the ``tags`` it lacks added; a tag it has is kept.
+
+    A rerun that reproduces a registered Q-table knows what produced it (its learner, the
+    windows it trained on): a version registered before such a tag existed gains it, and
+    one that has it keeps what its first run recorded (a differing value is logged).
+    """
+    client = MlflowClient()
+    for key, value in (tags or {}).items():
+        text = _text(value)
+        if key not in version.tags:
+            client.set_model_version_tag(version.name, version.version, key, text)
+        elif version.tags[key] != text:
+            _log.warning(
+                "%s v%s keeps its tag %s=%s (this run: %s)",
+                version.name,
+                version.version,
+                key,
+                version.tags[key],
+                text,
+            )
+    return client.get_model_version(version.name, version.version)
 
 
 def _model_logged_in_run(run: mlflow.ActiveRun, digest: str) -> str | None:
@@ -832,6 +857,11 @@ def load_q_table(
     if not isinstance(policy, QTablePolicy):
         raise TypeError(f"{uri} is not an rlv2 Q-table policy")
     return policy.q.copy(), policy.state_space
+
+
+def version_tags(agent: str, version: int | str) -> dict[str, str]:
+    """The tags of a registered version of the agent's model (ValueError if it is absent)."""
+    return dict(_get_version(agent, version).tags)
 
 
 def latest_version(agent: str) -> str | None:

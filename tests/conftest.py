@@ -35,3 +35,14 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def schema_before_per_agent_propensities() -> str:
+    """``schema.sql`` as it was before trades had meta_action_prob and sizing_action_prob."""
+    schema = store.sql_text("schema")
+    start = schema.index("    -- Each agent's own propensity")
+    end = schema.index(");", start)
+    old = schema[:start].rstrip().removesuffix(",") + "\n" + schema[end:]
+    assert "meta_action_prob" not in old and "sizing_action_prob" not in old
+    return old

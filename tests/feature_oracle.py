@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
@@ -42,6 +42,8 @@ COLUMNS_BY_KIND: dict[Kind, tuple[str, ...]] = {
         "size_multiplier",
         "portfolio_exposure",
         "action_prob",
+        "meta_action_prob",
+        "sizing_action_prob",
         "pnl_pct",
         "max_drawdown_pct",
         "volatility",
@@ -103,9 +105,12 @@ _DTYPE_OF_KIND: dict[Kind, Any] = {
 
 Signal = tuple[int, datetime, str, str, int, float, str]
 """A signals row: signal_id, ts, symbol, model, direction, confidence, predicted_regime."""
-Trade = tuple[int, int, datetime, int, float, int, float, str, str, float | None]
+Trade = tuple[
+    int, int, datetime, int, float, int, float, str, str, float | None, float | None, float | None
+]
 """A trades row: trade_id, signal_id, ts, side, size_multiplier, leverage,
-portfolio_exposure, strategy, weight_action, action_prob."""
+portfolio_exposure, strategy, weight_action, action_prob, meta_action_prob,
+sizing_action_prob."""
 Close = tuple[int, datetime, float, float]
 """A positions row: trade_id, closed_ts, pnl_pct, max_drawdown_pct."""
 AccountAfterClose = tuple[float, float, float, float]
@@ -126,6 +131,8 @@ _NO_TRADE: dict[str, Any] = {
     "leverage": -1,
     "portfolio_exposure": math.nan,
     "action_prob": math.nan,
+    "meta_action_prob": math.nan,
+    "sizing_action_prob": math.nan,
     "side": 0,
     "trade_ts": None,
 }
@@ -202,7 +209,7 @@ def read_tables(
     ).fetchall()
     trades = con.execute(
         "SELECT trade_id, signal_id, ts, side, size_multiplier, leverage, portfolio_exposure, "
-        "strategy, weight_action, action_prob FROM trades"
+        "strategy, weight_action, action_prob, meta_action_prob, sizing_action_prob FROM trades"
     ).fetchall()
     # a trade entered and closed at one instant is not known at that instant (SPEC C, no
     # look-ahead): its close comes last among that instant's closes, and the ledger holds
@@ -230,12 +237,21 @@ def read_tables(
 # --- market state (SPEC A2, C) ------------------------------------------------------------
 
 
+def _added(values: Iterable[float]) -> float:
+    """Floats added one by one, left to right, as the formulas are written (Python 3.12+'s
+    ``sum`` compensates its rounding and so no longer adds the way the pipeline does)."""
+    total = 0.0
+    for v in values:
+        total += v
+    return total
+
+
 def _pop_std(values: list[float]) -> float:
     """Population standard deviation (``ddof=0``, SPEC C); 0 for an empty list."""
     if not values:
         return 0.0
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    mean = _added(values) / len(values)
+    return math.sqrt(_added((v - mean) ** 2 for v in values) / len(values))
 
 
 def _returns(window: list[float]) -> list[float]:
@@ -250,15 +266,15 @@ def _regime(window: list[float], returns: list[float], config: FeatureConfig) ->
         return "RANGE"
     last, prior = window[-1], window[:-1]
     prior_returns = returns[:-1]
-    prior_rms = math.sqrt(sum(r * r for r in prior_returns) / len(prior_returns))
+    prior_rms = math.sqrt(_added(r * r for r in prior_returns) / len(prior_returns))
     if (last > max(prior) or last < min(prior)) and abs(returns[-1]) > rule.breakout_k * prior_rms:
         return "BREAKOUT"
-    path = sum(abs(window[i] - window[i - 1]) for i in range(1, len(window)))
+    path = _added(abs(window[i] - window[i - 1]) for i in range(1, len(window)))
     efficiency = abs(last - window[0]) / path if path > 0 else 0.0
     if efficiency >= rule.trend_efficiency:
         return "TREND"
     std = _pop_std(window)
-    if std > 0 and abs(last - sum(window) / len(window)) >= rule.reversion_z * std:
+    if std > 0 and abs(last - _added(window) / len(window)) >= rule.reversion_z * std:
         return "MEAN_REVERSION"
     return "RANGE"
 
@@ -283,7 +299,7 @@ def _slope(equities: list[float]) -> float:
     if n < 2:
         return 0.0
     sx, sxx = sum(range(n)), sum(i * i for i in range(n))
-    sy, sxy = sum(equities), sum(y * i for i, y in enumerate(equities))
+    sy, sxy = _added(equities), _added(y * i for i, y in enumerate(equities))
     mean = sy / n
     if mean == 0:
         return 0.0
@@ -296,7 +312,7 @@ def _sharpe(pnls: list[float]) -> float:
         return 0.0
     returns = [p / 100.0 for p in pnls]
     std = _pop_std(returns)
-    return math.tanh(sum(returns) / len(returns) / std) if std > 0 else 0.0
+    return math.tanh(_added(returns) / len(returns) / std) if std > 0 else 0.0
 
 
 class _Ledger:
@@ -384,7 +400,8 @@ def _pivot(signals: list[Signal]) -> dict[str, Any]:
 
 def _trade_columns(trade: Trade, signal: Signal) -> dict[str, Any]:
     """The executed trade's columns; its model, confidence and regime are its signal's."""
-    trade_id, _, ts, side, size, leverage, exposure, strategy, weight, prob = trade
+    trade_id, _, ts, side, size, leverage, exposure, strategy, weight, *probs = trade
+    prob, meta_prob, sizing_prob = (math.nan if p is None else p for p in probs)
     return {
         "trade_id": trade_id,
         "trade_model": signal[3],
@@ -395,7 +412,9 @@ def _trade_columns(trade: Trade, signal: Signal) -> dict[str, Any]:
         "size_multiplier": size,
         "leverage": leverage,
         "portfolio_exposure": exposure,
-        "action_prob": math.nan if prob is None else prob,
+        "action_prob": prob,
+        "meta_action_prob": meta_prob,
+        "sizing_action_prob": sizing_prob,
         "side": side,
         "trade_ts": ts,
     }

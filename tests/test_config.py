@@ -87,6 +87,7 @@ def test_default_and_changed_configurations_survive_toml():
         ),
         features=FeatureConfig(lookback_bars=30, regime_rule=RegimeRule(breakout_k=2.5)),
         mode="logged",
+        learner="q-learning",
         epochs=7,
         metric="pnl_pct",
     )

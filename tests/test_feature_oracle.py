@@ -139,7 +139,8 @@ def generated_signals(rng: np.random.Generator) -> pd.DataFrame:
 
 def generated_trades(rng: np.random.Generator, signals: pd.DataFrame) -> pd.DataFrame:
     """A quarter of the signals traded (some points twice or more), entered at the signal
-    or up to ten minutes later; ids of any sign, -1 among them; some without a propensity."""
+    or up to ten minutes later; ids of any sign, -1 among them; some without a propensity
+    (joint or per agent)."""
     traded = signals[rng.random(len(signals)) < 0.25].reset_index(drop=True)
     n = len(traded)
     pool = np.setdiff1d(np.arange(-100, 10_000), [-1])
@@ -148,6 +149,13 @@ def generated_trades(rng: np.random.Generator, signals: pd.DataFrame) -> pd.Data
     delay = np.where(rng.random(n) < 0.5, 0, rng.integers(1, 600, n))
     action_prob = pd.array(rng.uniform(0.01, 1.0, n), dtype="Float64")
     action_prob[rng.random(n) < 0.2] = pd.NA
+    # the per-agent propensities draw from a stream of their own: the rest of the history
+    # stays the one whose special cases test_the_generated_history_holds_the_special_cases
+    # lists
+    own = np.random.default_rng([SEED, n])
+    meta_prob, sizing_prob = (pd.array(own.uniform(0.01, 1.0, n), dtype="Float64") for _ in "ms")
+    meta_prob[own.random(n) < 0.2] = pd.NA
+    sizing_prob[own.random(n) < 0.2] = pd.NA
     return pd.DataFrame(
         {
             "trade_id": trade_id,
@@ -164,6 +172,8 @@ def generated_trades(rng: np.random.Generator, signals: pd.DataFrame) -> pd.Data
                 WeightAction(int(c)).name for c in rng.integers(len(WeightAction), size=n)
             ],
             "action_prob": action_prob,
+            "meta_action_prob": meta_prob,
+            "sizing_action_prob": sizing_prob,
         }
     )
 
@@ -291,6 +301,8 @@ def test_the_generated_history_holds_the_special_cases(generated_db):
         "trade id -1": (tr["trade_id"][traded] == -1).any(),
         "a missing model signal": np.isnan(tr["conf_nhits"]).any(),
         "no propensity": np.isnan(tr["action_prob"][traded]).any(),
+        "no meta propensity": np.isnan(tr["meta_action_prob"][traded]).any(),
+        "a sizing propensity": (~np.isnan(tr["sizing_action_prob"][traded])).any(),
         "a decision at another trade's close": any(t in closes_at for t in tr["ts"].tolist()),
         "a decision before the first switch row": (tr["ts"] < np.datetime64(FIRST_SWITCH)).any(),
         "RL off at a signal": (~tr["rl_at_signal"]).any(),

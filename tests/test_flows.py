@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from rlv2 import cli, cli_pipeline, pipeline, tracking
+from rlv2 import cli, cli_pipeline, history, pipeline, store, tracking
 from rlv2.domain import agent_spec
 from rlv2.pipeline import TrainConfig
 from rlv2.rng import stream_seed
-from rlv2.states import SIZING_STATE_SPACE
+from rlv2.states import META_STATE_SPACE, SIZING_STATE_SPACE
 from rlv2.sweeps import SweepConfig
 
 pytestmark = pytest.mark.slow
@@ -89,6 +89,27 @@ def test_each_registered_version_records_its_learner(nightly):
     for agent, version in nightly["versions"].items():
         tags = MlflowClient().get_model_version(agent_spec(agent).model_name, version).tags
         assert tags["learner"] == "full-information"
+
+
+def test_the_run_and_its_versions_record_the_training_and_holdout_windows(nightly):
+    run = MlflowClient().get_run(nightly["run_id"])
+    split = nightly["split"]
+    recorded = {k: run.data.tags[k] for k in pipeline.TrainingWindows._fields}
+    assert recorded == {
+        "train_start": str(split["train_start"]),
+        "train_end": str(split["holdout_start"]),
+        "holdout_start": str(split["holdout_start"]),
+        "holdout_end": str(split["holdout_end"]),
+    }
+    assert recorded["holdout_start"] == run.data.params["holdout_start"]
+    for agent, version in nightly["versions"].items():
+        tags = tracking.version_tags(agent, version)
+        assert {k: tags[k] for k in recorded} == recorded
+    for decision in nightly["decisions"].values():  # the nightly gated on it
+        assert (decision["holdout_start"], decision["holdout_end"]) == (
+            recorded["holdout_start"],
+            recorded["holdout_end"],
+        )
 
 
 def test_every_gate_decision_is_recorded(nightly):
@@ -204,9 +225,14 @@ def test_a_refused_candidate_ends_the_flow_refused_and_exits_3(nightly, db, caps
     from rlv2.flows.promote import promote
 
     first = nightly["versions"]["position_sizing"]
+    recorded = tracking.version_tags("position_sizing", first)  # its windows: its holdout
+    windows = pipeline.TrainingWindows.from_tags(recorded, f"v{first}").tags()
     with tracking.start_run("refused", params={}):
         candidate = tracking.log_policy_model(
-            "position_sizing", q_of("position_sizing", first) + 2.0, SIZING_STATE_SPACE
+            "position_sizing",
+            q_of("position_sizing", first) + 2.0,
+            SIZING_STATE_SPACE,
+            tags=windows,
         )
     version = str(candidate.version)
     never = TrainConfig(margin=1e6)  # no candidate beats anything by a million
@@ -262,6 +288,12 @@ def test_sweep_child_equals_single_run_with_its_configuration(nightly, db):
     )
     # identical Q-table bytes hash to the same registered version
     assert single["versions"]["position_sizing"] == result["version"]
+    # the sweep's parent run and its registered best record the windows, as a nightly does
+    parent = MlflowClient().get_run(result["run_id"]).data.tags
+    version = tracking.version_tags("position_sizing", result["version"])
+    windows = pipeline.TrainingWindows.of_split(pipeline.Split(**single["split"])).tags()
+    for name, value in windows.items():
+        assert version[name] == parent[name] == value
 
 
 def test_promote_gate_rollback_and_status_from_the_cli(nightly, db, capsys):
@@ -285,6 +317,96 @@ def test_promote_gate_rollback_and_status_from_the_cli(nightly, db, capsys):
     assert f"position_sizing: production v{first} since" in out and "rolled_back" in out
     assert cli.main(["rollback", "position_sizing"]) == 1  # no previous any more
     assert "previous" in capsys.readouterr().err
+
+
+def test_promote_gates_a_version_on_the_holdout_its_run_recorded(nightly, db, capsys):
+    from rlv2.flows.nightly import nightly_retrain
+    from rlv2.flows.promote import promote
+
+    # a candidate of its own, trained at the default holdout fraction 0.2, not yet gated
+    trained = nightly_retrain(db=db, config=config(1, learner="q-learning", seed=21), promote=False)
+    version = trained["versions"]["position_sizing"]
+    recorded = MlflowClient().get_run(trained["run_id"]).data.tags
+    name = agent_spec("position_sizing").model_name
+    argv = ["promote", "--db", db, "--agent", "position_sizing", "--version", version]
+    assert cli.main([*argv, "--holdout-fraction", "0.5"]) == cli.EXIT_FAILURE
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("rlv2 promote")]
+    with store.connect(db, read_only=True) as con:
+        requested = history.holdout_start(con, 0.5)
+    assert line == (
+        f"rlv2 promote: error: {name} v{version} was trained on {recorded['train_start']} .. "
+        f"{recorded['train_end']}; the requested holdout (holdout_fraction=0.5) from "
+        f"{requested} overlaps it: refused (without it the gate uses the recorded holdout "
+        f"from {recorded['holdout_start']})"
+    )
+    tags = tracking.version_tags("position_sizing", version)
+    assert not any(k.startswith("promotion.") for k in tags)  # refused before any gate
+    # without the request, the gate takes the recorded holdout, whatever the settings say
+    decisions = promote(
+        agent="position_sizing",
+        version=version,
+        db=db,
+        config=TrainConfig(holdout_fraction=0.5),
+    )
+    decision = decisions["position_sizing"]
+    assert decision["holdout_start"] == recorded["holdout_start"]
+    assert decision["holdout_end"] == recorded["holdout_end"]
+    assert "ips.snips" not in decision  # the demo logs no per-agent propensities
+    (latest, *_) = tracking.decisions_of("position_sizing", version)  # the promotion log
+    assert latest["holdout_start"] == recorded["holdout_start"]
+    # a request that keeps out of the training window is accepted and changes nothing
+    again = promote(agent="position_sizing", version=version, db=db, holdout_fraction=0.1)
+    if again["position_sizing"]["reason"] != "already":
+        assert again["position_sizing"]["holdout_start"] == recorded["holdout_start"]
+
+
+def test_promote_names_a_version_registered_before_windows_were_recorded(nightly, db):
+    from rlv2.flows.promote import promote
+
+    changed = q_of("meta_strategy", nightly["versions"]["meta_strategy"]) + 2.0
+    with tracking.start_run("old registry", params={}):
+        old = tracking.log_policy_model("meta_strategy", changed, META_STATE_SPACE)
+    assert "holdout_start" not in old.tags
+    name = agent_spec("meta_strategy").model_name
+    with pytest.raises(ValueError, match=f"{name} v{old.version} records no training or holdout"):
+        promote(agent="meta_strategy", version=str(old.version), db=db)
+
+
+def test_the_nightly_and_the_gate_log_the_second_opinion(prefect_harness, mlflow_store, tmp_path):
+    """On a planted history (per-agent propensities logged), beside the simulated value."""
+    from rlv2.demo import build_planted_database
+    from rlv2.flows.nightly import nightly_retrain
+    from rlv2.flows.promote import judge_candidate
+    from rlv2.planted import PlantedConfig
+
+    path = tmp_path / "planted.duckdb"
+    build_planted_database(path, PlantedConfig(max_decisions_per_symbol=600))
+    out = nightly_retrain(db=str(path), config=config(1), promote=False)
+    run = MlflowClient().get_run(out["run_id"])
+    train_config = config(1)
+    with store.connect(path, read_only=True) as con:
+        split = out["split"]
+        holdout = pipeline.load_window(con, split["holdout_start"], split["holdout_end"])
+    assert set(out["ips"]) == {"meta_strategy", "position_sizing"}
+    for agent, version in out["versions"].items():
+        opinion = out["ips"][agent]
+        assert opinion["ips.n"] == holdout.n_trades and opinion["ips.matched"] > 0
+        assert run.data.metrics[f"ips.{agent}.snips"] == opinion["ips.snips"]
+        assert run.data.metrics[f"ips.{agent}.se"] == opinion["ips.se"]
+        assert run.data.metrics[f"ips.{agent}.simulated"] == opinion["ips.simulated"]
+        assert run.data.tags[f"ips_disagrees.{agent}"] == str(opinion["ips_disagrees"])
+        q = q_of(agent, version)
+        figures = judge_candidate.fn(agent, q, holdout, train_config, (None, None), None)
+        assert figures["ips.metric"] == agent_spec(agent).reward_metric
+        assert isinstance(figures["ips_disagrees"], bool)
+        # the gate's holdout is the nightly's, and the other agent plays nothing else: the
+        # decision's second opinion is the nightly's
+        assert {k: v for k, v in figures.items() if k.startswith("ips")} == opinion
+        # an alarm, never a reason: the decision is the gate's alone
+        decision, _, _ = pipeline.promotion_gate(
+            agent, holdout, train_config, q, None, None, "logged"
+        )
+        assert {k: figures[k] for k in decision.as_dict()} == decision.as_dict()
 
 
 def test_flow_fails_clearly_without_a_database(prefect_harness, mlflow_store, tmp_path):
@@ -392,11 +514,12 @@ def test_only_idempotent_or_read_only_tasks_are_retried():
     from rlv2.flows import common, nightly, promote, sweep
 
     retried = [common.plan_split, common.plan_validation, common.load_window]
-    retried += [common.load_production, promote.load_candidate]
+    retried += [common.load_production, promote.load_candidate, promote.plan_holdout]
     retried += [nightly.log_training, sweep.log_sweep]  # MLflow writes resumed by run key
     for t in retried:
         assert t.retries == 2 and t.retry_condition_fn is common.retry_transient, t.name
     once = [common.train_agent, nightly.evaluate_holdout, sweep.train_group, sweep.score]
+    once += [nightly.second_opinions]
     once += [promote.judge_candidate, promote.record_decision]
     for t in once:
         assert not t.retries, t.name
@@ -418,9 +541,10 @@ def test_a_retried_log_task_completes_its_own_run(prefect_harness, mlflow_store,
         return register(model_uri, name, **kwargs)
 
     monkeypatch.setattr(mlflow, "register_model", register_after_a_lock)
-    # q-learning: the full-information table would equal the nightly fixture's, already registered
+    # SPEC A4's learner: a new seed gives new tables (the full-information tables are
+    # the same for any seed, and an identical table is never registered twice)
     out = nightly_retrain(
-        db=db, config=config(1, learner="q-learning", seed=11), promote=False, figures=False
+        db=db, config=config(1, "q-learning", seed=11), promote=False, figures=False
     )
     assert len(calls) == 3  # one failed, then both agents
     client = MlflowClient()

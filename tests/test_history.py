@@ -293,3 +293,49 @@ def test_the_rl_switch_is_on_before_the_first_policy_row_in_both_readings():
     assert _rl_on(at.astype(np.int64), policy).tolist() == expected
     no_rows = {"ts": switches[:0], "enable_rl": np.zeros(0, bool)}
     assert history._switch_at(no_rows, at).all()
+
+
+def test_a_database_made_before_the_per_agent_propensities_still_loads_and_ingests(
+    demo_db, tmp_path, schema_before_per_agent_propensities
+):
+    """Read-only readers see the missing columns as NaN; the next ingest adds them."""
+    from rlv2.ingest import IngestRequest, ingest
+
+    old = tmp_path / "old.duckdb"
+    with store.connect(old) as con:
+        con.execute(schema_before_per_agent_propensities)
+        con.execute(f"ATTACH '{demo_db}' AS src (READ_ONLY)")
+        for table in ("candles", "signals", "trades", "positions", "policy"):
+            added = " EXCLUDE (meta_action_prob, sizing_action_prob)" if table == "trades" else ""
+            con.execute(f"INSERT INTO {table} BY NAME SELECT *{added} FROM src.{table}")
+        con.execute("DETACH src")
+    with store.connect(old, read_only=True) as con:
+        before = history.load_transitions(con)
+    with store.connect(demo_db, read_only=True) as con:
+        demo = history.load_transitions(con)
+    assert np.isnan(before.meta_action_prob).all() and np.isnan(before.sizing_action_prob).all()
+    for name, column in demo.columns().items():
+        np.testing.assert_array_equal(before.columns()[name], column, err_msg=name)
+    with store.connect(demo_db, read_only=True) as con:
+        symbol, last = con.execute("SELECT symbol, max(ts) FROM signals GROUP BY 1").fetchone()
+    ts = last + pd.Timedelta(hours=1)  # a decision point of its own
+    signals, trades = tmp_path / "signals.csv", tmp_path / "trades.csv"
+    signals.write_text(
+        "signal_id,ts,symbol,model,direction,confidence,predicted_regime\n"
+        f"900000001,{ts},{symbol},XGB,1,0.6,TREND\n"
+    )
+    trades.write_text(
+        "trade_id,signal_id,ts,symbol,side,entry_price,size_multiplier,leverage,"
+        "portfolio_exposure,strategy,weight_action,action_prob,meta_action_prob,"
+        "sizing_action_prob\n"
+        f"900000001,900000001,{ts},{symbol},1,100,1.0,2,0.2,TREND,WEIGHT_UP,0.01,0.1,0.1\n"
+    )
+    with store.connect(old) as con:
+        assert ingest(con, IngestRequest(source=str(signals), table="signals")).rows_loaded == 1
+        report = ingest(con, IngestRequest(source=str(trades), table="trades"))
+    assert (report.rows_loaded, report.ignored_columns) == (1, ()), report.problems
+    with store.connect(old, read_only=True) as con:
+        after = history.load_transitions(con)
+    new = after.trade_id == 900000001
+    assert after.meta_action_prob[new].tolist() == after.sizing_action_prob[new].tolist() == [0.1]
+    assert np.isnan(after.meta_action_prob[~new]).all()

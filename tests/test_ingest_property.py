@@ -116,7 +116,7 @@ def _contract_db() -> Iterator[duckdb.DuckDBPyConnection]:
         }
         con.execute(
             "INSERT INTO trades SELECT unnest($trade_id), unnest($signal_id), unnest($ts), "
-            "unnest($symbol), 1, 100, 1.0, 1, 0.1, 'TREND', 'WEIGHT_UP', NULL",
+            "unnest($symbol), 1, 100, 1.0, 1, 0.1, 'TREND', 'WEIGHT_UP', NULL, NULL, NULL",
             trades,
         )
         yield con
@@ -249,8 +249,9 @@ def trades_faults(row: Row) -> set[Fault]:
     _rule(faults, "portfolio_exposure", exposure, lambda v: math.isfinite(v) and v >= 0)
     _read(row, faults, "strategy", _label(Regime))
     _read(row, faults, "weight_action", _label(WeightAction))
-    prob = _read(row, faults, "action_prob", float, nullable=True)
-    _rule(faults, "action_prob", prob, lambda v: math.isfinite(v) and 0 < v <= 1)
+    for column in ("action_prob", "meta_action_prob", "sizing_action_prob"):
+        prob = _read(row, faults, column, float, nullable=True)
+        _rule(faults, column, prob, lambda v: math.isfinite(v) and 0 < v <= 1)
     if signal_id is None:
         return faults
     signal = STORED_SIGNALS.get(signal_id)
@@ -296,7 +297,13 @@ def policy_faults(row: Row) -> set[Fault]:
 LEFT_TO_INGESTION: Mapping[str, set[Fault]] = {
     "candles": {("volume", "unreadable")},
     "signals": set(),
-    "trades": {("action_prob", "unreadable"), ("symbol", "rule"), ("ts", "rule")},
+    "trades": {
+        ("action_prob", "unreadable"),
+        ("meta_action_prob", "unreadable"),
+        ("sizing_action_prob", "unreadable"),
+        ("symbol", "rule"),
+        ("ts", "rule"),
+    },
     "positions": {("closed_ts", "rule")},
     "policy": set(),
 }
@@ -361,6 +368,8 @@ SIGN = (["1", "-1", "+1", "-1.0", " 1 "], ["0", "2", "-2", "300", "0.5", "up", "
 PRICE = (["42000", "1e-3", " 7.5 ", "+1E4"], ["0", "-1", "NaN", "inf", "-inf", "abc", ""])
 MODEL = (["XGB", "lgbm", " NHITS ", "PatchTST"], ["GPT", ""])
 REGIME = (["TREND", "range", " Breakout ", "MEAN_REVERSION"], ["SIDEWAYS", ""])
+PROPENSITY = (["0.9", "1", "1e-9", "", " 0.25 "], ["0", "-0.5", "1.5", "NaN", "inf", "p"])
+"""A behaviour policy's probability of the action taken (joint or per agent), or blank."""
 WHEN = (["after", "same"], ["before"])
 """A row's time relative to its parent's: after it, at the same instant; or before it."""
 
@@ -433,7 +442,9 @@ TRADES: Pools = {
     "portfolio_exposure": (["0.3", "0", "-0", "1e3"], ["-0.1", "NaN", "inf", "abc", ""]),
     "strategy": REGIME,
     "weight_action": (["WEIGHT_UP", "weight_down", " WEIGHT_HOLD "], ["WEIGHT_MAX", ""]),
-    "action_prob": (["0.9", "1", "1e-9", ""], ["0", "-0.5", "1.5", "NaN", "p"]),
+    "action_prob": PROPENSITY,
+    "meta_action_prob": PROPENSITY,
+    "sizing_action_prob": PROPENSITY,
 }
 
 

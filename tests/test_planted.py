@@ -42,6 +42,8 @@ CONTRACT_TRADE_COLUMNS = [
     "strategy",
     "weight_action",
     "action_prob",
+    "meta_action_prob",
+    "sizing_action_prob",
 ]
 
 
@@ -154,12 +156,8 @@ def test_tables_satisfy_the_contract(planted_db):
         report = by_table[table]
         assert report.rows_quarantined == 0 and report.rows_duplicate == 0, report.problems
         assert report.rows_loaded == report.rows_read == len(getattr(hist, table))
-    assert by_table["trades"].ignored_columns == ("meta_action_prob", "sizing_action_prob")
-    assert list(hist.trades.columns) == [
-        *CONTRACT_TRADE_COLUMNS,
-        "meta_action_prob",
-        "sizing_action_prob",
-    ]
+    assert by_table["trades"].ignored_columns == ()  # the per-agent propensities load
+    assert list(hist.trades.columns) == CONTRACT_TRADE_COLUMNS
     assert hist.policy["enable_rl"].tolist() == [True]
     assert hist.policy["ts"].iloc[0] == hist.signals["ts"].min()
     assert hist.truth["traded"].all()  # every decision traded, the account never went bust

@@ -25,6 +25,13 @@ from rlv2.rng import make_rng, stream_seed
 # --- a pure-Python reference of the learner and its draw sequence ------------------------
 
 
+def reference_exploit(row: list[float], rng: ReferenceSplitMix64) -> int:
+    """The exploit step: one of the tied maxima, drawn only when there are several."""
+    best = max(row)
+    tied = [a for a, value in enumerate(row) if value == best]
+    return tied[rng.randint(len(tied))] if len(tied) > 1 else tied[0]
+
+
 def reference_replay(
     n_states: int,
     n_actions: int,
@@ -48,7 +55,7 @@ def reference_replay(
         if rng.uniform() < epsilon:
             a = rng.randint(n_actions)
         else:
-            a = q[s].index(max(q[s]))
+            a = reference_exploit(q[s], rng)
         chosen.append(a)
         target = row[a] if done else row[a] + gamma * max(q[s_next])
         q[s][a] = q[s][a] + alpha * (target - q[s][a])
@@ -225,19 +232,79 @@ def test_epsilon_greedy_draw_sequence() -> None:
     for seed in range(50):
         reference = ReferenceSplitMix64(seed)
         u = reference.uniform()
-        expected = reference.randint(4) if u < 0.3 else 1  # first of the tied maxima
+        expected = reference.randint(4) if u < 0.3 else reference_exploit(q_row.tolist(), reference)
         rng = make_rng(seed)
         assert epsilon_greedy(q_row, 0.3, rng) == expected
-        assert rng[0] == reference.state  # exactly one or two draws consumed
+        assert rng[0] == reference.state  # the same number of draws consumed
+
+
+def test_exploit_tie_by_hand() -> None:
+    # splitmix64's outputs (rlv2.rng): seed 0 gives 0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4,
+    # ...; seed 1 gives 0x910A2DEC89025CC1, 0xBEEB8DA1658EEC67, ...
+    # Both first outputs give u >= 0.3 (0.883 and 0.567): exploit. The maxima of
+    # [0, 2, 2, 1] are actions 1 and 2, so k = 2 and the second output mod 2 picks one:
+    # even (...F4) -> j = 0 -> action 1; odd (...67) -> j = 1 -> action 2.
+    q_row = np.array([0.0, 2.0, 2.0, 1.0])
+    assert epsilon_greedy(q_row, 0.3, make_rng(0)) == 1
+    assert epsilon_greedy(q_row, 0.3, make_rng(1)) == 2
+    # A single maximum takes no second draw: the state moved by one output only.
+    rng = make_rng(1)
+    assert epsilon_greedy(np.array([0.0, 3.0, 2.0]), 0.3, rng) == 1
+    assert rng[0] == 0x9E3779B97F4A7C15 + 1
+    # Three tied: 0xBEEB8DA1658EEC67 mod 3 = its hex digit sum mod 3 (16 = 1 mod 3):
+    # 154 mod 3 = 1 -> the second of actions 0, 1, 2.
+    assert epsilon_greedy(np.array([5.0, 5.0, 5.0]), 0.3, make_rng(1)) == 1
+    # The same choice in the readable learner and in the kernel, on a fresh table.
+    for seed, action in ((0, 1), (1, 2)):
+        learner = QLearner(1, 4, epsilon=0.3, seed=seed)
+        learner.q[0] = q_row
+        assert learner.select_action(0) == action
+        q = q_row.reshape(1, 4).copy()
+        one = {"states": [0], "rewards": np.zeros((1, 4)), "next_states": [0], "dones": [True]}
+        stats = replay(q, **one, epsilon=0.3, seed=seed)
+        assert stats.actions.tolist() == [action]
+
+
+# Chi-square critical values at p = 0.001, scipy.stats.chi2.ppf(0.999, A - 1).
+CHI2_999 = {48: 82.72, 56: 93.17}
+
+
+@pytest.mark.parametrize("n_actions", [48, 56])
+def test_untried_states_spread_their_greedy_choice(n_actions: int) -> None:
+    # All-zero rows: every action is a maximum. The learner's exploit choices (ε = 0)
+    # over many seeds, and the kernel's over many fresh states, are uniform, action 0
+    # included at 1/A (the first-argmax rule chose it every time).
+    n = 100 * n_actions
+    chosen = [
+        QLearner(1, n_actions, epsilon=0.0, epsilon_min=0.0, seed=seed).select_action(0)
+        for seed in range(n)
+    ]
+    q = np.zeros((n, n_actions))
+    stats = replay(
+        q, np.arange(n), np.zeros((n, n_actions)), np.arange(n), np.ones(n, bool),
+        epsilon=0.0, epsilon_min=0.0, seed=3,
+    )  # fmt: skip
+    for actions in (np.array(chosen), stats.actions):
+        counts = np.bincount(actions, minlength=n_actions)
+        chi2 = float(((counts - 100) ** 2 / 100).sum())
+        assert chi2 < CHI2_999[n_actions]
+        assert abs(counts[0] / n - 1 / n_actions) < 0.01
 
 
 def test_greedy_policy_breaks_ties_like_argmax() -> None:
+    # Serving's greedy action of a finished table keeps np.argmax's first-index rule;
+    # only learning (select_action) draws among the tied maxima.
     q = np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [-1.0, 2.0, 2.0]])
     np.testing.assert_array_equal(greedy_policy(q), [0, 0, 1])
     learner = QLearner(3, 3, epsilon=0.0, epsilon_min=0.0, seed=1)
     learner.q[:] = q
-    assert [learner.select_action(s) for s in range(3)] == [0, 0, 1]
     assert [learner.greedy_action(s) for s in range(3)] == [0, 0, 1]
+    reference = ReferenceSplitMix64(1)
+    expected = []
+    for s in range(3):
+        reference.uniform()
+        expected.append(reference_exploit(q[s].tolist(), reference))
+    assert [learner.select_action(s) for s in range(3)] == expected
 
 
 def test_seedless_learner_records_its_seed() -> None:
@@ -458,12 +525,13 @@ GOLDEN_HYPER = {
     "epsilon_min": 0.1,
 }
 
-# Frozen from replay() after checking it against reference_replay(), which shares no code.
+# Frozen from replay() after checking it against reference_replay(), which shares no code
+# (refrozen when exploiting began to break ties with a draw instead of taking action 0).
 GOLDEN_Q = np.array(
     [
-        [0.0, 0.92736197013031],
-        [0.594354119839096, -0.05],
-        [0.22123828125, 1.5241819834642982],
+        [0.9651871336280824, -0.07500000000000001],
+        [0.5791992346630097, 0.46292028808593744],
+        [0.0, 1.5074618810009193],
     ]
 )
 

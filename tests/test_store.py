@@ -4,7 +4,6 @@ import datetime as dt
 import itertools
 
 import duckdb
-import numpy as np
 import pytest
 
 from rlv2 import store
@@ -13,7 +12,7 @@ from rlv2.domain import LEVERAGES, SIZE_MULTIPLIERS, Model, Regime, WeightAction
 SIGNAL = "INSERT INTO signals VALUES (1, '2024-01-01 00:00', 'BTCUSDT', 'XGB', 1, 0.7, 'TREND')"
 TRADE = (
     "INSERT INTO trades VALUES (1, 1, '2024-01-01 00:01', 'BTCUSDT', 1, 42000, 1.0, 3, 0.3, "
-    "'TREND', 'WEIGHT_UP', 0.9)"
+    "'TREND', 'WEIGHT_UP', 0.9, 0.3, 0.3)"
 )
 
 
@@ -59,6 +58,31 @@ def test_a_query_file_name_must_be_runnable(tmp_path):
         store.sql_catalogue(tmp_path)
 
 
+def test_apply_schema_upgrades_a_database_made_before_the_per_agent_propensities(
+    tmp_path, schema_before_per_agent_propensities
+):
+    path = tmp_path / "old.duckdb"
+    with store.connect(path) as old:
+        old.execute(schema_before_per_agent_propensities)
+        old.execute(SIGNAL)
+        old.execute(TRADE.replace(", 0.3, 0.3)", ")"))  # the old contract's twelve columns
+    with store.connect(path) as con:
+        store.apply_schema(con)
+        store.apply_schema(con)  # idempotent on an upgraded database too
+        columns = store.execute(con, "contract_columns", {"table": "trades"}).fetchnumpy()
+        assert columns["column_name"].tolist()[-3:] == [
+            "action_prob",
+            "meta_action_prob",
+            "sizing_action_prob",
+        ]
+        assert con.execute(
+            "SELECT action_prob, meta_action_prob, sizing_action_prob FROM trades"
+        ).fetchall() == [(0.9, None, None)]
+        con.execute(SIGNAL.replace("VALUES (1,", "VALUES (2,").replace("XGB", "LGBM"))
+        con.execute(TRADE.replace("VALUES (1, 1,", "VALUES (2, 2,"))  # today's rows fit
+        assert con.execute("SELECT count(*) FROM trades").fetchone() == (2,)
+
+
 def test_apply_schema_is_idempotent(con):
     store.apply_schema(con)
     tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
@@ -93,7 +117,7 @@ def test_every_sizing_action_of_the_domain_is_accepted(con):
     for size, leverage in itertools.product(SIZE_MULTIPLIERS, LEVERAGES):
         con.execute(
             "INSERT INTO trades VALUES (1, 1, '2024-01-01 00:01', 'BTCUSDT', 1, 42000, ?, ?, "
-            "0.3, 'TREND', 'WEIGHT_UP', NULL)",
+            "0.3, 'TREND', 'WEIGHT_UP', NULL, NULL, NULL)",
             [size, leverage],
         )
         con.execute("DELETE FROM trades")
@@ -119,8 +143,12 @@ BAD_INSERTS = {
     "leverage 0": TRADE.replace("42000, 1.0, 3", "42000, 1.0, 0"),
     "side 0": TRADE.replace("'BTCUSDT', 1,", "'BTCUSDT', 0,"),
     "negative exposure": TRADE.replace("3, 0.3,", "3, -0.3,"),
-    "action_prob 0": TRADE.replace("0.9)", "0)"),
-    "action_prob 1.2": TRADE.replace("0.9)", "1.2)"),
+    "action_prob 0": TRADE.replace("0.9, 0.3, 0.3)", "0, 0.3, 0.3)"),
+    "action_prob 1.2": TRADE.replace("0.9, 0.3, 0.3)", "1.2, 0.3, 0.3)"),
+    "meta_action_prob 0": TRADE.replace("0.9, 0.3, 0.3)", "0.9, 0, 0.3)"),
+    "meta_action_prob NaN": TRADE.replace("0.9, 0.3, 0.3)", "0.9, 'NaN', 0.3)"),
+    "sizing_action_prob 1.5": TRADE.replace("0.9, 0.3, 0.3)", "0.9, 0.3, 1.5)"),
+    "sizing_action_prob -0.1": TRADE.replace("0.9, 0.3, 0.3)", "0.9, 0.3, -0.1)"),
     "unknown weight action": TRADE.replace("'WEIGHT_UP'", "'WEIGHT_MAX'"),
     "trade without its signal": TRADE.replace("VALUES (1, 1,", "VALUES (1, 99,"),
     "position without its trade": "INSERT INTO positions VALUES (99, '2024-01-02', 42000, 1, 1)",
@@ -136,18 +164,6 @@ def test_contract_rejects_a_bad_row(con, statement):
     con.execute(TRADE)
     with pytest.raises(duckdb.Error):
         con.execute(statement)
-
-
-def test_query_arrays_returns_numpy_columns(con):
-    columns = store.query_arrays(con, "contract_columns", {"table": "positions"})
-    assert isinstance(columns["column_name"], np.ndarray)
-    assert columns["column_name"].tolist() == [
-        "trade_id",
-        "closed_ts",
-        "exit_price",
-        "pnl_pct",
-        "max_drawdown_pct",
-    ]
 
 
 def test_fingerprint_follows_the_contents_not_the_bookkeeping(tmp_path):

@@ -200,6 +200,22 @@ def test_log_policy_model_is_idempotent(store: str) -> None:
     )
 
 
+def test_a_rerun_adds_only_the_tags_a_registered_version_lacks(store: str) -> None:
+    first = tracking.log_policy_model("position_sizing", sizing_q(10), SIZING_STATE_SPACE)
+    assert first is not None and "holdout_start" not in first.tags  # an old registry's
+    windows = {"holdout_start": "2020-10-01 00:00:00", "learner": "q-learning"}
+    again = tracking.log_policy_model(
+        "position_sizing", sizing_q(10), SIZING_STATE_SPACE, tags=windows
+    )
+    assert again is not None and again.version == first.version
+    assert tracking.version_tags("position_sizing", 1).items() >= windows.items()
+    other = {"holdout_start": "2021-01-01 00:00:00", "learner": "full-information"}
+    tracking.log_policy_model("position_sizing", sizing_q(10), SIZING_STATE_SPACE, tags=other)
+    assert tracking.version_tags("position_sizing", 1).items() >= windows.items()  # kept
+    with pytest.raises(ValueError, match="no version 9"):
+        tracking.version_tags("position_sizing", 9)
+
+
 def test_promote_rollback_log_and_status(store: str) -> None:
     agent = "position_sizing"
     v1 = tracking.log_policy_model(agent, sizing_q(10), SIZING_STATE_SPACE)

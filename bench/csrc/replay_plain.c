@@ -1,12 +1,14 @@
 /* Baseline "plain C": rlv2's exploring-mode replay loop written the obvious way.
  *
  * Per event t: draw u with splitmix64; if u < epsilon pick a uniform random action
- * (a second draw, modulo A), else the first action of maximal Q; earn
+ * (a second draw, modulo A), else an action of maximal Q: the only one, or among k > 1
+ * tied maxima the j-th in code order with j a second draw modulo k; earn
  * rewards[t*A + a]; apply the TD update (bootstrapping on max Q(s') unless the event
  * is terminal); at an episode end decay epsilon. The same draws and the same
  * floating-point operations in the same order as rlv2.qlearning.replay, so built with
  * -ffp-contract=off it yields the same Q-table bit for bit. dones double as terminals.
  */
+#include <math.h>
 #include <stdint.h>
 
 static uint64_t next_u64(uint64_t *state)
@@ -39,11 +41,24 @@ void replay_plain(double *q, int64_t n_actions, const int64_t *states, const dou
         if (uniform(&rng) < epsilon) {
             a = (int64_t)(next_u64(&rng) % (uint64_t)n_actions);
         } else {
-            double best = row[0];
-            for (int64_t i = 1; i < n_actions; i++) {
+            double best = -INFINITY;
+            int64_t ties = 0;
+            for (int64_t i = 0; i < n_actions; i++) {
                 if (row[i] > best) {
                     best = row[i];
                     a = i;
+                    ties = 1;
+                } else if (row[i] == best) {
+                    ties++;
+                }
+            }
+            if (ties > 1) {
+                int64_t j = (int64_t)(next_u64(&rng) % (uint64_t)ties);
+                for (int64_t i = a; i < n_actions; i++) {
+                    if (row[i] == best && j-- == 0) {
+                        a = i;
+                        break;
+                    }
                 }
             }
         }

@@ -6,9 +6,11 @@
  * on nearly every event. Two changes remove what bounds it:
  *   - every cache line of the reward row PREFETCH_AHEAD events ahead is requested
  *     early (the rows are consecutive, so the hardware streams them);
- *   - the argmax is branch-free: the row maximum with vector max (exact in any
- *     order), then the first lane equal to it (np.argmax's tie rule). The bootstrap
- *     value is read at that index, so even its sign of zero matches the sequential max.
+ *   - the argmax is vectorised: the row maximum with vector max (exact in any order),
+ *     then one compare per 8 lanes whose mask gives the count of tied maxima
+ *     (popcount) and the first of them (trailing zeros); only a tie (k > 1) draws
+ *     j and walks the masks to the j-th. The bootstrap value is read at the first
+ *     maximum, so even its sign of zero matches the sequential max.
  * Tried and dropped: predicting each event's action PREFETCH_AHEAD events early (the
  * ε-greedy draws do not depend on Q) to fetch one line instead of the whole row. The
  * predictions were right 99% of the time, but single-line prefetches lose the
@@ -40,8 +42,7 @@ static inline double uniform(uint64_t *state)
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
-/* Index of the first maximum of row[0..n), as np.argmax. */
-static inline int64_t argmax_first(const double *row, int64_t n)
+static inline __m512d row_max_vector(const double *row, int64_t n)
 {
     const __m512d lowest = _mm512_set1_pd(-__builtin_inf());
     const __mmask8 tail = (__mmask8)((1u << (n % 8)) - 1u);
@@ -49,15 +50,57 @@ static inline int64_t argmax_first(const double *row, int64_t n)
     __m512d best = _mm512_mask_loadu_pd(lowest, tail, row + body);
     for (int64_t i = 0; i < body; i += 8)
         best = _mm512_max_pd(_mm512_loadu_pd(row + i), best);
-    const __m512d m = _mm512_set1_pd(_mm512_reduce_max_pd(best));
+    return _mm512_set1_pd(_mm512_reduce_max_pd(best));
+}
+
+/* Lanes i..i+7 of row[0..n) equal to m, as a bit mask (lanes past n are 0). */
+static inline unsigned hits_at(const double *row, int64_t n, int64_t i, __m512d m)
+{
+    if (i + 8 <= n)
+        return _mm512_cmp_pd_mask(_mm512_loadu_pd(row + i), m, _CMP_EQ_OQ);
+    const __mmask8 tail = (__mmask8)((1u << (n - i)) - 1u);
+    return _mm512_mask_cmp_pd_mask(tail, _mm512_maskz_loadu_pd(tail, row + i), m, _CMP_EQ_OQ);
+}
+
+/* Index of the first maximum of row[0..n), as np.argmax. */
+static inline int64_t argmax_first(const double *row, int64_t n)
+{
+    const __m512d m = row_max_vector(row, n);
+    const __mmask8 tail = (__mmask8)((1u << (n % 8)) - 1u);
+    const int64_t body = n - n % 8;
     for (int64_t i = 0; i < body; i += 8) {
         __mmask8 hit = _mm512_cmp_pd_mask(_mm512_loadu_pd(row + i), m, _CMP_EQ_OQ);
         if (hit)
             return i + __builtin_ctz(hit);
     }
-    __mmask8 hit = _mm512_mask_cmp_pd_mask(tail, _mm512_mask_loadu_pd(lowest, tail, row + body),
-                                           m, _CMP_EQ_OQ);
+    __mmask8 hit = _mm512_mask_cmp_pd_mask(tail, _mm512_maskz_loadu_pd(tail, row + body), m,
+                                           _CMP_EQ_OQ);
     return body + __builtin_ctz(hit);
+}
+
+/* The exploit step: the only maximum, or the j-th of k > 1 tied ones (j = draw mod k). */
+static inline int64_t exploit(const double *row, int64_t n, uint64_t *rng)
+{
+    const __m512d m = row_max_vector(row, n);
+    int64_t ties = 0, first = n;
+    for (int64_t i = 0; i < n; i += 8) {
+        unsigned hit = hits_at(row, n, i, m);
+        ties += __builtin_popcount(hit);
+        first = (first == n && hit) ? i + __builtin_ctz(hit) : first;
+    }
+    if (ties <= 1)
+        return first < n ? first : 0;
+    int64_t j = (int64_t)(next_u64(rng) % (uint64_t)ties);
+    for (int64_t i = first - first % 8;; i += 8) {
+        unsigned hit = hits_at(row, n, i, m);
+        int64_t count = __builtin_popcount(hit);
+        if (j < count) {
+            for (; j > 0; j--)
+                hit &= hit - 1; /* drop the lowest set bit */
+            return i + __builtin_ctz(hit);
+        }
+        j -= count;
+    }
 }
 #else
 static inline int64_t argmax_first(const double *row, int64_t n)
@@ -67,6 +110,27 @@ static inline int64_t argmax_first(const double *row, int64_t n)
         if (row[i] > row[a])
             a = i;
     return a;
+}
+
+static inline int64_t exploit(const double *row, int64_t n, uint64_t *rng)
+{
+    double best = -__builtin_inf();
+    int64_t a = 0, ties = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (row[i] > best) {
+            best = row[i];
+            a = i;
+            ties = 1;
+        } else if (row[i] == best) {
+            ties++;
+        }
+    }
+    if (ties <= 1)
+        return a;
+    int64_t j = (int64_t)(next_u64(rng) % (uint64_t)ties);
+    for (int64_t i = a;; i++)
+        if (row[i] == best && j-- == 0)
+            return i;
 }
 #endif
 
@@ -95,7 +159,7 @@ void replay_tuned(double *q, int64_t n_actions, const int64_t *states, const dou
         if (uniform(&rng) < epsilon)
             a = (int64_t)(next_u64(&rng) % (uint64_t)n);
         else
-            a = argmax_first(row, n);
+            a = exploit(row, n, &rng);
         double r = rewards[t * n + a];
         double target = r;
         if (!dones[t]) {

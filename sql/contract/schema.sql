@@ -1,7 +1,8 @@
 -- The data contract of rlv2: the trading system's history as rlv2 reads it.
 --
 -- Applying this file is idempotent (every statement is CREATE ... IF NOT EXISTS), so
--- `rlv2 ingest` applies it before every load. Conventions that hold for every table:
+-- `rlv2 ingest` applies it before every load, then schema_upgrade.sql, which adds the
+-- columns a database made by an earlier contract lacks. Conventions for every table:
 --   * Timestamps are TIMESTAMP (no time zone) in UTC. Ingestion converts a source value
 --     that carries an offset to UTC and reads a value without one as UTC.
 --   * Prices are DOUBLE, finite and > 0. NaN and infinity never pass a CHECK: DuckDB
@@ -97,7 +98,18 @@ CREATE TABLE IF NOT EXISTS trades (
     weight_action weight_action_enum NOT NULL,
     -- The behaviour policy's probability of the action taken, in (0, 1]: an action that
     -- was taken had a positive probability. NULL where the system did not record it.
-    action_prob DOUBLE CHECK (isfinite(action_prob) AND action_prob > 0 AND action_prob <= 1)
+    action_prob DOUBLE CHECK (isfinite(action_prob) AND action_prob > 0 AND action_prob <= 1),
+    -- Each agent's own propensity (SPEC C): the behaviour policy's probability of the meta
+    -- action taken (strategy, model, weight action) in the meta state, and of the sizing
+    -- action taken (size, leverage) in the sizing state, each in (0, 1]; NULL where the
+    -- system did not record it. The joint action_prob cannot be split into these; they
+    -- are what an off-policy estimate of one agent needs (rlv2.off_policy). A database
+    -- made before these columns gets them, without their CHECKs, from
+    -- schema_upgrade.sql; the ingest applies the same rules either way.
+    meta_action_prob DOUBLE
+        CHECK (isfinite(meta_action_prob) AND meta_action_prob > 0 AND meta_action_prob <= 1),
+    sizing_action_prob DOUBLE
+        CHECK (isfinite(sizing_action_prob) AND sizing_action_prob > 0 AND sizing_action_prob <= 1)
 );
 
 -- positions: the close of each trade (the `position.closed` event), at most one per trade.

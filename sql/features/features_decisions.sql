@@ -11,8 +11,18 @@
 -- direction of a model without a signal, and the side of a decision without a trade,
 -- are 0, not NULL: their values are -1 and +1, so the usual -1 for a NULL would read as
 -- short.
+-- The per-agent propensities (meta_action_prob, sizing_action_prob) are NULL where not
+-- logged, and in a database made before they joined the contract and not upgraded since
+-- (../contract/schema_upgrade.sql runs at the next ingest; a reader opens the file
+-- read-only): contract_trades gives trades those columns when it lacks them.
 -- Parameters: $start, $end, $symbols (VARCHAR[]).
-WITH points AS (
+WITH contract_trades AS (
+    SELECT *
+    FROM (SELECT NULL::DOUBLE AS meta_action_prob, NULL::DOUBLE AS sizing_action_prob WHERE false)
+    UNION ALL BY NAME
+    SELECT * FROM trades
+),
+points AS (
     SELECT
         symbol,
         ts,
@@ -51,12 +61,14 @@ executed AS (
         t.leverage,
         t.portfolio_exposure,
         t.action_prob,
+        t.meta_action_prob,
+        t.sizing_action_prob,
         t.side,
         t.ts AS trade_ts,
         po.closed_ts,
         po.pnl_pct,
         po.max_drawdown_pct
-    FROM trades AS t
+    FROM contract_trades AS t
     JOIN signals AS s ON s.signal_id = t.signal_id
     LEFT JOIN positions AS po ON po.trade_id = t.trade_id
     WHERE s.ts >= $start AND s.ts < $end

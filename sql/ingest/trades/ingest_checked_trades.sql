@@ -21,7 +21,11 @@ typed AS (
         TRY_CAST(ingest_label(strategy) AS regime_enum) AS strategy,
         TRY_CAST(ingest_label(weight_action) AS weight_action_enum) AS weight_action,
         ingest_double(action_prob) AS action_prob,
-        action_prob AS action_prob_text
+        ingest_double(meta_action_prob) AS meta_action_prob,
+        ingest_double(sizing_action_prob) AS sizing_action_prob,
+        action_prob AS action_prob_text,
+        meta_action_prob AS meta_action_prob_text,
+        sizing_action_prob AS sizing_action_prob_text
     FROM ingest_mapped
 ),
 counted AS (
@@ -29,7 +33,9 @@ counted AS (
     FROM typed
 )
 SELECT
-    typed.* EXCLUDE (action_prob_text, rows_on_signal),
+    typed.* EXCLUDE (
+        action_prob_text, meta_action_prob_text, sizing_action_prob_text, rows_on_signal
+    ),
     CASE
         WHEN typed.trade_id IS NOT NULL
             AND typed.signal_id IS NOT NULL
@@ -44,6 +50,15 @@ SELECT
             AND typed.weight_action IS NOT NULL
             AND ingest_given_or_blank(typed.action_prob, typed.action_prob_text)
             AND (typed.action_prob IS NULL OR ingest_is_action_prob(typed.action_prob))
+            AND ingest_given_or_blank(typed.meta_action_prob, typed.meta_action_prob_text)
+            AND (
+                typed.meta_action_prob IS NULL OR ingest_is_action_prob(typed.meta_action_prob)
+            )
+            AND ingest_given_or_blank(typed.sizing_action_prob, typed.sizing_action_prob_text)
+            AND (
+                typed.sizing_action_prob IS NULL
+                OR ingest_is_action_prob(typed.sizing_action_prob)
+            )
             AND signal.symbol = typed.symbol
             AND signal.ts <= typed.ts
             AND (follower.trade_id IS NULL OR follower.trade_id = typed.trade_id)
@@ -61,6 +76,8 @@ SELECT
                 AND stored.strategy = typed.strategy
                 AND stored.weight_action = typed.weight_action
                 AND ingest_same_double(stored.action_prob, typed.action_prob)
+                AND ingest_same_double(stored.meta_action_prob, typed.meta_action_prob)
+                AND ingest_same_double(stored.sizing_action_prob, typed.sizing_action_prob)
                 THEN 'duplicate'
         END
     END AS verdict

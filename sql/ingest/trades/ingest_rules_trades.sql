@@ -1,6 +1,6 @@
 -- The trades rules beyond the column types (schema.sql): the action values of SPEC A3,
--- a finite positive entry price, a non-negative exposure, an action probability in (0, 1],
--- and the signal followed: stored (ingest signals first), for the same symbol, not after
+-- a finite positive entry price, a non-negative exposure, action probabilities (joint and
+-- per agent) in (0, 1], and the signal followed: stored (ingest signals first), for the same symbol, not after
 -- the trade, and followed by no other trade.
 CREATE OR REPLACE TEMP TABLE ingest_rule_hits AS
 SELECT source_row, 'side' AS column_name, format('side must be -1 or +1, got {}', side) AS reason
@@ -29,6 +29,16 @@ UNION ALL
 SELECT source_row, 'action_prob', format('action_prob must be in (0, 1], got {}', action_prob)
 FROM ingest_typed
 WHERE NOT ingest_is_action_prob(action_prob)
+UNION ALL
+SELECT source_row, 'meta_action_prob',
+    format('meta_action_prob must be in (0, 1], got {}', meta_action_prob)
+FROM ingest_typed
+WHERE NOT ingest_is_action_prob(meta_action_prob)
+UNION ALL
+SELECT source_row, 'sizing_action_prob',
+    format('sizing_action_prob must be in (0, 1], got {}', sizing_action_prob)
+FROM ingest_typed
+WHERE NOT ingest_is_action_prob(sizing_action_prob)
 UNION ALL
 SELECT source_row, 'signal_id',
     format('no signal with signal_id {} is stored (ingest signals first)', signal_id)

@@ -17,7 +17,9 @@ WITH typed AS (
             'portfolio_exposure': ingest_double(portfolio_exposure),
             'strategy': TRY_CAST(ingest_label(strategy) AS regime_enum),
             'weight_action': TRY_CAST(ingest_label(weight_action) AS weight_action_enum),
-            'action_prob': ingest_double(action_prob)
+            'action_prob': ingest_double(action_prob),
+            'meta_action_prob': ingest_double(meta_action_prob),
+            'sizing_action_prob': ingest_double(sizing_action_prob)
         } AS row
     FROM ingest_raw
 )

@@ -1,4 +1,4 @@
-"""Stage 6: the planted-signal suite at bench size: both learners on many planted histories.
+"""Stage 7: the planted-signal suite at bench size: both learners on many planted histories.
 
 The tests run six histories (``tests/test_planted_suite.py``); this stage runs every
 variant over more seeds and reports, per learner, the captured share (mean, worst), how
@@ -18,6 +18,7 @@ import numpy as np
 from bench.harness import BenchConfig, Check, Row, Stage, StageResult, progress, time_call
 from rlv2 import history, pipeline, store
 from rlv2.demo import build_planted_database
+from rlv2.domain import Agent
 from rlv2.measure import LearnerScore, best_fixed_reward, score_learner
 from rlv2.planted import REGIME_EDGE, Behaviour, PlantedConfig
 
@@ -42,14 +43,14 @@ def _windows(path: Path) -> tuple[pipeline.WindowData, pipeline.WindowData]:
 
 def run(config: BenchConfig) -> StageResult:
     """Score both learners on every variant x seed; time one training of each."""
-    result = StageResult(6, TITLE)
+    result = StageResult(7, TITLE)
     scores: dict[str, list[tuple[str, LearnerScore]]] = {learner: [] for learner in LEARNERS}
     timed: dict[str, Row] = {}
     with tempfile.TemporaryDirectory(prefix="rlv2-planted-") as tmp:
         for variant, fields in VARIANTS.items():
             for seed in SEEDS[config.sizes]:
                 name = f"{variant}-{seed}"
-                progress(f"stage 6: planted history {name}")
+                progress(f"stage 7: planted history {name}")
                 planted = PlantedConfig(seed=seed, **fields)  # type: ignore[arg-type]
                 path = Path(tmp) / f"{name}.duckdb"
                 build_planted_database(path, planted)
@@ -68,13 +69,13 @@ def run(config: BenchConfig) -> StageResult:
                     if learner not in timed:
                         timing = time_call(
                             lambda c=train_config, w=train: pipeline.train_agent(
-                                "meta_strategy", w, c
+                                Agent.META_STRATEGY, w, c
                             ),
                             repeat=config.repeats(3),
                             allocation=False,
                         )
                         n = train.n_trades
-                        timed[learner] = Row(6, f"meta, {name}", learner, n, n, timing)
+                        timed[learner] = Row(7, f"meta, {name}", learner, n, n, timing)
     result.rows.extend(timed.values())
     default = pipeline.TrainConfig().learner
     for learner, scored in scores.items():
@@ -84,13 +85,13 @@ def run(config: BenchConfig) -> StageResult:
         binding = learner == default
         case = f"{learner} ({len(scored)} histories)"
         result.checks += [
-            Check(6, case, "captured share, mean", f"{shares.mean():.2f}", ">= 0.90",
+            Check(7, case, "captured share, mean", f"{shares.mean():.2f}", ">= 0.90",
                   bool(shares.mean() >= 0.90), binding),
-            Check(6, case, "captured share, worst", f"{shares.min():.2f}", ">= 0.75",
+            Check(7, case, "captured share, worst", f"{shares.min():.2f}", ">= 0.75",
                   bool(shares.min() >= 0.75), binding),
-            Check(6, case, "follows the good model, worst", f"{follows.min():.0%}", ">= 95 %",
+            Check(7, case, "follows the good model, worst", f"{follows.min():.0%}", ">= 95 %",
                   bool(follows.min() >= 0.95), binding),
-            Check(6, case, "state-dependent edge beats the best fixed action",
+            Check(7, case, "state-dependent edge beats the best fixed action",
                   f"{sum(s.beats_best_fixed for s in regime)} of {len(regime)}", "all",
                   all(s.beats_best_fixed for s in regime), binding),
         ]  # fmt: skip
@@ -103,4 +104,4 @@ def run(config: BenchConfig) -> StageResult:
     return result
 
 
-STAGE = Stage(6, TITLE, run)
+STAGE = Stage(7, TITLE, run)
