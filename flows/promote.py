@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from prefect.states import Completed, State
 
 from rlv2 import history, off_policy, pipeline, store, tracking
 from rlv2.domain import Agent, agent_spec
@@ -32,6 +34,7 @@ from rlv2.flows.common import (
     load_production,
     load_window,
 )
+from rlv2.flows.explain import REFUSED_STATE, explain_decision
 from rlv2.pipeline import TrainConfig, TrainingWindows, WindowData
 
 
@@ -126,8 +129,25 @@ def gate_candidates(
             agent, candidate.q, candidate.holdout, config, champion, production[other][1]
         )
         record_decision(agent, version, figures)
+        explain_decision(
+            agent,
+            version,
+            figures,
+            candidate.holdout,
+            config,
+            candidate.q,
+            champion[1],
+            production[other][1],
+        )
         out[str(agent)] = {"agent": str(agent), "version": version, **figures}
     return out
+
+
+def run_name() -> str:
+    """The promote flow run's name: ``promote-position_sizing-v3``, ``promote-both-newest``."""
+    params = flow_run.get_parameters()
+    version = params.get("version")
+    return f"promote-{params.get('agent', 'both')}-{f'v{version}' if version else 'newest'}"
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
@@ -167,14 +187,14 @@ def plan_holdout(
     )
 
 
-@flow(name="promote", log_prints=True)
+@flow(name="promote", flow_run_name=run_name, log_prints=True)
 def promote(
     agent: str = "both",
     version: str | None = None,
     db: str = DEFAULT_DB,
     config: TrainConfig = DEFAULT_CONFIG,
     holdout_fraction: float | None = None,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, dict[str, Any]] | State[Any]:
     """Gate registered candidates (default: each agent's newest version) against production.
 
     Each candidate is gated on the holdout its training run recorded, from its start to
@@ -183,7 +203,8 @@ def promote(
     nothing is gated and ``pipeline.HoldoutRefused`` says why. ``config`` gives the
     features, the gate (``metric``, ``margin``, ``n_boot``, ``confidence``, the bootstrap's
     ``replay.seed``) and the rewards' weights; its ``holdout_fraction`` and training
-    fields are not used.
+    fields are not used. The run ends in the state ``Completed(name="Refused")`` when a
+    candidate was refused (the decisions are its result either way).
     """
     tracking.configure()
     agents = list(Agent) if agent == "both" else [agent_spec(agent).agent]
@@ -209,4 +230,8 @@ def promote(
         if bounds[name] not in windows_loaded:
             windows_loaded[bounds[name]] = load_window(path, *bounds[name], config)
         candidates[name] = Candidate(number, q, windows_loaded[bounds[name]])
-    return gate_candidates(candidates, config)
+    decisions = gate_candidates(candidates, config)
+    names = pipeline.refused_agents(decisions)
+    if names:
+        return Completed(name=REFUSED_STATE, message=f"refused: {', '.join(names)}", data=decisions)
+    return decisions

@@ -10,14 +10,16 @@ each agent greedy against the logged behaviour of the other, on the agent's own 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
-from rlv2 import pipeline, sweeps, tracking
+from rlv2 import figures, pipeline, sweeps, tracking
 from rlv2.domain import Agent, agent_spec
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -31,6 +33,7 @@ from rlv2.flows.common import (
     run_key,
     train_agent,
 )
+from rlv2.flows.explain import flow_run_tags, publish_sweep_table
 from rlv2.pipeline import AgentTraining, TrainConfig, TrainingWindows, WindowData
 from rlv2.sweeps import Proposal, SweepConfig
 
@@ -55,7 +58,13 @@ def score(agent: str, q: np.ndarray, window: WindowData, config: TrainConfig) ->
     return {"score": reward, **metrics}
 
 
-@flow(name="sweep-configurations", log_prints=True)
+def batch_name() -> str:
+    """A batch's subflow run name: ``sweep-position_sizing-4-configurations``."""
+    params = flow_run.get_parameters()
+    return f"sweep-{params.get('agent', '')}-{len(params.get('configs', []))}-configurations"
+
+
+@flow(name="sweep-configurations", flow_run_name=batch_name, log_prints=True)
 def sweep_configurations(
     agent: str, configs: list[TrainConfig], fit: WindowData, val: WindowData
 ) -> list[tuple[AgentTraining, dict[str, float]]]:
@@ -83,8 +92,10 @@ def log_sweep(
     best_final: AgentTraining | None,
     best_config: TrainConfig,
     windows: TrainingWindows,
+    periods: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Parent MLflow run, one nested child per configuration, the results table, the best.
+    """Parent MLflow run, one nested child per configuration, the results table, the best,
+    the figures (scores against hyperparameters, learning curves).
 
     The parent run and the best's registered version carry ``windows`` as tags: the best
     is trained on the whole training window, and the holdout after it stays untouched for
@@ -97,10 +108,12 @@ def log_sweep(
         "method": sweep.method,
         "study": sweep.study or "",
         "n_configs": len(results),
+        **(periods or {}),
         **tracking.provenance(db),
     }
     key = run_key("log_sweep", agent)
-    tags = {"flow": "sweep", **windows.tags()}
+    learner = results[0]["config"].learner if results else ""
+    tags = flow_run_tags(flow="sweep", agents=agent, learner=learner, **windows.tags())
     with tracking.start_run(f"sweep-{agent}", params=params, tags=tags, key=key) as parent:
         for r in results:
             proposal: Proposal = r["proposal"]
@@ -108,7 +121,11 @@ def log_sweep(
             child_params = {**r["config"].to_dict(), "config_index": i, "trial": proposal.trial}
             child_key = None if key is None else f"{key}/{proposal.trial}"
             with tracking.start_run(
-                f"{agent}-{i}", params=child_params, nested=True, key=child_key
+                f"{agent}-{i}",
+                params=child_params,
+                tags={"agents": agent, "learner": r["config"].learner},
+                nested=True,
+                key=child_key,
             ) as child:
                 tracking.log_curves(agent, **r["training"].curves(pipeline.CURVE_POINTS))
                 tracking.log_metrics({f"validation.{k}": v for k, v in r["metrics"].items()})
@@ -126,6 +143,27 @@ def log_sweep(
         tracking.log_table(table, "sweep_results.csv")
         best = table.iloc[0].to_dict()
         tracking.log_metrics({"best.score": float(best["score"])})
+        hyper = [k for k in results[0]["proposal"].params if k in table.columns]
+        tracking.log_figure(
+            figures.sweep_scores(
+                agent,
+                {k: table[k].tolist() for k in hyper},
+                table["score"].tolist(),
+                0,
+                f"validation score: mean {agent_spec(agent).reward_metric.replace('_', ' ')} "
+                "per trade",
+            ),
+            "sweep_scores",
+        )
+        labels = {r["proposal"].config_index: _label(r["proposal"].params, hyper) for r in results}
+        tracking.log_figure(
+            figures.sweep_learning(
+                agent,
+                {labels[r["proposal"].config_index]: r["training"].epochs for r in results},
+                labels[int(best["config_index"])],
+            ),
+            "sweep_learning",
+        )
         version = None
         if best_final is not None:
             space = best_config.replay.state_space(agent)
@@ -142,6 +180,11 @@ def log_sweep(
     )
     print(table.head(10).to_string(index=False))
     return {"run_id": run_id, "best": best, "version": version, "table": table}
+
+
+def _label(params: dict[str, Any], names: list[str]) -> str:
+    """A configuration's legend label: the values of the hyperparameters that vary."""
+    return ", ".join(f"{k}={v}" for k, v in params.items() if k in names) or "default"
 
 
 def run_search(
@@ -175,7 +218,15 @@ def run_search(
     return sorted(results, key=lambda r: r["proposal"].config_index)
 
 
-@flow(name="sweep", log_prints=True)
+def run_name() -> str:
+    """The sweep flow run's name: ``sweep-both-grid-2026-11-30``."""
+    params = flow_run.get_parameters()
+    search = params.get("search")
+    method = search.get("method") if isinstance(search, dict) else getattr(search, "method", "")
+    return f"sweep-{params.get('agent', 'both')}-{method or 'grid'}-{datetime.now(UTC):%Y-%m-%d}"
+
+
+@flow(name="sweep", flow_run_name=run_name, log_prints=True)
 def sweep(
     db: str = DEFAULT_DB,
     config: TrainConfig = DEFAULT_CONFIG,
@@ -212,7 +263,16 @@ def sweep(
             continue
         best = results[int(np.argmax([r["metrics"]["score"] for r in results]))]
         best_final = train_agent(name, train_all, best["config"]) if register_best else None
+        periods = {
+            "train_start": split.train_start,
+            "validation_start": val_start,
+            "holdout_start": split.holdout_start,
+            "train_trades": fit.n_trades,
+            "validation_trades": val.n_trades,
+        }
+        windows = TrainingWindows.of_split(split)
         out[name] = log_sweep(
-            name, results, search, path, best_final, best["config"], TrainingWindows.of_split(split)
+            name, results, search, path, best_final, best["config"], windows, periods
         )
+        publish_sweep_table(name, out[name]["table"])
     return out

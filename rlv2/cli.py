@@ -3,7 +3,8 @@
 Each subcommand is an ``add_*_command`` function that registers its parser on the
 subparsers and sets ``run`` to the function carrying it out; :data:`COMMANDS` lists them.
 Exit codes: 0 done, 1 the task failed (the message on stderr names the file, row, column
-or parameter at fault), 2 a usage error.
+or parameter at fault), 2 a usage error, 3 the promotion gate refused a candidate
+(``promote``, ``train``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rlv2.ingest import (
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_REFUSED = cli_pipeline.EXIT_REFUSED
 
 INGEST_EPILOG = """\
 The CSV header is matched to the table's columns ignoring case and separators (Open ->

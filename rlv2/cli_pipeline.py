@@ -1,4 +1,5 @@
-"""The pipeline subcommands of ``rlv2``: demo-data, demo, train, sweep, promote, rollback, status.
+"""The pipeline subcommands of ``rlv2``: demo-data, demo, train, sweep, promote, rollback, status,
+report.
 
 They run the Prefect flows of ``rlv2.flows`` in ephemeral mode unless ``PREFECT_API_URL``
 points at a server, and log to MLflow at ``MLFLOW_TRACKING_URI`` (default: ``mlflow.db``
@@ -34,6 +35,10 @@ from rlv2.pipeline import TrainConfig
 from rlv2.sweeps import DIMENSIONS, SweepConfig
 
 AGENT_CHOICES = (*(a.value for a in Agent), "both")
+
+EXIT_REFUSED = 3
+"""Exit code of ``rlv2 promote`` and ``rlv2 train`` when the gate refused a candidate (0:
+promoted, or nothing to gate), so that cron and CI can react."""
 
 TRAINING_ONLY = (
     "mode",
@@ -195,7 +200,8 @@ def add_train_command(subparsers: Any) -> None:
         help="nightly retrain: both agents on all but the final holdout, then the gate",
         description="Run the nightly-retrain flow: train both agents (in parallel) on "
         "every decision before the final holdout, evaluate them on it, log the run, "
-        "register the candidates in MLflow and run the promotion gate.",
+        "register the candidates in MLflow and run the promotion gate. Exit code "
+        f"{EXIT_REFUSED} when the gate refused a candidate.",
         epilog=CONFIG_EPILOG,
     )
     _db(parser)
@@ -222,6 +228,17 @@ def run_train(args: argparse.Namespace) -> int:
         db=args.db, config=config, warm_start=args.warm_start, promote=args.promote
     )
     _print_training(result)
+    return _gate_exit(result.get("decisions", {}))
+
+
+def _gate_exit(decisions: dict[str, dict[str, Any]]) -> int:
+    """``EXIT_REFUSED`` if the gate judged and refused a candidate, else 0."""
+    from rlv2.pipeline import refused_agents
+
+    names = refused_agents(decisions)
+    if names:
+        print(f"refused: {', '.join(names)} (exit {EXIT_REFUSED})")
+        return EXIT_REFUSED
     return 0
 
 
@@ -316,7 +333,7 @@ def add_promote_command(subparsers: Any) -> None:
         "training run recorded on the version, from its start to the newest decision; "
         "--holdout-fraction is only a request that is checked: one that would overlap the "
         "candidate's training window is refused. Every decision is recorded. --seed "
-        "seeds the bootstrap.",
+        f"seeds the bootstrap. Exit code {EXIT_REFUSED} when a candidate was refused.",
         epilog=CONFIG_EPILOG,
     )
     _db(parser)
@@ -345,7 +362,7 @@ def run_promote(args: argparse.Namespace) -> int:
         holdout_fraction=config.holdout_fraction if _asks_for_holdout(args) else None,
     )
     _print_decisions(decisions)
-    return 0
+    return _gate_exit(decisions)
 
 
 def _asks_for_holdout(args: argparse.Namespace) -> bool:
@@ -490,6 +507,38 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_report_command(subparsers: Any) -> None:
+    """Register ``rlv2 report``."""
+    parser = subparsers.add_parser(
+        "report",
+        help="write one self-contained HTML report of an MLflow run",
+        description="Read a run back from MLflow (parameters, data window, metrics, every "
+        "figure, the holdout table, the promotion decisions on the versions it registered "
+        "with the gate's figures) and write it as one HTML file: images embedded, no "
+        "script, nothing fetched from the network.",
+    )
+    parser.add_argument("run_id", metavar="RUN_ID", help="the MLflow run (e.g. a nightly run)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="where to write it (default: report-<run id>.html in the working directory)",
+    )
+    parser.set_defaults(run=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Carry out ``rlv2 report``."""
+    from rlv2 import tracking
+
+    tracking.configure()
+    page = tracking.run_report(args.run_id)
+    path = Path(args.output or f"report-{args.run_id}.html")
+    path.write_text(page, encoding="utf-8")
+    print(f"report of run {args.run_id}: {path.resolve()} ({len(page) // 1024} KiB)")
+    return 0
+
+
 COMMANDS = (
     add_demo_command,
     add_demo_data_command,
@@ -498,5 +547,6 @@ COMMANDS = (
     add_promote_command,
     add_rollback_command,
     add_status_command,
+    add_report_command,
 )
 """The pipeline subcommands, registered after ``ingest``."""

@@ -135,6 +135,24 @@ def _bootstrap_means(diff: NDArray[np.float64], n_boot: int, seed: int) -> NDArr
     return _bootstrap_kernel(np.ascontiguousarray(diff, dtype=np.float64), seeds)
 
 
+def bootstrap_means(diff: NDArray[np.float64], n_boot: int, seed: int) -> NDArray[np.float64]:
+    """The resampled means of ``diff`` whose percentiles are the gate's interval (for its chart)."""
+    return _bootstrap_means(diff, n_boot, seed)
+
+
+def paired_differences(
+    candidate: SimulationResult, champion: SimulationResult, metric: str
+) -> NDArray[np.float64]:
+    """Candidate minus champion ``metric`` on each decision both traded, in decision order:
+    what ``compare_policies`` resamples."""
+    cand_ids, cand_values = _per_decision(candidate, metric)
+    champ_ids, champ_values = _per_decision(champion, metric)
+    _, in_cand, in_champ = np.intersect1d(
+        cand_ids, champ_ids, assume_unique=True, return_indices=True
+    )
+    return cand_values[in_cand] - champ_values[in_champ]
+
+
 def compare_policies(
     candidate: SimulationResult,
     champion: SimulationResult,

@@ -454,3 +454,15 @@ def promotion_gate(
         champion_name=champion_name,
     )
     return decision, cand_metrics, champ_metrics
+
+
+def refused_agents(decisions: dict[str, dict[str, Any]]) -> list[str]:
+    """The agents whose candidate the gate judged and refused (not: already in production).
+
+    ``decisions`` are the gate's, by agent, as the promote flow returns them.
+    """
+    return [
+        agent
+        for agent, d in decisions.items()
+        if not d.get("promote") and d.get("reason") != "already"
+    ]

@@ -53,9 +53,10 @@ from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
+import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -68,11 +69,14 @@ from mlflow.types.schema import AnyType, ColSpec, Schema
 from numpy.typing import ArrayLike, NDArray
 
 import rlv2
-from rlv2 import serving
+from rlv2 import report, serving
 from rlv2.domain import AGENT_SPECS, agent_spec
 from rlv2.qlearning import greedy_policy
 from rlv2.serving import PRODUCTION_ALIAS, QTablePolicy, check_agent, check_q_table
 from rlv2.states import StateSpace
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "EXPERIMENT",
@@ -85,6 +89,7 @@ __all__ = [
     "load_q_table",
     "log_config",
     "log_curves",
+    "log_figure",
     "log_policy_model",
     "log_q_table",
     "promote",
@@ -123,7 +128,12 @@ FULL_HASH_MAX_BYTES = 1 << 30
 DECIDED_PRODUCTION = ("promoted", "rolled_back")
 """Promotion-log decisions that put a version in production."""
 PROMOTION_TAG_PREFIX = "promotion."
-"""Prefix of the model-version tags that hold the latest promotion decision's figures."""
+"""Prefix of the model-version tags that hold the latest promotion decision."""
+PROMOTION_TAGS = ("decision", "reason", "run_id", "timestamp", "versus")
+"""The latest decision's tags on a version (after ``PROMOTION_TAG_PREFIX``), for machines:
+the verdict, why, its promotion-log run, when, and the champion it was judged against.
+Named so that ``decision`` and ``reason`` sort (and are set) first; every figure is in the
+promotion-log run and the version's description."""
 RUN_KEY_TAG = "run_key"
 """Tag of a run opened with ``start_run(key=...)``: a retry finds the run by it."""
 
@@ -608,8 +618,11 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def _log_entry(agent: str, version: int | str, decision: str, figures: Mapping[str, Any]) -> str:
-    """Write one promotion-log run (params, numeric metrics, tags); return its timestamp."""
+def _log_entry(
+    agent: str, version: int | str, decision: str, figures: Mapping[str, Any]
+) -> tuple[str, str]:
+    """Write one promotion-log run (params, numeric metrics, tags); return its timestamp
+    and run id."""
     timestamp = _now()
     client = MlflowClient()
     tags = {
@@ -632,30 +645,49 @@ def _log_entry(agent: str, version: int | str, decision: str, figures: Mapping[s
     ]
     client.log_batch(run.info.run_id, metrics=metrics, params=params)
     client.set_terminated(run.info.run_id)
-    return timestamp
+    return timestamp, run.info.run_id
 
 
-def record_decision(agent: str, candidate_version: int | str, decision: Mapping[str, Any]) -> None:
+def record_decision(agent: str, candidate_version: int | str, decision: Mapping[str, Any]) -> str:
     """Record a promotion decision on the candidate version's tags and in the promotion log.
 
     ``decision`` holds ``decision`` ("promoted" or "refused") and its figures (metric,
     candidate, champion, metric_diff, ci_low, ci_high, margin, n, reason, ...). Every item
-    becomes a ``promotion.<key>`` tag on the version (replacing an earlier decision's) and a
-    param of a run in ``rlv2-promotions``; numeric items are also that run's metrics.
+    becomes a param of a run in ``rlv2-promotions`` (numeric items also its metrics); the
+    version gets the handful of tags of ``PROMOTION_TAGS`` (replacing an earlier
+    decision's), for machines: the figures are for people, in the version's description
+    (``describe_version``). Returns the promotion-log run's id.
     """
     if "decision" not in decision:
         raise ValueError("record_decision: the decision dict needs a 'decision' item")
     version = _get_version(agent, candidate_version)
     figures = {k: v for k, v in decision.items() if k != "decision"}
-    timestamp = _log_entry(agent, version.version, str(decision["decision"]), figures)
+    timestamp, log_run = _log_entry(agent, version.version, str(decision["decision"]), figures)
     client = MlflowClient()
-    items = {**{k: _text(v) for k, v in decision.items()}, "timestamp": timestamp}
-    tags = {f"{PROMOTION_TAG_PREFIX}{k}": v for k, v in items.items()}
+    items = {
+        "decision": decision["decision"],
+        "reason": decision.get("reason", ""),
+        "run_id": log_run,
+        "timestamp": timestamp,
+        "versus": _versus(decision),
+    }
+    tags = {f"{PROMOTION_TAG_PREFIX}{k}": _text(items[k]) for k in PROMOTION_TAGS}
     for key, value in tags.items():
         client.set_model_version_tag(version.name, version.version, key, value)
     for key in version.tags:
         if key.startswith(PROMOTION_TAG_PREFIX) and key not in tags:
             client.delete_model_version_tag(version.name, version.version, key)
+    return log_run
+
+
+def _versus(decision: Mapping[str, Any]) -> str:
+    """What a decision judged the candidate against: the gate's champion name
+    (``production v3``, ``logged``), else the outgoing production version."""
+    champion = decision.get("champion")
+    if isinstance(champion, str) and champion:
+        return champion
+    version = decision.get("champion_version")
+    return f"production v{version}" if version is not None else ""
 
 
 def _latest_production_entry(agent: str) -> dict[str, Any] | None:
@@ -665,7 +697,7 @@ def _latest_production_entry(agent: str) -> dict[str, Any] | None:
     return None if hits.empty else hits.iloc[0].to_dict()
 
 
-def promote(agent: str, version: int | str, figures: Mapping[str, Any]) -> None:
+def promote(agent: str, version: int | str, figures: Mapping[str, Any]) -> str | None:
     """Make ``version`` the agent's production version; the outgoing one becomes ``previous``.
 
     ``previous`` is set before ``production``, so an interruption never leaves
@@ -680,7 +712,7 @@ def promote(agent: str, version: int | str, figures: Mapping[str, Any]) -> None:
         latest = _latest_production_entry(agent)
         if latest is not None and str(latest["version"]) == str(candidate.version):
             _log.info("%s v%s is already production", candidate.name, candidate.version)
-            return
+            return None
         outgoing = _by_alias(agent, PREVIOUS_ALIAS)  # an interrupted promotion set it
     else:
         outgoing = current
@@ -688,7 +720,9 @@ def promote(agent: str, version: int | str, figures: Mapping[str, Any]) -> None:
             client.set_registered_model_alias(candidate.name, PREVIOUS_ALIAS, outgoing.version)
         client.set_registered_model_alias(candidate.name, PRODUCTION_ALIAS, candidate.version)
     champion = {"champion_version": outgoing.version} if outgoing is not None else {}
-    record_decision(agent, candidate.version, {**champion, **figures, "decision": "promoted"})
+    return record_decision(
+        agent, candidate.version, {**champion, **figures, "decision": "promoted"}
+    )
 
 
 def rollback(agent: str, reason: str = "") -> ModelVersion:
@@ -774,6 +808,18 @@ def _since(agent: str, version: ModelVersion) -> str:
     return created.isoformat(timespec="milliseconds")
 
 
+def _promotion_figures(agent: str, version: ModelVersion) -> dict[str, Any]:
+    """The figures of the decision that promoted ``version`` (its newest), from the log."""
+    log = promotion_log(agent, limit=200)
+    if log.empty:
+        return {}
+    hits = log[(log["version"] == int(version.version)) & (log["decision"] == "promoted")]
+    if hits.empty:
+        return {}
+    row = hits.iloc[0].to_dict()
+    return {k: v for k, v in row.items() if isinstance(v, str) or pd.notna(v)}
+
+
 def status() -> list[dict[str, Any]]:
     """Per agent: production version, its run, since when, its promotion figures, previous."""
     rows = []
@@ -781,11 +827,7 @@ def status() -> list[dict[str, Any]]:
         name = spec.model_name
         production = production_version(agent)
         previous = _by_alias(agent, PREVIOUS_ALIAS)
-        figures = {
-            k[len(PROMOTION_TAG_PREFIX) :]: v
-            for k, v in (production.tags if production else {}).items()
-            if k.startswith(PROMOTION_TAG_PREFIX)
-        }
+        figures = _promotion_figures(agent, production) if production else {}
         rows.append(
             {
                 "agent": agent,
@@ -853,3 +895,140 @@ def log_table(frame: pd.DataFrame, artifact_file: str) -> None:
         frame.to_csv(path, index=False)
         folder = str(Path(artifact_file).parent)
         MlflowClient().log_artifact(run_id, str(path), None if folder == "." else folder)
+
+
+# --- what a person reads: figures, descriptions, the run's record -------------------------
+
+FIGURES_DIR = "figures"
+"""Artifact folder of a run's figures (``figures/<name>.png``)."""
+REPORT_FILE = "report.html"
+"""Artifact name of a run's self-contained report."""
+
+
+def log_figure(figure: Figure, name: str, run_id: str | None = None) -> None:
+    """Log a matplotlib figure as ``figures/<name>.png`` on a run (default: the active one)."""
+    run = run_id or _active_run_id("log_figure")
+    MlflowClient().log_figure(run, figure, f"{FIGURES_DIR}/{name}.png")
+
+
+def set_run_tags(run_id: str, tags: Mapping[str, Any]) -> None:
+    """Set tags on a run (finished or not); values as text."""
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, _text(value))
+
+
+def run_link(run_id: str) -> str:
+    """Where a person opens a run: the UI's address on a tracking server, else its
+    fragment (``#/experiments/1/runs/<id>``, which the MLflow UI and a version's
+    description resolve)."""
+    run = MlflowClient().get_run(run_id)
+    fragment = f"#/experiments/{run.info.experiment_id}/runs/{run_id}"
+    uri = mlflow.get_tracking_uri()
+    return f"{uri.rstrip('/')}/{fragment}" if uri.startswith(("http://", "https://")) else fragment
+
+
+def artifact_uri(run_id: str, path: str) -> str:
+    """The URI of one artifact of a run (``file://...`` with a SQLite store)."""
+    root = MlflowClient().get_run(run_id).info.artifact_uri or ""
+    return f"{root.rstrip('/')}/{path}"
+
+
+def version_of(agent: str, version: int | str) -> ModelVersion:
+    """A registered version of the agent's model (ValueError if there is none)."""
+    return _get_version(agent, version)
+
+
+def describe_version(agent: str, version: int | str, description: str) -> None:
+    """Set a registered version's description (markdown, shown on its page in the UI)."""
+    found = _get_version(agent, version)
+    MlflowClient().update_model_version(found.name, found.version, description=description)
+
+
+def decisions_of(agent: str, version: int | str) -> list[dict[str, Any]]:
+    """Every promotion-log entry of one version, newest first, as dicts of its figures."""
+    log = promotion_log(agent, limit=1000)
+    if log.empty:
+        return []
+    rows = [row.to_dict() for _, row in log[log["version"] == int(version)].iterrows()]
+    return [{k: v for k, v in r.items() if isinstance(v, str) or pd.notna(v)} for r in rows]
+
+
+def run_summary(run_id: str) -> dict[str, Any]:
+    """A run as a person reads it: name, times, status, params, metrics, tags."""
+    try:
+        run = MlflowClient().get_run(run_id)
+    except MlflowException as err:
+        raise ValueError(f"MLflow run {run_id!r} not found in {mlflow.get_tracking_uri()}") from err
+    return {
+        "run_id": run_id,
+        "name": run.info.run_name,
+        "experiment_id": run.info.experiment_id,
+        "status": run.info.status,
+        "start": _utc(run.info.start_time),
+        "end": _utc(run.info.end_time),
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+        "link": run_link(run_id),
+    }
+
+
+def _utc(millis: int | None) -> str:
+    if not millis:
+        return ""
+    return datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="seconds")
+
+
+def run_artifacts(run_id: str, folder: str | None = None) -> dict[str, bytes]:
+    """The bytes of a run's artifacts in one folder (default: the top), by path."""
+    client = MlflowClient()
+    out: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for item in client.list_artifacts(run_id, folder):
+            if item.is_dir:
+                continue
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=item.path, dst_path=tmp
+            )
+            out[item.path] = Path(local).read_bytes()
+    return out
+
+
+def log_text(run_id: str, text: str, artifact_file: str) -> None:
+    """Write ``text`` as one artifact of a run (overwriting it)."""
+    MlflowClient().log_text(run_id, text, artifact_file)
+
+
+def _by_name(pngs: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Figures by name: ``figures/gate.png`` is ``gate``."""
+    return {
+        path.rsplit("/", 1)[-1].removesuffix(".png"): png
+        for path, png in pngs.items()
+        if path.endswith(".png")
+    }
+
+
+def gate_records(run: Mapping[str, Any]) -> list[report.GateRecord]:
+    """The newest decision on each version a run registered (its ``version.<agent>`` tags),
+    with the gate's figures from the decision's promotion-log run."""
+    records = []
+    for agent in AGENT_SPECS:
+        version = run["tags"].get(f"version.{agent}")
+        for decision in decisions_of(agent, version)[:1] if version else []:
+            charts = _by_name(run_artifacts(str(decision["run_id"]), FIGURES_DIR))
+            records.append(report.GateRecord(str(agent), str(version), decision, charts))
+    return records
+
+
+def run_report(run_id: str) -> str:
+    """The self-contained HTML report of one run, read back from the store
+    (``rlv2.report.render_html``): its figures, CSV tables and promotion decisions."""
+    run = run_summary(run_id)
+    figures = _by_name(run_artifacts(run_id, FIGURES_DIR))
+    tables = {
+        path: data.decode("utf-8")
+        for path, data in run_artifacts(run_id).items()
+        if path.endswith(".csv")
+    }
+    return report.render_html(run, figures, tables, gate_records(run))

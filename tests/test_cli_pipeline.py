@@ -140,3 +140,29 @@ def test_the_readme_team_file_loads(tmp_path, capsys):
     config = from_data(TrainConfig, data)
     assert (search.method, search.trials, config.epochs) == ("tpe", 32, 30)
     assert config.replay.meta_weights == MetaRewardWeights(sharpe=0.3)
+
+
+@pytest.mark.parametrize(
+    ("decisions", "code"),
+    [
+        ({}, 0),  # nothing to gate
+        ({"meta_strategy": {"promote": True, "reason": "beats logged"}}, 0),
+        ({"meta_strategy": {"promote": False, "reason": "already"}}, 0),  # already production
+        (
+            {
+                "meta_strategy": {"promote": True, "reason": "beats logged"},
+                "position_sizing": {"promote": False, "reason": "difference below margin"},
+            },
+            cli_pipeline.EXIT_REFUSED,
+        ),
+    ],
+)
+def test_a_refusal_is_exit_code_3(decisions, code, capsys):
+    assert cli_pipeline.EXIT_REFUSED == 3
+    assert cli_pipeline._gate_exit(decisions) == code
+    assert ("refused: position_sizing" in capsys.readouterr().out) == (code == 3)
+
+
+def test_report_has_its_options():
+    found = options("report")
+    assert "-o" in found and "--output" in found

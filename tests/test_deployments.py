@@ -330,5 +330,13 @@ def test_worker_runs_nightly_retrain_from_the_checkout(
     assert [r.info.status for r in runs] == ["FINISHED"]
     assert runs[0].data.params["epochs"] == "2"
     assert runs[0].data.params["db.path"] == str(db.resolve())
+    # with a server, the MLflow run links back to its flow run, named after what it did
+    tags = runs[0].data.tags
+    assert tags["prefect.flow_run_id"] == run_id
+    assert (
+        tags["prefect.flow_run_url"].startswith("http") and run_id in tags["prefect.flow_run_url"]
+    )
+    assert run["name"] == tags["prefect.flow_run_name"]
+    assert run["name"].startswith("nightly-retrain-20")
     registered = {model.name for model in client.search_registered_models()}
     assert registered == {spec.model_name for spec in AGENT_SPECS.values()}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from rlv2 import cli, history, pipeline, store, tracking
+from rlv2 import cli, cli_pipeline, history, pipeline, store, tracking
 from rlv2.domain import agent_spec
 from rlv2.pipeline import TrainConfig
 from rlv2.rng import stream_seed
@@ -128,12 +128,127 @@ def test_every_gate_decision_is_recorded(nightly):
 def test_rerun_gives_byte_identical_q_tables_and_no_duplicate(nightly, db):
     from rlv2.flows.nightly import nightly_retrain
 
-    again = nightly_retrain(db=db, config=config(3, seed=5), promote=False)
+    again = nightly_retrain(db=db, config=config(3, seed=5), promote=False, figures=False)
     assert again["versions"] == nightly["versions"]  # same Q-table hash: same version
     for agent in ("meta_strategy", "position_sizing"):
         name = agent_spec(agent).model_name
         assert len(MlflowClient().search_model_versions(f"name = '{name}'")) == 1
         assert q_of(agent, nightly["versions"][agent]).any()
+
+
+FIGURES = {
+    "learning",
+    "policy_meta_strategy",
+    "policy_position_sizing",
+    "q_values_meta_strategy",
+    "q_values_position_sizing",
+    "holdout_equity",
+}
+
+
+def test_nightly_logs_figures_one_holdout_table_and_few_metrics(nightly):
+    client = MlflowClient()
+    run = client.get_run(nightly["run_id"])
+    pngs = {a.path for a in client.list_artifacts(nightly["run_id"], "figures")}
+    assert pngs == {f"figures/{name}.png" for name in FIGURES}  # no production: no changes
+    assert run.data.tags["agents"] == "meta_strategy,position_sizing"
+    assert run.data.tags["learner"] == "full-information"
+    assert run.data.tags["prefect.flow_run_name"].startswith("nightly-retrain-20")
+    assert len(run.data.tags["prefect.flow_run_id"]) == 36
+    for agent, version in nightly["versions"].items():
+        assert run.data.tags[f"version.{agent}"] == version
+    holdout = {k for k in run.data.metrics if k.startswith("holdout")}
+    assert holdout == {f"holdout.{k}" for k in nightly_module().HOLDOUT_METRICS}
+    table = tracking.run_artifacts(nightly["run_id"])["holdout_comparison.csv"].decode()
+    header, *rows = table.splitlines()
+    assert header == "metric,candidate,logged"
+    assert len(rows) == len(nightly["holdout"])
+
+
+def nightly_module():
+    from rlv2.flows import nightly
+
+    return nightly
+
+
+def test_each_gated_version_explains_itself(nightly):
+    from prefect.artifacts import Artifact
+
+    client = MlflowClient()
+    for agent, decision in nightly["decisions"].items():
+        version = client.get_model_version(agent_spec(agent).model_name, decision["version"])
+        promotion_tags = [k for k in version.tags if k.startswith("promotion.")]
+        assert promotion_tags[:2] == ["promotion.decision", "promotion.reason"]
+        assert len(promotion_tags) == len(tracking.PROMOTION_TAGS)
+        text = version.description
+        assert "### What trained it" in text and "learner: **full-information**" in text
+        assert f"{agent} v{decision['version']}: {version.tags['promotion.decision']}" in text
+        assert decision["reason"] in text and "interval" in text
+        log_run = version.tags["promotion.run_id"]
+        assert [a.path for a in client.list_artifacts(log_run, "figures")] == ["figures/gate.png"]
+        assert client.get_run(log_run).data.tags["prefect.flow_run_id"]
+        artifact = Artifact.get(f"gate-{agent.replace('_', '-')}")
+        assert artifact is not None and decision["reason"] in str(artifact.data)
+
+
+def test_the_nightly_report_opens_offline_with_every_image(nightly):
+    from tests.headless_chromium import find_chromium, visit
+
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("chromium not found: .ci/run installs Debian's chromium with apt-get")
+    assert nightly["report"].startswith("file://")
+    seen = visit(nightly["report"], binary)
+    n_gate_figures = len(nightly["decisions"])
+    assert len(seen.images) == len(FIGURES) + n_gate_figures
+    for image in seen.images:
+        assert image["complete"] and image["naturalWidth"] > 0 and image["naturalHeight"] > 0
+    assert seen.requests[0] == nightly["report"]
+    left = [u for u in seen.requests if not u.startswith(("file:", "data:"))]
+    assert left == [], "requests that left the machine"
+    assert seen.title == "rlv2 run nightly-retrain"
+
+
+def test_rlv2_report_writes_the_run_report(nightly, tmp_path, capsys):
+    path = tmp_path / "report.html"
+    assert cli.main(["report", nightly["run_id"], "-o", str(path)]) == 0
+    page = path.read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("data:image/png;base64,") == 8
+    assert "Data window" in page and nightly["decisions"]["meta_strategy"]["reason"] in page
+    assert cli.main(["report", "no-such-run"]) == cli.EXIT_FAILURE
+    assert "'no-such-run' not found" in capsys.readouterr().err
+
+
+def test_a_refused_candidate_ends_the_flow_refused_and_exits_3(nightly, db, capsys):
+    from prefect import get_client
+
+    from rlv2.flows.promote import promote
+
+    first = nightly["versions"]["position_sizing"]
+    recorded = tracking.version_tags("position_sizing", first)  # its windows: its holdout
+    windows = pipeline.TrainingWindows.from_tags(recorded, f"v{first}").tags()
+    with tracking.start_run("refused", params={}):
+        candidate = tracking.log_policy_model(
+            "position_sizing",
+            q_of("position_sizing", first) + 2.0,
+            SIZING_STATE_SPACE,
+            tags=windows,
+        )
+    version = str(candidate.version)
+    never = TrainConfig(margin=1e6)  # no candidate beats anything by a million
+    state = promote(
+        agent="position_sizing", version=version, db=db, config=never, return_state=True
+    )
+    assert state.is_completed() and state.name == "Refused"
+    assert state.result()["position_sizing"]["promote"] is False
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.name == f"promote-position_sizing-v{version}"
+    argv = ["promote", "--db", db, "--agent", "position_sizing", "--version", version]
+    assert cli.main([*argv, "--margin", "1000000"]) == cli_pipeline.EXIT_REFUSED
+    assert "refused: position_sizing (exit 3)" in capsys.readouterr().out
+    tags = MlflowClient().get_model_version("rlv2-position-sizing", version).tags
+    assert tags["promotion.decision"] == "refused"
 
 
 def test_sweep_child_equals_single_run_with_its_configuration(nightly, db):
@@ -150,6 +265,12 @@ def test_sweep_child_equals_single_run_with_its_configuration(nightly, db):
         filter_string=f"tags.mlflow.parentRunId = '{result['run_id']}'",
     )
     assert len(children) == 2
+    charts = {a.path for a in MlflowClient().list_artifacts(result["run_id"], "figures")}
+    assert charts == {"figures/sweep_scores.png", "figures/sweep_learning.png"}
+    from prefect.artifacts import Artifact
+
+    published = Artifact.get("sweep-position-sizing")
+    assert published is not None and "score" in str(published.data)
     best = result["best"]
     assert float(best["alpha"]) in (0.05, 0.2) and best["meta_weights"] == "0.5,0.2,0.15"
     single = nightly_retrain(
@@ -163,6 +284,7 @@ def test_sweep_child_equals_single_run_with_its_configuration(nightly, db):
             seed=stream_seed(0, int(best["config_index"])),
         ),
         promote=False,
+        figures=False,
     )
     # identical Q-table bytes hash to the same registered version
     assert single["versions"]["position_sizing"] == result["version"]
@@ -175,9 +297,10 @@ def test_sweep_child_equals_single_run_with_its_configuration(nightly, db):
 
 
 def test_promote_gate_rollback_and_status_from_the_cli(nightly, db, capsys):
-    assert cli.main(["promote", "--db", db, "--agent", "meta_strategy"]) == 0
+    code = cli.main(["promote", "--db", db, "--agent", "meta_strategy"])
     out = capsys.readouterr().out
     assert "meta_strategy v" in out and ("PROMOTED" in out or "refused" in out)
+    assert code == (cli_pipeline.EXIT_REFUSED if "refused" in out else 0)
     # a second sizing version: the nightly's table, changed; promote both by hand, then
     # roll the second back through the CLI
     first = nightly["versions"]["position_sizing"]
@@ -229,8 +352,8 @@ def test_promote_gates_a_version_on_the_holdout_its_run_recorded(nightly, db, ca
     assert decision["holdout_start"] == recorded["holdout_start"]
     assert decision["holdout_end"] == recorded["holdout_end"]
     assert "ips.snips" not in decision  # the demo logs no per-agent propensities
-    tags = tracking.version_tags("position_sizing", version)
-    assert tags["promotion.holdout_start"] == recorded["holdout_start"]
+    (latest, *_) = tracking.decisions_of("position_sizing", version)  # the promotion log
+    assert latest["holdout_start"] == recorded["holdout_start"]
     # a request that keeps out of the training window is accepted and changes nothing
     again = promote(agent="position_sizing", version=version, db=db, holdout_fraction=0.1)
     if again["position_sizing"]["reason"] != "already":
@@ -420,7 +543,9 @@ def test_a_retried_log_task_completes_its_own_run(prefect_harness, mlflow_store,
     monkeypatch.setattr(mlflow, "register_model", register_after_a_lock)
     # SPEC A4's learner: a new seed gives new tables (the full-information tables are
     # the same for any seed, and an identical table is never registered twice)
-    out = nightly_retrain(db=db, config=config(1, "q-learning", seed=11), promote=False)
+    out = nightly_retrain(
+        db=db, config=config(1, "q-learning", seed=11), promote=False, figures=False
+    )
     assert len(calls) == 3  # one failed, then both agents
     client = MlflowClient()
     run = client.get_run(out["run_id"])

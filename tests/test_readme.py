@@ -40,3 +40,13 @@ def test_live_consumer_example_runs(tmp_path, monkeypatch):
     assert namespace["tracker"].get_episode_stats()["n_episodes"] == 1
     assert (tmp_path / "qtables.npz").exists()
     assert namespace["meta"].get_stats()["n_updates"] == 1
+
+
+def test_the_refusal_automation_is_a_valid_prefect_automation():
+    import yaml
+    from prefect.events.schemas.automations import AutomationCore
+
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S))
+    automation = AutomationCore.model_validate(yaml.safe_load(block))
+    assert automation.trigger.expect == {"prefect.flow-run.Refused"}  # type: ignore[union-attr]
+    assert automation.actions[0].type == "send-notification"

@@ -23,7 +23,7 @@ from rlv2 import cli
 pytestmark = pytest.mark.slow
 
 DIGEST_FILE = Path(__file__).parent / "data" / "demo_digest.json"
-VOLATILE_TAGS = {"run_id", "promotion.timestamp"}
+VOLATILE_TAGS = {"run_id", "promotion.timestamp", "promotion.run_id"}
 """Tags that differ between runs by design (ids and clocks), left out of the digest."""
 
 

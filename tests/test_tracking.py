@@ -244,9 +244,15 @@ def test_promote_rollback_log_and_status(store: str) -> None:
     assert client.get_model_version_by_alias("rlv2-position-sizing", "production").version == 2
     assert client.get_model_version_by_alias("rlv2-position-sizing", "previous").version == 1
     tagged = client.get_model_version("rlv2-position-sizing", "2").tags
+    promotion_tags = [k for k in tagged if k.startswith("promotion.")]
+    # a handful for machines, the verdict and its reason first; the figures are in the log
+    assert promotion_tags == [f"promotion.{k}" for k in tracking.PROMOTION_TAGS]
+    assert promotion_tags == sorted(promotion_tags)
     assert tagged["promotion.decision"] == "promoted"
-    assert tagged["promotion.metric_diff"] == "0.12"
-    assert tagged["promotion.champion_version"] == "1"
+    assert tagged["promotion.reason"] == "CI above margin"
+    assert tagged["promotion.versus"] == "production v1"
+    entry = client.get_run(tagged["promotion.run_id"])
+    assert entry.data.params["metric_diff"] == "0.12"
 
     warm = tracking.load_q_table(agent)
     assert warm is not None
@@ -259,14 +265,17 @@ def test_promote_rollback_log_and_status(store: str) -> None:
     v3 = tracking.log_policy_model(agent, sizing_q(30), SIZING_STATE_SPACE)
     assert v3 is not None
     refused = {**figures, "decision": "refused", "ci_low": -0.02, "reason": "CI crosses margin"}
-    tracking.record_decision(agent, v3.version, refused)
-    assert client.get_model_version("rlv2-position-sizing", "3").tags["promotion.ci_low"] == "-0.02"
+    log_run = tracking.record_decision(agent, v3.version, refused)
+    v3_tags = client.get_model_version("rlv2-position-sizing", "3").tags
+    assert v3_tags["promotion.decision"] == "refused" and v3_tags["promotion.run_id"] == log_run
+    assert client.get_run(log_run).data.params["ci_low"] == "-0.02"
+    assert tracking.decisions_of(agent, v3.version)[0]["ci_low"] == pytest.approx(-0.02)
 
     [before] = [row for row in tracking.status() if row["agent"] == agent]
     assert before["production_version"] == 2
     assert before["previous_version"] == 1
     assert before["run_id"] == v2.run_id
-    assert before["figures"]["ci_low"] == "0.05"
+    assert float(before["figures"]["ci_low"]) == 0.05  # from the decision that promoted v2
 
     restored = tracking.rollback(agent, reason="live drawdown")
     assert restored.version == 1
