@@ -60,10 +60,11 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
 from mlflow.entities import Metric, Param
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature, infer_signature
+from mlflow.models import Model, ModelSignature, infer_signature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 from numpy.typing import ArrayLike, NDArray
 
@@ -71,7 +72,17 @@ import rlv2
 from rlv2 import serving
 from rlv2.domain import AGENT_SPECS, agent_spec
 from rlv2.qlearning import greedy_policy
-from rlv2.serving import PRODUCTION_ALIAS, QTablePolicy, check_agent, check_q_table
+from rlv2.serving import (
+    DIGEST_KEY,
+    MODEL_CODE_LOCK,
+    POLICY_CODE,
+    PRODUCTION_ALIAS,
+    SOURCE_KEY,
+    check_agent,
+    check_q_table,
+    q_sha256,
+    read_policy,
+)
 from rlv2.states import StateSpace
 
 __all__ = [
@@ -423,15 +434,6 @@ def log_config(config: Mapping[str, Any] | Any) -> None:
 # --- the registry -------------------------------------------------------------------------
 
 
-def q_sha256(q: ArrayLike, state_space: StateSpace) -> str:
-    """Digest of a Q-table and its state space: the identity of a registered version."""
-    arr = np.ascontiguousarray(q, dtype=np.float64)
-    header = json.dumps({"shape": list(arr.shape), "state_space": state_space.to_dict()})
-    digest = hashlib.sha256(header.encode())
-    digest.update(arr.tobytes())
-    return digest.hexdigest()
-
-
 def _version_with_digest(name: str, digest: str) -> ModelVersion | None:
     found = MlflowClient().search_model_versions(
         f"name = '{name}' and tags.q_sha256 = '{digest}'",
@@ -511,20 +513,23 @@ def log_policy_model(
         if model_uri is not None:  # a retry: the run logged it, its registration failed
             return _register(model_uri, name, agent, digest, run.info.run_id, registered, tags)
         q_path, space_path = Path(tmp) / "q.npy", Path(tmp) / "space.json"
-        np.save(q_path, arr)
+        np.save(q_path, arr, allow_pickle=False)
         space_path.write_text(json.dumps({"agent": agent, "state_space": state_space.to_dict()}))
-        info = mlflow.pyfunc.log_model(
-            name=f"{agent}_policy",
-            python_model=QTablePolicy(),
-            artifacts={
-                serving.Q_TABLE_ARTIFACT: str(q_path),
-                serving.SPACE_ARTIFACT: str(space_path),
-            },
-            signature=_signature(agent, state_space, arr),
-            input_example=serving.example_features(state_space),
-            pip_requirements=_requirements(),
-            tags={"agent": agent, "q_sha256": digest},
-        )
+        config = {DIGEST_KEY: digest, SOURCE_KEY: f"{name} model of run {run.info.run_id}"}
+        with MODEL_CODE_LOCK:  # MLflow runs the code file to validate the model
+            info = mlflow.pyfunc.log_model(
+                name=f"{agent}_policy",
+                python_model=str(POLICY_CODE),
+                model_config=config,
+                artifacts={
+                    serving.Q_TABLE_ARTIFACT: str(q_path),
+                    serving.SPACE_ARTIFACT: str(space_path),
+                },
+                signature=_signature(agent, state_space, arr),
+                input_example=serving.example_features(state_space),
+                pip_requirements=_requirements(),
+                tags={"agent": agent, DIGEST_KEY: digest},
+            )
         run_id = run.info.run_id
     return _register(info.model_uri, name, agent, digest, run_id, registered, tags)
 
@@ -778,18 +783,39 @@ def status() -> list[dict[str, Any]]:
 def load_q_table(
     agent: str, alias: str = PRODUCTION_ALIAS, version: int | str | None = None
 ) -> tuple[NDArray[np.float64], StateSpace] | None:
-    """The Q-table and state space of the agent's aliased (or numbered) version, or None."""
-    if version is not None:
-        name = _get_version(agent, version).name
-        uri = f"models:/{name}/{version}"
-    else:
-        if _by_alias(agent, alias) is None:
-            return None
-        uri = serving.model_uri(agent, alias)
-    policy = mlflow.pyfunc.load_model(uri).unwrap_python_model()
-    if not isinstance(policy, QTablePolicy):
-        raise TypeError(f"{uri} is not an rlv2 Q-table policy")
-    return policy.q.copy(), policy.state_space
+    """The Q-table and state space of the agent's aliased (or numbered) version, or None.
+
+    Reads the model's two plain artifacts (no model code runs, nothing is unpickled) and
+    verifies them against the version's ``q_sha256`` tag: a mismatch, a table that is not
+    float64, of the wrong shape or not finite raises ``ValueError`` naming the version.
+    """
+    found = _get_version(agent, version) if version is not None else _by_alias(agent, alias)
+    if found is None:
+        return None
+    source, digest = serving.registered_digest(agent, found.version)
+    uri = f"models:/{found.name}/{found.version}"
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(download_artifacts(uri, dst_path=tmp))
+        artifacts = _model_artifacts(local, source)
+        owner, q, space = read_policy(
+            artifacts[serving.Q_TABLE_ARTIFACT], artifacts[serving.SPACE_ARTIFACT], digest, source
+        )
+    if owner != check_agent(agent):
+        raise ValueError(f"{source}: a {owner} policy, not {agent}; refused")
+    return q, space
+
+
+def _model_artifacts(model_dir: Path, source: str) -> dict[str, Path]:
+    """The pyfunc artifacts of a downloaded model, by key, from its MLmodel file."""
+    flavor = Model.load(str(model_dir)).flavors.get("python_function", {})
+    saved = flavor.get("artifacts", {})
+    try:
+        return {
+            key: model_dir / saved[key]["path"]
+            for key in (serving.Q_TABLE_ARTIFACT, serving.SPACE_ARTIFACT)
+        }
+    except (KeyError, TypeError):
+        raise ValueError(f"{source}: not an rlv2 Q-table policy model") from None
 
 
 def latest_version(agent: str) -> str | None:
