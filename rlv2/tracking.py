@@ -28,12 +28,22 @@ Retries complete a run
     Q-table. Params are logged again with the same values (MLflow accepts that);
     artifacts are overwritten.
 
+One writer at a time
+    Registering a version, moving aliases and writing the promotion log happen under the
+    store's registry lock (``rlv2.registry_lock``: a file lock beside a SQLite store, a
+    lease in the registry of a tracking server). Registration looks the digest up again
+    under the lock, so two runs with one Q-table register it once. ``promote`` is a
+    compare-and-set: it states the production version its gate compared against and
+    moves nothing if production changed since (the decision is recorded as refused,
+    naming what production became).
+
 Crash safety of promotion
     ``promote`` moves ``previous`` onto the outgoing production version first, then
     ``production`` onto the candidate, then writes the promotion log. Interrupted after the
     first step, ``production`` still names the outgoing version (complete and valid); after
-    the second, the promotion is done and a rerun only completes the missing log entry.
-    ``rollback`` likewise moves ``production`` before it removes ``previous``.
+    the second, the promotion is done and the next gate run writes the missing log entry
+    (``complete_promotion``). ``rollback`` likewise moves ``production`` before it removes
+    ``previous``.
 """
 
 from __future__ import annotations
@@ -47,7 +57,7 @@ import subprocess
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
@@ -72,6 +82,7 @@ import rlv2
 from rlv2 import serving
 from rlv2.domain import AGENT_SPECS, agent_spec
 from rlv2.qlearning import greedy_policy
+from rlv2.registry_lock import registry_lock, sqlite_path
 from rlv2.serving import (
     DIGEST_KEY,
     MODEL_CODE_LOCK,
@@ -90,6 +101,7 @@ __all__ = [
     "PREVIOUS_ALIAS",
     "PRODUCTION_ALIAS",
     "PROMOTION_EXPERIMENT",
+    "complete_promotion",
     "configure",
     "find_run",
     "flatten_params",
@@ -136,8 +148,6 @@ PROMOTION_TAG_PREFIX = "promotion."
 """Prefix of the model-version tags that hold the latest promotion decision's figures."""
 RUN_KEY_TAG = "run_key"
 """Tag of a run opened with ``start_run(key=...)``: a retry finds the run by it."""
-
-
 # --- stores and experiments ---------------------------------------------------------------
 
 
@@ -175,13 +185,24 @@ def experiment_id(name: str) -> str:
 
 
 def configure(uri: str | None = None) -> str:
-    """Point MLflow's tracking and registry at ``uri`` (default ``tracking_uri()``)."""
+    """Point MLflow's tracking and registry at ``uri`` (default ``tracking_uri()``).
+
+    A SQLite store is created under the registry lock: two processes creating one store
+    at once crashed in MLflow's migrations (``_alembic_tmp_experiments already exists``).
+    """
     uri = uri or tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    for name in (EXPERIMENT, PROMOTION_EXPERIMENT):
-        experiment_id(name)
+    creating = registry_lock(uri, "create the store") if sqlite_path(uri) else nullcontext()
+    with creating:
+        for name in (EXPERIMENT, PROMOTION_EXPERIMENT):
+            experiment_id(name)
     return uri
+
+
+def _write_lock(purpose: str) -> AbstractContextManager[None]:
+    """The registry lock of the configured store (``rlv2.registry_lock``)."""
+    return registry_lock(mlflow.get_registry_uri(), purpose)
 
 
 # --- runs and params ----------------------------------------------------------------------
@@ -477,7 +498,8 @@ def _run_for(agent: str) -> Iterator[mlflow.ActiveRun]:
         yield active
         return
     with mlflow.start_run(
-        run_name=f"{agent}-policy", experiment_id=experiment_id(EXPERIMENT)
+        run_name=f"{agent}-policy",
+        experiment_id=experiment_id(EXPERIMENT),
     ) as run:
         yield run
 
@@ -559,7 +581,15 @@ def _register(
         return None
     version_tags = {k: _text(v) for k, v in (tags or {}).items()}
     version_tags.update({"agent": agent, "q_sha256": digest, "run_id": run_id})
-    return mlflow.register_model(model_uri, name, tags=version_tags)
+    with _write_lock(f"register {name}"):
+        # looked up again under the lock: a concurrent run may have registered the table
+        existing = _version_with_digest(name, digest)
+        if existing is not None:
+            _log.info(
+                "%s: Q-table %s registered meanwhile as v%s", name, digest[:12], existing.version
+            )
+            return existing
+        return mlflow.register_model(model_uri, name, tags=version_tags)
 
 
 def _by_alias(agent: str, alias: str) -> ModelVersion | None:
@@ -625,17 +655,18 @@ def record_decision(agent: str, candidate_version: int | str, decision: Mapping[
     """
     if "decision" not in decision:
         raise ValueError("record_decision: the decision dict needs a 'decision' item")
-    version = _get_version(agent, candidate_version)
-    figures = {k: v for k, v in decision.items() if k != "decision"}
-    timestamp = _log_entry(agent, version.version, str(decision["decision"]), figures)
-    client = MlflowClient()
-    items = {**{k: _text(v) for k, v in decision.items()}, "timestamp": timestamp}
-    tags = {f"{PROMOTION_TAG_PREFIX}{k}": v for k, v in items.items()}
-    for key, value in tags.items():
-        client.set_model_version_tag(version.name, version.version, key, value)
-    for key in version.tags:
-        if key.startswith(PROMOTION_TAG_PREFIX) and key not in tags:
-            client.delete_model_version_tag(version.name, version.version, key)
+    with _write_lock(f"record decision {agent} v{candidate_version}"):
+        version = _get_version(agent, candidate_version)
+        figures = {k: v for k, v in decision.items() if k != "decision"}
+        timestamp = _log_entry(agent, version.version, str(decision["decision"]), figures)
+        client = MlflowClient()
+        items = {**{k: _text(v) for k, v in decision.items()}, "timestamp": timestamp}
+        tags = {f"{PROMOTION_TAG_PREFIX}{k}": v for k, v in items.items()}
+        for key, value in tags.items():
+            client.set_model_version_tag(version.name, version.version, key, value)
+        for key in version.tags:
+            if key.startswith(PROMOTION_TAG_PREFIX) and key not in tags:
+                client.delete_model_version_tag(version.name, version.version, key)
 
 
 def _latest_production_entry(agent: str) -> dict[str, Any] | None:
@@ -645,30 +676,101 @@ def _latest_production_entry(agent: str) -> dict[str, Any] | None:
     return None if hits.empty else hits.iloc[0].to_dict()
 
 
-def promote(agent: str, version: int | str, figures: Mapping[str, Any]) -> None:
-    """Make ``version`` the agent's production version; the outgoing one becomes ``previous``.
+PROMOTED = "promoted"
+"""``promote`` moved production onto the candidate."""
+STALE = "stale"
+"""``promote`` refused: production changed since the gate ran."""
+ALREADY = "already"
+"""``promote`` found the candidate in production already (nothing moved)."""
 
-    ``previous`` is set before ``production``, so an interruption never leaves
-    ``production`` off a complete version; the decision and ``figures`` are recorded
-    (``record_decision``) last. Promoting the current production version only records the
-    decision if the log lacks it (completing an interrupted promotion).
+
+def _named(version: str | None) -> str:
+    return f"v{version}" if version is not None else "none (the logged behaviour)"
+
+
+def promote(
+    agent: str,
+    version: int | str,
+    figures: Mapping[str, Any],
+    *,
+    expected: int | str | None,
+) -> str:
+    """Make ``version`` production if production is still ``expected``; say what happened.
+
+    Compare-and-set under the registry lock: ``expected`` is the production version the
+    gate compared the candidate against (None: there was none). Production is read again
+    right before any alias moves, and the outcome is one of
+
+    - ``PROMOTED``: production was ``expected``. ``previous`` moves onto it first, then
+      ``production`` onto the candidate (an interruption never leaves ``production`` off
+      a complete version), then the decision and ``figures`` are recorded, naming
+      ``expected`` as ``champion_version``;
+    - ``STALE``: production changed since the gate ran. Nothing moves; the decision is
+      recorded as refused, saying what production became (the figures are the gate's);
+    - ``ALREADY``: the candidate is production already (a concurrent run promoted the
+      same table, or this promotion was interrupted after moving the alias). Nothing
+      moves; a missing log entry is completed (``complete_promotion``).
     """
-    candidate = _get_version(agent, version)
-    current = production_version(agent)
-    client = MlflowClient()
-    if current is not None and current.version == candidate.version:
-        latest = _latest_production_entry(agent)
-        if latest is not None and str(latest["version"]) == str(candidate.version):
-            _log.info("%s v%s is already production", candidate.name, candidate.version)
-            return
-        outgoing = _by_alias(agent, PREVIOUS_ALIAS)  # an interrupted promotion set it
-    else:
-        outgoing = current
-        if outgoing is not None:
-            client.set_registered_model_alias(candidate.name, PREVIOUS_ALIAS, outgoing.version)
+    with _write_lock(f"promote {agent} v{version}"):
+        candidate = _get_version(agent, version)
+        current = production_version(agent)
+        found = None if current is None else str(current.version)
+        wanted = None if expected is None else str(expected)
+        if found == str(candidate.version):
+            previous = _by_alias(agent, PREVIOUS_ALIAS)
+            same_gate = wanted == (None if previous is None else str(previous.version))
+            complete_promotion(agent, candidate.version, figures if same_gate else None)
+            return ALREADY
+        if found != wanted:
+            reason = (
+                f"production changed since the gate ran: it compared against "
+                f"{_named(wanted)}, production is now {_named(found)}; not promoted "
+                "(run the gate again)"
+            )
+            gate = {"gate_reason": figures["reason"]} if "reason" in figures else {}
+            refused = {**figures, **gate, "reason": reason, "decision": "refused"}
+            record_decision(agent, candidate.version, refused)
+            _log.warning("%s v%s: %s", candidate.name, candidate.version, reason)
+            return STALE
+        client = MlflowClient()
+        if current is not None:
+            client.set_registered_model_alias(candidate.name, PREVIOUS_ALIAS, current.version)
         client.set_registered_model_alias(candidate.name, PRODUCTION_ALIAS, candidate.version)
-    champion = {"champion_version": outgoing.version} if outgoing is not None else {}
-    record_decision(agent, candidate.version, {**champion, **figures, "decision": "promoted"})
+        champion = {"champion_version": current.version} if current is not None else {}
+        record_decision(agent, candidate.version, {**champion, **figures, "decision": PROMOTED})
+        return PROMOTED
+
+
+def complete_promotion(
+    agent: str, version: int | str, figures: Mapping[str, Any] | None = None
+) -> bool:
+    """Record the promotion of ``version`` if it is production and the log lacks it.
+
+    A promotion killed after moving ``production`` and before writing its log entry is
+    recorded on the next gate run: ``figures`` if they are that promotion's (else a
+    reason saying the entry was written after the fact), ``previous`` as its champion.
+    Returns whether an entry was written.
+    """
+    with _write_lock(f"complete promotion {agent} v{version}"):
+        current = production_version(agent)
+        if current is None or str(current.version) != str(version):
+            return False
+        latest = _latest_production_entry(agent)
+        if latest is not None and str(latest["version"]) == str(version):
+            return False
+        outgoing = _by_alias(agent, PREVIOUS_ALIAS)
+        champion = {"champion_version": outgoing.version} if outgoing is not None else {}
+        entry = (
+            figures
+            if figures is not None
+            else {
+                "reason": "recorded after the fact: production was on this version without a "
+                "log entry (a promotion interrupted after moving the alias)"
+            }
+        )
+        record_decision(agent, version, {**champion, **entry, "decision": PROMOTED})
+        _log.warning("%s v%s: recorded an interrupted promotion", current.name, version)
+        return True
 
 
 def rollback(agent: str, reason: str = "") -> ModelVersion:
@@ -678,24 +780,25 @@ def rollback(agent: str, reason: str = "") -> ModelVersion:
     ``rolled_back`` entry in the promotion log.
     """
     name = agent_spec(agent).model_name
-    restored = _by_alias(agent, PREVIOUS_ALIAS)
-    if restored is None:
-        raise ValueError(
-            f"{name}: no '{PREVIOUS_ALIAS}' version to roll back to "
-            "(nothing was promoted over a production version, or it was already rolled back)"
-        )
-    current = production_version(agent)
-    client = MlflowClient()
-    outgoing = current if current is not None and current.version != restored.version else None
-    if outgoing is not None:
-        client.set_model_version_tag(name, outgoing.version, "rolled_back_at", _now())
-    client.set_registered_model_alias(name, PRODUCTION_ALIAS, restored.version)
-    client.delete_registered_model_alias(name, PREVIOUS_ALIAS)
-    figures: dict[str, Any] = {"reason": reason} if reason else {}
-    if outgoing is not None:
-        figures["rolled_back_version"] = int(outgoing.version)
-    _log_entry(agent, restored.version, "rolled_back", figures)
-    return client.get_model_version(name, str(restored.version))
+    with _write_lock(f"rollback {agent}"):
+        restored = _by_alias(agent, PREVIOUS_ALIAS)
+        if restored is None:
+            raise ValueError(
+                f"{name}: no '{PREVIOUS_ALIAS}' version to roll back to (nothing was "
+                "promoted over a production version, or it was already rolled back)"
+            )
+        current = production_version(agent)
+        client = MlflowClient()
+        outgoing = current if current is not None and current.version != restored.version else None
+        if outgoing is not None:
+            client.set_model_version_tag(name, outgoing.version, "rolled_back_at", _now())
+        client.set_registered_model_alias(name, PRODUCTION_ALIAS, restored.version)
+        client.delete_registered_model_alias(name, PREVIOUS_ALIAS)
+        figures: dict[str, Any] = {"reason": reason} if reason else {}
+        if outgoing is not None:
+            figures["rolled_back_version"] = int(outgoing.version)
+        _log_entry(agent, restored.version, "rolled_back", figures)
+        return client.get_model_version(name, str(restored.version))
 
 
 # --- reading back -------------------------------------------------------------------------

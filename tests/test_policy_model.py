@@ -50,8 +50,8 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     tracking.log_policy_model(
         "position_sizing", sizing_q(best=3), SIZING_STATE_SPACE, registered=False
     )
-    tracking.promote("position_sizing", sizing.version, {"reason": "test"})
-    tracking.promote("meta_strategy", meta.version, {"reason": "test"})
+    tracking.promote("position_sizing", sizing.version, {"reason": "test"}, expected=None)
+    tracking.promote("meta_strategy", meta.version, {"reason": "test"}, expected=None)
     yield uri
     while mlflow.active_run() is not None:
         mlflow.end_run()

@@ -208,7 +208,7 @@ def test_promote_rollback_log_and_status(store: str) -> None:
     assert tracking.production_version(agent) is None
     assert tracking.load_q_table(agent) is None
 
-    tracking.promote(agent, v1.version, {"reason": "first production version"})
+    tracking.promote(agent, v1.version, {"reason": "first production version"}, expected=None)
     production = tracking.production_version(agent)
     assert production is not None and production.version == 1
 
@@ -223,7 +223,7 @@ def test_promote_rollback_log_and_status(store: str) -> None:
         "n": 400,
         "reason": "CI above margin",
     }
-    tracking.promote(agent, v2.version, figures)
+    tracking.promote(agent, v2.version, figures, expected=v1.version)
     client = MlflowClient()
     assert client.get_model_version_by_alias("rlv2-position-sizing", "production").version == 2
     assert client.get_model_version_by_alias("rlv2-position-sizing", "previous").version == 1
@@ -237,7 +237,8 @@ def test_promote_rollback_log_and_status(store: str) -> None:
     np.testing.assert_array_equal(warm[0], sizing_q(20))
     assert warm[1] == SIZING_STATE_SPACE
 
-    tracking.promote(agent, v2.version, figures)  # a rerun changes nothing
+    assert tracking.promote(agent, v2.version, figures, expected=v1.version) == "already"
+    # a rerun changes nothing
     assert len(tracking.promotion_log(agent)) == 2
 
     v3 = tracking.log_policy_model(agent, sizing_q(30), SIZING_STATE_SPACE)
@@ -284,7 +285,7 @@ def test_promote_rollback_log_and_status(store: str) -> None:
 def test_promote_unknown_version_names_it(store: str) -> None:
     tracking.log_policy_model("position_sizing", sizing_q(10), SIZING_STATE_SPACE)
     with pytest.raises(ValueError, match="no version 7"):
-        tracking.promote("position_sizing", 7, {})
+        tracking.promote("position_sizing", 7, {}, expected=None)
     with pytest.raises(ValueError, match="agent=.*expected one of"):
         tracking.production_version("sizing")
 
@@ -294,12 +295,12 @@ def test_interrupted_promotion_and_rollback_complete_on_rerun(store: str) -> Non
     client = MlflowClient()
     for best in (10, 20):
         tracking.log_policy_model(agent, sizing_q(best), SIZING_STATE_SPACE)
-    tracking.promote(agent, 1, {"reason": "first"})
+    tracking.promote(agent, 1, {"reason": "first"}, expected=None)
 
     # promote(2) stopped after its first step: production still on the complete v1
     client.set_registered_model_alias(name, "previous", "1")
     assert tracking.production_version(agent).version == 1  # type: ignore[union-attr]
-    tracking.promote(agent, 2, {"reason": "rerun"})
+    tracking.promote(agent, 2, {"reason": "rerun"}, expected=1)
     assert client.get_model_version_by_alias(name, "production").version == 2
     assert client.get_model_version_by_alias(name, "previous").version == 1
 
@@ -307,7 +308,7 @@ def test_interrupted_promotion_and_rollback_complete_on_rerun(store: str) -> Non
     tracking.log_policy_model(agent, sizing_q(30), SIZING_STATE_SPACE)
     client.set_registered_model_alias(name, "previous", "2")
     client.set_registered_model_alias(name, "production", "3")
-    tracking.promote(agent, 3, {"reason": "rerun"})
+    tracking.promote(agent, 3, {"reason": "rerun"}, expected=2)
     log = tracking.promotion_log(agent)
     assert list(log["version"]) == [3, 2, 1]
     assert log.iloc[0]["champion_version"] == 2
