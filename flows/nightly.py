@@ -8,7 +8,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from rlv2 import pipeline, tracking
+from rlv2 import evidence, pipeline, tracking
 from rlv2.domain import Agent
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -106,10 +106,11 @@ def nightly_retrain(
     train_f = load_window.submit(path, split.train_start, split.holdout_start, config)
     holdout_f = load_window.submit(path, split.holdout_start, split.holdout_end, config)
     warm = {a: load_production(a, config)[1] if warm_start else None for a in Agent}
-    train = train_f.result()
+    train, holdout = train_f.result(), holdout_f.result()
+    evidence.check_windows(train, holdout, config)  # nothing registered on too little data
     futures = {a: train_agent.submit(a, train, config, warm[a]) for a in Agent}
     trained = {a: f.result() for a, f in futures.items()}
-    holdout = holdout_f.result()
+    evidence.check_trained(trained.values(), config)
     evaluation = evaluate_holdout(trained, holdout, config)
     logged = log_training(
         "nightly-retrain", trained, evaluation, train, holdout, split, config, path

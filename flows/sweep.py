@@ -17,7 +17,7 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from rlv2 import pipeline, sweeps, tracking
+from rlv2 import evidence, pipeline, sweeps, tracking
 from rlv2.domain import Agent, agent_spec
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -208,5 +208,7 @@ def sweep(
             continue
         best = results[int(np.argmax([r["metrics"]["score"] for r in results]))]
         best_final = train_agent(name, train_all, best["config"]) if register_best else None
+        if best_final is not None:
+            evidence.check_trained([best_final], best["config"])
         out[name] = log_sweep(name, results, search, path, best_final, best["config"])
     return out
