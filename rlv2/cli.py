@@ -149,6 +149,12 @@ def add_ingest_command(subparsers: argparse._SubParsersAction) -> None:
         action="store_false",
         help="the CSV has no header line: its columns are column0, column1, ...",
     )
+    parser.add_argument(
+        "--glob",
+        action="store_true",
+        help="SOURCE is a pattern (bars/*.csv): load every file it matches (default: the "
+        "path is taken literally, even with *, ?, [ or { in it)",
+    )
     defaults = IngestRequest(source="", table="candles")
     parser.add_argument(
         "--earliest",
@@ -191,10 +197,11 @@ def run_ingest(args: argparse.Namespace) -> int:
             earliest=args.earliest,
             latest=args.latest,
             max_price=args.max_price,
+            glob=args.glob,
         )
     except IngestError as error:
         raise _UsageError(f"rlv2 ingest: error: {error}") from None
-    db_path = Path(args.db)
+    db_path = store.local_db_path(args.db)
     created = not db_path.exists()
     try:
         with store.connect(db_path) as con:

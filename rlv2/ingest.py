@@ -37,9 +37,10 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,6 +121,9 @@ class IngestRequest:
     max_price: float = 1e9
     """Prices (candles' open, high, low, close; entry and exit prices) from this bound on
     are quarantined: a contract-valid 1e308 broke training."""
+    glob: bool = False
+    """Whether a file source is a pattern (``bars/*.csv``) that DuckDB expands; by default
+    a path is taken literally, ``bars[2020].csv`` included."""
 
     def __post_init__(self) -> None:
         if not self.earliest < self.latest:
@@ -299,13 +303,37 @@ def ingest(con: duckdb.DuckDBPyConnection, request: IngestRequest) -> IngestRepo
         raise IngestError(f"{source}: a source table applies to DuckDB and PostgreSQL sources")
     if source_format == "postgres":
         load_postgres_extension(con, source)
-    stream = _open_file(request.source) if source_format in ("csv", "parquet") else None
+    is_file = source_format in ("csv", "parquet")
+    stream = _open_file(request.source) if is_file and not request.glob else None
     started_at = _utc_now()
     # A file's sha256 is computed on a thread while DuckDB reads and loads the file; the
     # file is closed once the thread is done.
-    with stream if stream is not None else nullcontext(), ThreadPoolExecutor(1) as hasher:
+    with (
+        stream if stream is not None else nullcontext(),
+        ThreadPoolExecutor(1) as hasher,
+        _literal_path(request.source, literal=is_file and not request.glob) as read_from,
+    ):
         file_sha256 = hasher.submit(_sha256_of, stream) if stream is not None else None
-        return _stage_and_load(con, request, source_format, source, file_sha256, started_at)
+        reading = replace(request, source=read_from)
+        return _stage_and_load(con, reading, source_format, source, file_sha256, started_at)
+
+
+_GLOB_CHARACTERS = re.compile(r"[*?\[\]{}]")
+"""Characters that make DuckDB read a file path as a pattern of several files."""
+
+
+@contextmanager
+def _literal_path(path: str, literal: bool) -> Iterator[str]:
+    """The path DuckDB should read for ``path``: itself, or, for a literal path that DuckDB
+    would expand as a pattern (``bars[2020].csv`` matched ``bars2.csv``), a link to it
+    with a plain name in a temporary folder."""
+    if not literal or not _GLOB_CHARACTERS.search(path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="rlv2-ingest-") as folder:
+        link = Path(folder) / ("source" + "".join(Path(path).suffixes))
+        link.symlink_to(Path(path).resolve())
+        yield str(link)
 
 
 def _stage_and_load(

@@ -73,6 +73,16 @@ def test_bad_settings_stop_before_any_data_loads(
     assert time.monotonic() - started < 5.0
 
 
+def test_a_db_that_is_not_a_local_file_is_refused(
+    mlflow_store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for db in ("md:shared", "s3://bucket/h.duckdb", "https://example.com/h.duckdb", ":memory:"):
+        assert cli.main(["train", "--db", db]) == cli.EXIT_FAILURE
+        assert "must be a local file path" in capsys.readouterr().err
+        assert cli.main(["ingest", "--db", db, "x.csv", "--table", "candles"]) == 1
+        assert "must be a local file path" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("statements", "options", "message"),

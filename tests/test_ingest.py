@@ -938,3 +938,24 @@ def test_every_table_holds_its_times_to_the_sane_range(tmp_path):
         ranges = ingest_module.sane_ranges(replace(request, table=table))
         assert ranges[0][0] == ingest_module.TIME_COLUMNS[table]
         assert len(ranges) == 1 + (table in ingest_module.PRICE_COLUMNS)
+
+
+def test_a_source_path_is_taken_literally_unless_glob_is_asked_for(tmp_path, capsys):
+    header = "symbol,ts,open,high,low,close,volume\n"
+    meant = tmp_path / "bars[2020].csv"
+    meant.write_text(header + "BTC,2020-01-01 00:00:00,100,110,90,100,1\n")
+    other = tmp_path / "bars2.csv"  # what the pattern bars[2020].csv matches
+    other.write_text(header + "ETH,2020-01-01 00:00:00,5,6,4,5,1\n")
+    db = tmp_path / "h.duckdb"
+    assert main(["ingest", "--db", str(db), str(meant), "--table", "candles"]) == 0
+    assert "read 1 = loaded 1" in capsys.readouterr().out
+    with store.connect(db, read_only=True) as con:
+        assert con.execute("SELECT symbol FROM candles").fetchall() == [("BTC",)]
+        source, sha = con.execute("SELECT source, content_sha256 FROM ingest_log").fetchone()
+    assert source == str(meant)
+    assert sha == hashlib.sha256(meant.read_bytes()).hexdigest()
+    pattern = str(tmp_path / "bars*.csv")
+    assert main(["ingest", "--db", str(db), pattern, "--table", "candles", "--glob"]) == 0
+    assert "read 2 = loaded 1 + duplicates 1" in capsys.readouterr().out
+    with store.connect(db, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM candles").fetchone() == (2,)
