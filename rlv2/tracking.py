@@ -55,6 +55,8 @@ import os
 import platform
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -81,6 +83,7 @@ from numpy.typing import ArrayLike, NDArray
 import rlv2
 from rlv2 import serving
 from rlv2.domain import AGENT_SPECS, agent_spec
+from rlv2.processes import is_gone, this_process
 from rlv2.qlearning import greedy_policy
 from rlv2.registry_lock import registry_lock, sqlite_path
 from rlv2.serving import (
@@ -103,6 +106,7 @@ __all__ = [
     "PROMOTION_EXPERIMENT",
     "complete_promotion",
     "configure",
+    "fail_stale_runs",
     "find_run",
     "flatten_params",
     "load_q_table",
@@ -148,6 +152,24 @@ PROMOTION_TAG_PREFIX = "promotion."
 """Prefix of the model-version tags that hold the latest promotion decision's figures."""
 RUN_KEY_TAG = "run_key"
 """Tag of a run opened with ``start_run(key=...)``: a retry finds the run by it."""
+PROCESS_TAG = "rlv2.process"
+"""Tag of every run rlv2 opens: the process writing it (``rlv2.processes.this_process``)."""
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+"""MLflow's HTTP retry settings for a tracking server, unless the environment sets them:
+a server that dies during a run fails its next call within about a minute instead of
+MLflow's ~250 s (7 retries, backoff 2, 120 s timeout)."""
+PROBE_SECONDS = 5.0
+"""How long ``configure`` waits for a tracking server's ``/health`` before giving up."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The MLflow store cannot be used: a missing folder, or a server that does not answer."""
+
+
 # --- stores and experiments ---------------------------------------------------------------
 
 
@@ -187,17 +209,77 @@ def experiment_id(name: str) -> str:
 def configure(uri: str | None = None) -> str:
     """Point MLflow's tracking and registry at ``uri`` (default ``tracking_uri()``).
 
-    A SQLite store is created under the registry lock: two processes creating one store
-    at once crashed in MLflow's migrations (``_alembic_tmp_experiments already exists``).
+    Fails fast with :class:`StoreUnavailable` (one line naming the URI) when a SQLite
+    store's folder does not exist (MLflow would create an empty store elsewhere than
+    meant) or a tracking server does not answer within seconds (``HTTP_DEFAULTS``).
+    A SQLite store is created under the registry lock (two processes creating one at
+    once crash in MLflow's migrations). Runs left RUNNING by dead processes of this host
+    are marked FAILED (``fail_stale_runs``).
     """
     uri = uri or tracking_uri()
+    db_file = sqlite_path(uri)
+    if db_file is not None and not db_file.parent.is_dir():
+        raise StoreUnavailable(
+            f"MLflow store {uri}: folder {db_file.parent} does not exist (create it, or "
+            "fix MLFLOW_TRACKING_URI)"
+        )
+    if uri.startswith(("http://", "https://")):
+        for key, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        _probe(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    creating = registry_lock(uri, "create the store") if sqlite_path(uri) else nullcontext()
-    with creating:
-        for name in (EXPERIMENT, PROMOTION_EXPERIMENT):
-            experiment_id(name)
+    creating = registry_lock(uri, "create the store") if db_file is not None else nullcontext()
+    try:
+        with creating:
+            for name in (EXPERIMENT, PROMOTION_EXPERIMENT):
+                experiment_id(name)
+    except MlflowException as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise StoreUnavailable(f"MLflow store {uri} is not usable: {first}") from error
+    fail_stale_runs()
     return uri
+
+
+def _probe(uri: str) -> None:
+    """Raise :class:`StoreUnavailable` unless the server at ``uri`` answers within seconds.
+
+    Any HTTP answer counts (a 401 of an authenticating server too); no answer, a refused
+    connection or a name that does not resolve does not.
+    """
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_SECONDS):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise StoreUnavailable(
+            f"MLflow store {uri} does not answer within {PROBE_SECONDS:.0f} s: {reason}"
+        ) from None
+
+
+def fail_stale_runs() -> list[str]:
+    """Mark FAILED the RUNNING runs whose writing process, on this host, has ended.
+
+    A killed process leaves its runs RUNNING forever; the next rlv2 process on the host
+    ends them. Returns their ids.
+    """
+    client = MlflowClient()
+    experiments = [experiment_id(name) for name in (EXPERIMENT, PROMOTION_EXPERIMENT)]
+    running = client.search_runs(
+        experiments, filter_string="attributes.status = 'RUNNING'", max_results=1000
+    )
+    failed = []
+    for run in running:
+        label = run.data.tags.get(PROCESS_TAG)
+        if label and is_gone(label):
+            client.set_tag(run.info.run_id, "rlv2.failed_reason", f"process {label} ended")
+            client.set_terminated(run.info.run_id, "FAILED")
+            failed.append(run.info.run_id)
+    if failed:
+        _log.warning("marked %d runs of ended processes FAILED: %s", len(failed), failed)
+    return failed
 
 
 def _write_lock(purpose: str) -> AbstractContextManager[None]:
@@ -300,6 +382,7 @@ def start_run(
     docstring: a retried task completes its own run instead of opening a second one).
     """
     all_tags = {k: _text(v) for k, v in (tags or {}).items()}
+    all_tags[PROCESS_TAG] = this_process()
     resumed = None
     if key is not None:
         all_tags[RUN_KEY_TAG] = key
@@ -500,6 +583,7 @@ def _run_for(agent: str) -> Iterator[mlflow.ActiveRun]:
     with mlflow.start_run(
         run_name=f"{agent}-policy",
         experiment_id=experiment_id(EXPERIMENT),
+        tags={PROCESS_TAG: this_process()},
     ) as run:
         yield run
 
@@ -628,6 +712,7 @@ def _log_entry(agent: str, version: int | str, decision: str, figures: Mapping[s
         "version": str(version),
         "decision": decision,
         "timestamp": timestamp,
+        PROCESS_TAG: this_process(),
     }
     run = client.create_run(
         experiment_id(PROMOTION_EXPERIMENT),

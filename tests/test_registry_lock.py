@@ -285,3 +285,28 @@ def test_two_trains_and_a_promote_started_together(
     assert said.count("position_sizing v1: PROMOTED vs logged on") == 1, said  # CLI summaries
     mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
     mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+
+
+def test_the_gate_rerun_records_a_promotion_killed_after_the_alias_moved(
+    prefect_harness, store: str
+) -> None:
+    from rlv2.flows.promote import gate_candidates
+    from rlv2.pipeline import TrainConfig
+
+    agent, name = "position_sizing", "rlv2-position-sizing"
+    client = MlflowClient()
+    for best in (1, 2):
+        tracking.log_policy_model(agent, sizing_q(best), SIZING_STATE_SPACE)
+    tracking.promote(agent, 1, {"reason": "first"}, expected=None)
+    client.set_registered_model_alias(name, "previous", "1")  # promote(2) killed after
+    client.set_registered_model_alias(name, "production", "2")  # moving production
+    [before] = [row for row in tracking.status() if row["agent"] == agent]
+    assert before["figures"] == {}  # status showed no decision for production
+
+    out = gate_candidates({agent: ("2", sizing_q(2))}, None, TrainConfig())  # type: ignore[arg-type]
+    assert out[agent]["reason"] == "already"
+    log = tracking.promotion_log(agent)
+    assert list(log["version"]) == [2, 1] and list(log["decision"]) == ["promoted"] * 2
+    assert log.iloc[0]["champion_version"] == 1
+    [after] = [row for row in tracking.status() if row["agent"] == agent]
+    assert after["figures"]["decision"] == "promoted"

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -319,3 +324,49 @@ def test_interrupted_promotion_and_rollback_complete_on_rerun(store: str) -> Non
     assert tracking.production_version(agent).version == 2  # type: ignore[union-attr]
     assert "rolled_back_at" not in client.get_model_version(name, "2").tags
     assert tracking.status()[1]["previous_version"] is None
+
+
+# --- a store that cannot be used fails fast, in one line ----------------------------------
+
+
+def _rlv2(args: list[str], uri: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    for key in tracking.HTTP_DEFAULTS:
+        env.pop(key, None)
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("rlv2")), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_sqlite_store_in_a_missing_folder_is_an_error(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/nowhere/mlflow.db"
+    with pytest.raises(tracking.StoreUnavailable, match="folder .*nowhere does not exist"):
+        tracking.configure(uri)
+    done = _rlv2(["status"], uri, tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"rlv2 status: error: MLflow store {uri}: folder {tmp_path}/nowhere does not exist "
+        "(create it, or fix MLFLOW_TRACKING_URI)"
+    ]
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_dead_tracking_server_fails_within_seconds_naming_it(
+    tmp_path: Path, demo_db: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    uri = f"http://127.0.0.1:{port}"
+    for args in (["status"], ["train", "--db", str(demo_db)]):
+        started = time.monotonic()
+        done = _rlv2(args, uri, tmp_path)
+        assert time.monotonic() - started < 30
+        assert done.returncode == 1
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"rlv2 {args[0]}: error: MLflow store {uri}")
