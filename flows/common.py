@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -176,8 +175,8 @@ def load_production(agent: str, config: TrainConfig) -> tuple[str | None, np.nda
 
 
 def db_path(db: str) -> str:
-    """Absolute path of a DuckDB file, with a clear error if it does not exist."""
-    path = Path(db).expanduser().resolve()
+    """Absolute path of a local DuckDB file, with a clear error if it does not exist."""
+    path = store.local_db_path(db).resolve()
     if not path.is_file():
         raise FileNotFoundError(
             f"DuckDB file {path} not found: run `rlv2 demo-data --db {db}` or `rlv2 ingest`"

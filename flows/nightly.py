@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from rlv2 import evidence, off_policy, pipeline, tracking
+from rlv2 import evidence, off_policy, pipeline, sufficiency, tracking
 from rlv2.domain import Agent
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -208,10 +208,11 @@ def nightly_retrain(
     holdout_f = load_window.submit(path, split.holdout_start, split.holdout_end, config)
     production = {a: load_production(a, config)[1] for a in Agent}
     warm = {a: production[a] if warm_start else None for a in Agent}
-    train = train_f.result()
+    train, holdout = train_f.result(), holdout_f.result()
+    sufficiency.check_windows(train, holdout, config)  # nothing registered on too little data
     futures = {a: train_agent.submit(a, train, config, warm[a]) for a in Agent}
     trained = {a: f.result() for a, f in futures.items()}
-    holdout = holdout_f.result()
+    sufficiency.check_trained(trained.values(), config)
     evaluation = evaluate_holdout(trained, holdout, config, production)
     opinions = second_opinions(trained, holdout, config)
     drawn = draw_training_figures(trained, train, holdout, config, production) if figures else {}

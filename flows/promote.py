@@ -10,7 +10,13 @@ Judging is separate from recording: ``judge_candidate`` computes the decision (n
 ``record_decision`` moves the aliases and writes the decision. Neither is retried: a
 retry after a partial write would record a second decision. An interrupted promotion
 is completed by running the gate again (``tracking.promote`` sets ``previous`` before
-``production`` and records the decision last).
+``production`` and records the decision last; a candidate found in production already
+has a missing log entry written, ``tracking.complete_promotion``).
+
+One promotion at a time: ``record_decision`` hands ``tracking.promote`` the production
+version the gate compared against, and the promotion happens only if production is still
+that version when, under the registry lock, the aliases are about to move
+(compare-and-set); otherwise it is recorded as refused, naming what production became.
 """
 
 from __future__ import annotations
@@ -91,14 +97,25 @@ def _print_opinion(agent: str, opinion: off_policy.SecondOpinion) -> None:
 
 
 @task(cache_policy=NO_CACHE)
-def record_decision(agent: str, version: str, figures: dict[str, Any]) -> None:
-    """Promote the candidate if the gate says so, and record the decision either way."""
+def record_decision(
+    agent: str, version: str, figures: dict[str, Any], expected: str | None
+) -> dict[str, Any]:
+    """Promote the candidate if the gate says so and production is still ``expected``;
+    record the decision either way. Returns what changed in ``figures`` (a promotion
+    refused because production moved, or found done already)."""
+    changed: dict[str, Any] = {}
     if figures["promote"]:
-        tracking.promote(agent, version, figures)  # records the decision itself
+        outcome = tracking.promote(agent, version, figures, expected=expected)
+        if outcome == tracking.STALE:
+            changed = {"promote": False, "reason": "production changed since the gate ran"}
+        elif outcome == tracking.ALREADY:
+            changed = {"promote": False, "reason": "already"}
     else:
         tracking.record_decision(agent, version, {**figures, "decision": "refused"})
-    verdict = "PROMOTED" if figures["promote"] else "refused"
-    print(f"{agent} v{version}: {verdict} vs {figures['champion']}: {figures['reason']}")
+    decided = {**figures, **changed}
+    verdict = "PROMOTED" if decided["promote"] else "refused"
+    print(f"{agent} v{version}: {verdict} vs {figures['champion']}: {decided['reason']}")
+    return changed
 
 
 def gate_candidates(
@@ -117,6 +134,8 @@ def gate_candidates(
         (other,) = (a for a in Agent if a != agent)
         champion = production[agent]
         if champion[0] == str(version):
+            if tracking.complete_promotion(agent, version):
+                print(f"{agent}: v{version} was in production without a log entry; recorded")
             print(f"{agent}: v{version} is already in production")
             out[str(agent)] = {
                 "agent": str(agent),
@@ -128,18 +147,18 @@ def gate_candidates(
         figures = judge_candidate(
             agent, candidate.q, candidate.holdout, config, champion, production[other][1]
         )
-        record_decision(agent, version, figures)
+        decided = {**figures, **record_decision(agent, version, figures, champion[0])}
         explain_decision(
             agent,
             version,
-            figures,
+            decided,
             candidate.holdout,
             config,
             candidate.q,
             champion[1],
             production[other][1],
         )
-        out[str(agent)] = {"agent": str(agent), "version": version, **figures}
+        out[str(agent)] = {"agent": str(agent), "version": version, **decided}
     return out
 
 

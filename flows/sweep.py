@@ -19,7 +19,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from rlv2 import figures, pipeline, sweeps, tracking
+from rlv2 import figures, pipeline, sufficiency, sweeps, tracking
 from rlv2.domain import Agent, agent_spec
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -271,6 +271,8 @@ def sweep(
             "validation_trades": val.n_trades,
         }
         windows = TrainingWindows.of_split(split)
+        if best_final is not None:
+            sufficiency.check_trained([best_final], best["config"])
         out[name] = log_sweep(
             name, results, search, path, best_final, best["config"], windows, periods
         )

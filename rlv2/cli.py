@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -62,6 +63,15 @@ class _Parser(argparse.ArgumentParser):
 
 class _UsageError(Exception):
     """A command line that does not parse."""
+
+
+def _utc_time(text: str) -> datetime:
+    """Parse a sane-range bound: ISO 8601, an offset converted to UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time, got {text!r}") from None
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def _column_mapping(text: str) -> tuple[str, str]:
@@ -141,6 +151,34 @@ def add_ingest_command(subparsers: argparse._SubParsersAction) -> None:
         action="store_false",
         help="the CSV has no header line: its columns are column0, column1, ...",
     )
+    parser.add_argument(
+        "--glob",
+        action="store_true",
+        help="SOURCE is a pattern (bars/*.csv): load every file it matches (default: the "
+        "path is taken literally, even with *, ?, [ or { in it)",
+    )
+    defaults = IngestRequest(source="", table="candles")
+    parser.add_argument(
+        "--earliest",
+        type=_utc_time,
+        default=defaults.earliest,
+        metavar="TIME",
+        help="quarantine rows whose time is before TIME (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--latest",
+        type=_utc_time,
+        default=defaults.latest,
+        metavar="TIME",
+        help="quarantine rows whose time is TIME or later (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-price",
+        type=float,
+        default=defaults.max_price,
+        metavar="PRICE",
+        help="quarantine prices of PRICE or more (default: %(default)g)",
+    )
     parser.set_defaults(run=run_ingest)
 
 
@@ -148,17 +186,24 @@ def run_ingest(args: argparse.Namespace) -> int:
     """Carry out ``rlv2 ingest``: load the source, print the counts."""
     if (args.source is None) == (args.source_option is None):
         raise _UsageError("rlv2 ingest: error: give SOURCE either as argument or as --source")
-    request = IngestRequest(
-        source=args.source if args.source is not None else args.source_option,
-        table=args.table,
-        source_format=args.source_format,
-        source_table=args.source_table,
-        column_map=dict(args.column_map),
-        symbol=args.symbol,
-        ts_format=args.ts_format,
-        header=args.header,
-    )
-    db_path = Path(args.db)
+    try:
+        request = IngestRequest(
+            source=args.source if args.source is not None else args.source_option,
+            table=args.table,
+            source_format=args.source_format,
+            source_table=args.source_table,
+            column_map=dict(args.column_map),
+            symbol=args.symbol,
+            ts_format=args.ts_format,
+            header=args.header,
+            earliest=args.earliest,
+            latest=args.latest,
+            max_price=args.max_price,
+            glob=args.glob,
+        )
+    except IngestError as error:
+        raise _UsageError(f"rlv2 ingest: error: {error}") from None
+    db_path = store.local_db_path(args.db)
     created = not db_path.exists()
     try:
         with store.connect(db_path) as con:

@@ -158,6 +158,25 @@ def configs(args: argparse.Namespace) -> tuple[TrainConfig, SweepConfig]:
     return from_options(args, TrainConfig, train), from_options(args, SweepConfig, search)
 
 
+def preflight(db: str | None) -> None:
+    """Fail before any flow (and its Prefect server) starts: ``db`` must be an existing
+    local file, and the MLflow store usable (``tracking.configure`` fails fast, one line
+    naming the URI). Then tie Prefect's temporary server to this process, so that a
+    killed ``rlv2`` leaves none behind (``rlv2.flows.lifetime``)."""
+    from rlv2 import store, tracking
+    from rlv2.flows.lifetime import tie_temporary_server  # pyright: ignore[reportMissingImports]
+
+    if db is not None:
+        path = store.local_db_path(db)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"DuckDB file {path.resolve()} not found: run `rlv2 demo-data --db {db}` or "
+                "`rlv2 ingest`"
+            )
+    tracking.configure()
+    tie_temporary_server()
+
+
 def print_config(train: TrainConfig, search: SweepConfig | None = None) -> None:
     """Print the effective configuration as a TOML file (``--print-config``)."""
     print(dumps(train, header="rlv2 settings (TrainConfig); every key is optional"), end="")
@@ -222,6 +241,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print_config(config)
         return 0
+    preflight(args.db)
     from rlv2.flows.nightly import nightly_retrain  # pyright: ignore[reportMissingImports]
 
     result = nightly_retrain(
@@ -315,6 +335,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.print_config:
         print_config(config, search)
         return 0
+    preflight(args.db)
     from rlv2.flows.sweep import sweep  # pyright: ignore[reportMissingImports]
 
     sweep(db=args.db, config=config, search=search, agent=args.agent, task_runner=args.task_runner)
@@ -352,6 +373,7 @@ def run_promote(args: argparse.Namespace) -> int:
     if args.print_config:
         print_config(config)
         return 0
+    preflight(args.db)
     from rlv2.flows.promote import promote  # pyright: ignore[reportMissingImports]
 
     decisions = promote(
@@ -491,6 +513,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from rlv2.flows.sweep import sweep  # pyright: ignore[reportMissingImports]
 
     config = from_options(args, TrainConfig, TrainConfig())
+    preflight(None)
     print("== 1/4 demo history (bundled real bars, synthetic forecasts and behaviour)")
     run_demo_data(argparse.Namespace(db=args.db, seed=0))
     print("\n== 2/4 nightly retrain")

@@ -37,9 +37,10 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,20 @@ _SUFFIX_FORMATS = {
     ".ddb": "duckdb",
     ".db": "duckdb",
 }
+TIME_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "candles": ("ts",),
+    "signals": ("ts",),
+    "trades": ("ts",),
+    "positions": ("closed_ts",),
+    "policy": ("ts",),
+}
+"""Each table's timestamp columns, held to [earliest, latest) (:class:`IngestRequest`)."""
+PRICE_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "candles": ("open", "high", "low", "close"),
+    "trades": ("entry_price",),
+    "positions": ("exit_price",),
+}
+"""Each table's price columns, held below ``max_price`` (:class:`IngestRequest`)."""
 _POSTGRES_URI_PREFIXES = ("postgresql://", "postgres://")
 _POSTGRES_PREFIXES = ("postgresql:", "postgres:")
 
@@ -99,6 +114,22 @@ class IngestRequest:
     """strptime format of the timestamp columns (e.g. ``%m/%d/%Y``); None: ISO 8601."""
     header: bool = True
     """Whether a CSV's first line names its columns (else: column0, column1, ...)."""
+    earliest: datetime = datetime(1970, 1, 1)
+    """The earliest time (UTC) a row may carry; an earlier one is quarantined."""
+    latest: datetime = datetime(2100, 1, 1)
+    """Times from this one on (UTC) are quarantined: a year 20190 is a typo, not data."""
+    max_price: float = 1e9
+    """Prices (candles' open, high, low, close; entry and exit prices) from this bound on
+    are quarantined: a contract-valid 1e308 broke training."""
+    glob: bool = False
+    """Whether a file source is a pattern (``bars/*.csv``) that DuckDB expands; by default
+    a path is taken literally, ``bars[2020].csv`` included."""
+
+    def __post_init__(self) -> None:
+        if not self.earliest < self.latest:
+            raise IngestError(f"earliest {self.earliest} must be before latest {self.latest}")
+        if not self.max_price > 0:  # also refuses NaN
+            raise IngestError(f"max_price={self.max_price} must be > 0")
 
 
 @dataclass(frozen=True)
@@ -272,13 +303,37 @@ def ingest(con: duckdb.DuckDBPyConnection, request: IngestRequest) -> IngestRepo
         raise IngestError(f"{source}: a source table applies to DuckDB and PostgreSQL sources")
     if source_format == "postgres":
         load_postgres_extension(con, source)
-    stream = _open_file(request.source) if source_format in ("csv", "parquet") else None
+    is_file = source_format in ("csv", "parquet")
+    stream = _open_file(request.source) if is_file and not request.glob else None
     started_at = _utc_now()
     # A file's sha256 is computed on a thread while DuckDB reads and loads the file; the
     # file is closed once the thread is done.
-    with stream if stream is not None else nullcontext(), ThreadPoolExecutor(1) as hasher:
+    with (
+        stream if stream is not None else nullcontext(),
+        ThreadPoolExecutor(1) as hasher,
+        _literal_path(request.source, literal=is_file and not request.glob) as read_from,
+    ):
         file_sha256 = hasher.submit(_sha256_of, stream) if stream is not None else None
-        return _stage_and_load(con, request, source_format, source, file_sha256, started_at)
+        reading = replace(request, source=read_from)
+        return _stage_and_load(con, reading, source_format, source, file_sha256, started_at)
+
+
+_GLOB_CHARACTERS = re.compile(r"[*?\[\]{}]")
+"""Characters that make DuckDB read a file path as a pattern of several files."""
+
+
+@contextmanager
+def _literal_path(path: str, literal: bool) -> Iterator[str]:
+    """The path DuckDB should read for ``path``: itself, or, for a literal path that DuckDB
+    would expand as a pattern (``bars[2020].csv`` matched ``bars2.csv``), a link to it
+    with a plain name in a temporary folder."""
+    if not literal or not _GLOB_CHARACTERS.search(path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="rlv2-ingest-") as folder:
+        link = Path(folder) / ("source" + "".join(Path(path).suffixes))
+        link.symlink_to(Path(path).resolve())
+        yield str(link)
 
 
 def _stage_and_load(
@@ -361,10 +416,12 @@ def _ingest_in_transaction(
     store.execute(con, f"ingest_checked_{table}", {"ts_format": request.ts_format})
     if find_repeats:
         store.execute(con, f"ingest_repeats_{table}")
+    unjudge_out_of_range(con, request)
     store.execute(con, "ingest_suspects")
     store.execute(con, f"ingest_typed_{table}", {"ts_format": request.ts_format})
     store.execute(con, "ingest_unparsed", {"table": table, "ts_format": request.ts_format})
     store.execute(con, f"ingest_rules_{table}")
+    name_out_of_range(con, request)
     store.execute(con, "ingest_triage")
     store.execute(con, "ingest_verdicts")
     counts = _fetch_one(store.execute(con, "ingest_counts"))
@@ -391,6 +448,46 @@ def _ingest_in_transaction(
         (content_sha256,) = _fetch_one(store.execute(con, "ingest_source_digest"))
     logged = (rows_read, rows_loaded, rows_duplicate, rows_quarantined)
     return _log(con, request, source_format, source, content_sha256, started_at, plan, logged)
+
+
+def sane_ranges(request: IngestRequest) -> list[tuple[tuple[str, ...], object, object, str]]:
+    """The request's sane ranges on its table: (columns, low, high, the range as text)."""
+    table = request.table
+    ranges: list[tuple[tuple[str, ...], object, object, str]] = [
+        (
+            TIME_COLUMNS[table],
+            request.earliest,
+            request.latest,
+            f"[{request.earliest}, {request.latest})",
+        )
+    ]
+    if table in PRICE_COLUMNS:
+        ranges.append(
+            (PRICE_COLUMNS[table], float("-inf"), request.max_price, f"(0, {request.max_price:g})")
+        )
+    return ranges
+
+
+def unjudge_out_of_range(con: duckdb.DuckDBPyConnection, request: IngestRequest) -> None:
+    """Take the verdict of ``ingest_checked`` from rows outside the sane ranges."""
+    for columns, low, high, _ in sane_ranges(request):
+        store.execute_formatted(
+            con,
+            "ingest_bounds_unjudge",
+            {"low": low, "high": high},
+            columns=", ".join(map(_quote, columns)),
+        )
+
+
+def name_out_of_range(con: duckdb.DuckDBPyConnection, request: IngestRequest) -> None:
+    """Add a rule hit for every value of ``ingest_typed`` outside the sane ranges."""
+    for columns, low, high, text in sane_ranges(request):
+        store.execute_formatted(
+            con,
+            "ingest_rules_bounds",
+            {"low": low, "high": high, "range": text},
+            columns=", ".join(map(_quote, columns)),
+        )
 
 
 def _log(
@@ -427,6 +524,7 @@ def _log(
     )
     options = {key: value for key, value in asdict(request).items() if key != "source"}
     options["column_map"] = dict(request.column_map)
+    options["earliest"], options["latest"] = str(request.earliest), str(request.latest)
     store.execute(
         con,
         "ingest_log_insert",
@@ -498,11 +596,17 @@ def _load_streamed(
                 types=types,
             )
         )
-        appended, *breaks, first_ts, last_ts = _fetch_one(
+        appended, *breaks, first_ts, last_ts, max_price = _fetch_one(
             store.execute(con, "ingest_streamed_check", {"after": after})
         )
         if appended != loaded:
             raise _NotClean(f"found {appended} appended rows of {loaded} inserted")
+        if loaded and not (
+            request.earliest <= first_ts
+            and last_ts < request.latest
+            and max_price < request.max_price
+        ):
+            raise _NotClean("values outside the sane ranges")
         if loaded and min(breaks) > 0:
             (repeated,) = _fetch_one(
                 store.execute(con, "ingest_streamed_repeats", {"after": after})

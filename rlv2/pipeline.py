@@ -67,6 +67,12 @@ class TrainConfig:
     """Passes over the training window (q-learning); ε carries over from pass to pass."""
     holdout_fraction: float = 0.2
     """Share of the decision points (by count, the latest) kept as the final holdout."""
+    min_holdout_trades: int = 30
+    """Fewest traded decisions the holdout must hold before a run registers or gates
+    anything: a comparison on fewer says little (``rlv2.sufficiency``)."""
+    min_visited_states: int = 5
+    """Fewest distinct states each agent must have met in training before its table is
+    registered: a table learned on fewer is mostly its starting values."""
     metric: str = "reward"
     """Per-trade quantity the promotion gate compares: ``reward`` (the agent's own SPEC A1
     reward), ``pnl_pct``, ``meta_reward`` or ``sizing_reward``."""
@@ -91,6 +97,13 @@ class TrainConfig:
             raise ValueError(f"epochs={self.epochs} must be >= 1")
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ValueError(f"holdout_fraction={self.holdout_fraction} must be in (0, 1)")
+        for name in ("min_holdout_trades", "min_visited_states", "n_boot"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"confidence={self.confidence} must be in (0, 1)")
+        if not np.isfinite(self.margin):
+            raise ValueError(f"margin={self.margin} must be a finite number")
         if self.metric not in GATE_METRICS:
             raise ValueError(f"metric={self.metric!r}: expected one of {GATE_METRICS}")
 
@@ -255,6 +268,8 @@ class AgentTraining(NamedTuple):
     q: NDArray[np.float64]
     epochs: list[ReplayStats]
     n_events: int
+    n_states_visited: int = 0
+    """Distinct states among the training events."""
 
     def curves(self, max_points: int | None = None) -> dict[str, NDArray[Any]]:
         """Per-episode reward, ε and mean |TD error|, epochs concatenated, with their steps.
@@ -319,7 +334,8 @@ def train_agent(
         result = train_kernel(q, events, run_config, spec.agent)
         stats.append(result)
         epsilon = result.epsilon
-    return AgentTraining(spec.agent, q, stats, len(events.states))
+    visited = len(np.unique(events.states))
+    return AgentTraining(spec.agent, q, stats, len(events.states), visited)
 
 
 def train_full_information(agent: Agent, window: WindowData, config: TrainConfig) -> AgentTraining:
@@ -363,7 +379,7 @@ def train_full_information(agent: Agent, window: WindowData, config: TrainConfig
         partial_reward=float(reward[n - partial :].sum()) if partial else 0.0,
         seed=config.replay.seed,
     )
-    return AgentTraining(agent, q, [stats], n)
+    return AgentTraining(agent, q, [stats], n, len(np.unique(events.states)))
 
 
 def train_agent_sweep(
@@ -401,7 +417,8 @@ def train_agent_sweep(
         epsilon = stats.epsilon
         for i in range(k):
             per_config[i].append(stats.for_config(i))
-    return [AgentTraining(spec.agent, qs[i], per_config[i], len(events.states)) for i in range(k)]
+    n, visited = len(events.states), len(np.unique(events.states))
+    return [AgentTraining(spec.agent, qs[i], per_config[i], n, visited) for i in range(k)]
 
 
 def evaluate(

@@ -7,11 +7,24 @@ One line loads the position-sizing agent's production policy::
                          "recent_winrate": 0.55, "volatility": 0.02,
                          "equity_curve_slope": 0.0})
 
-The registered models are MLflow pyfunc models (``QTablePolicy``) whose artifacts are plain
-files: ``q_table`` (the Q-table, ``.npy``) and ``space`` (JSON: agent name and state space,
-``StateSpace.to_dict``). ``mlflow.pyfunc.load_model("models:/rlv2-position-sizing@production")``
-and ``mlflow models serve`` load them as well; the serving environment needs ``rlv2``
-installed, since the model's code is this module.
+The registered models are MLflow pyfunc models logged from code: the model's code is the
+file ``rlv2/policy_model.py`` (MLflow's models-from-code; it builds a ``QTablePolicy``), and
+its artifacts are plain files: ``q_table`` (the Q-table, ``.npy``, read with
+``allow_pickle=False``) and ``space`` (JSON: agent name and state space,
+``StateSpace.to_dict``). Nothing on the way from the registry to a consumer is a pickle, so
+they load with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``.
+``mlflow.pyfunc.load_model("models:/rlv2-position-sizing@production")`` and ``mlflow models
+serve`` load them as well; the serving environment needs ``rlv2`` installed, since the
+model's code imports this module.
+
+Verified at every load. The model's ``model_config`` holds ``q_sha256``, the digest of its
+Q-table and state space (``q_sha256()``), and ``source``, what to call it in a message.
+``load_context`` recomputes the digest from the artifacts and refuses a mismatch
+(:class:`DigestMismatch`, naming the source and both digests), and refuses a table that is
+not float64, not (states x actions) or not finite. :func:`load_policy` resolves the alias
+to its version first and loads that version with the digest of the registry's
+``q_sha256`` tag (the tracking store, not the artifact store, vouches for it), after
+checking that the model's code file is this package's ``policy_model.py``.
 
 Input (SPEC A2): one row per decision, one column per raw state feature, named as in the
 state space (meta-strategy: ``regime`` as a name such as ``TREND`` or its code,
@@ -27,7 +40,10 @@ the first argmax of the state's Q-row (``rlv2.qlearning.greedy_policy``).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +52,12 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
+from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel, load_model
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from rlv2.actions import meta_space, sizing_space
 from rlv2.domain import Agent, Model, Strategy, WeightAction, agent_spec
@@ -52,6 +71,43 @@ Q_TABLE_ARTIFACT = "q_table"
 """Key of the Q-table (``.npy``) among the pyfunc model's artifacts."""
 SPACE_ARTIFACT = "space"
 """Key of the agent and state-space JSON among the pyfunc model's artifacts."""
+DIGEST_KEY = "q_sha256"
+"""Tag of a registered version, and key of its model's ``model_config``: ``q_sha256()``."""
+SOURCE_KEY = "source"
+"""Key of the ``model_config`` item that names the model in messages (``NAME vN``)."""
+POLICY_CODE = Path(__file__).with_name("policy_model.py")
+"""The models-from-code file every policy model is logged with."""
+
+MODEL_CODE_LOCK = threading.Lock()
+"""Held while MLflow runs a models-from-code file: it hands the model over through a
+module global (``mlflow.models.set_model``), which two threads must not share."""
+
+
+class DigestMismatch(ValueError):
+    """A Q-table or state space whose digest is not the one its version was registered with."""
+
+
+def q_sha256(q: ArrayLike, state_space: StateSpace) -> str:
+    """Digest of a Q-table and its state space: the identity of a registered version."""
+    arr = np.ascontiguousarray(q, dtype=np.float64)
+    header = json.dumps({"shape": list(arr.shape), "state_space": state_space.to_dict()})
+    digest = hashlib.sha256(header.encode())
+    digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+def verify_digest(
+    q: NDArray[np.float64], state_space: StateSpace, expected: str | None, source: str
+) -> None:
+    """Raise :class:`DigestMismatch` unless the table and space hash to ``expected``."""
+    if not expected:
+        raise DigestMismatch(f"{source}: no {DIGEST_KEY} to verify its Q-table against; refused")
+    found = q_sha256(q, state_space)
+    if found != expected:
+        raise DigestMismatch(
+            f"{source}: Q-table or state space changed since it was registered: "
+            f"{DIGEST_KEY} {found} found, {expected} registered; refused"
+        )
 
 
 def check_agent(agent: str) -> Agent:
@@ -66,6 +122,8 @@ def action_labels(agent: str) -> list[str]:
 
 def check_q_table(agent: str, q: Any, state_space: StateSpace) -> NDArray[np.float64]:
     """Return ``q`` as a float64 array, raising unless it is (n_states, n_actions) and finite."""
+    if isinstance(q, np.ndarray) and q.dtype.kind not in "fiub":
+        raise ValueError(f"{agent} Q-table: dtype {q.dtype}, expected float64")
     arr = np.asarray(q, dtype=np.float64)
     expected = (state_space.n_states, agent_spec(agent).n_actions)
     if arr.shape != expected:
@@ -142,16 +200,45 @@ def example_features(state_space: StateSpace) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
+def read_policy(
+    q_path: str | Path, space_path: str | Path, expected: str | None, source: str
+) -> tuple[Agent, NDArray[np.float64], StateSpace]:
+    """Read a policy's two plain artifacts and verify them against the digest ``expected``.
+
+    The table is read with ``allow_pickle=False`` and must be float64, (states x actions)
+    and finite; the space is JSON. Anything else, or a digest that differs, raises
+    ``ValueError`` naming ``source``.
+    """
+    try:
+        spec = json.loads(Path(space_path).read_text(encoding="utf-8"))
+        agent = check_agent(spec["agent"])
+        state_space = StateSpace.from_dict(spec["state_space"])
+    except (OSError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"{source}: unreadable state space {Path(space_path).name}: {error}"
+        ) from None
+    try:
+        q = np.load(q_path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{source}: unreadable Q-table {Path(q_path).name}: {error}") from None
+    if q.dtype != np.float64:
+        raise ValueError(f"{source}: Q-table of dtype {q.dtype}, expected float64; refused")
+    checked = check_q_table(agent, q, state_space)
+    verify_digest(checked, state_space, expected, source)
+    return agent, checked, state_space
+
+
 class QTablePolicy(PythonModel):
     """An agent's greedy policy as an MLflow pyfunc model (module docstring: input, output)."""
 
     def load_context(self, context: PythonModelContext) -> None:
-        """Load the Q-table and the agent's state space from the model's artifacts."""
-        spec = json.loads(Path(context.artifacts[SPACE_ARTIFACT]).read_text())
-        self.agent: Agent = check_agent(spec["agent"])
-        self.state_space = StateSpace.from_dict(spec["state_space"])
-        self.q = check_q_table(
-            self.agent, np.load(context.artifacts[Q_TABLE_ARTIFACT]), self.state_space
+        """Load the Q-table and state space from the model's artifacts, verified."""
+        config = context.model_config or {}
+        self.agent, self.q, self.state_space = read_policy(
+            context.artifacts[Q_TABLE_ARTIFACT],
+            context.artifacts[SPACE_ARTIFACT],
+            config.get(DIGEST_KEY),
+            str(config.get(SOURCE_KEY) or "policy model"),
         )
 
     def predict(  # pyright: ignore[reportIncompatibleMethodOverride]
@@ -177,6 +264,8 @@ class Policy:
     agent: str
     model_uri: str
     model: PyFuncModel
+    version: str = ""
+    """The registered version the alias named when it was loaded."""
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Greedy actions and their decoded parts, one row per row of ``frame``."""
@@ -196,10 +285,34 @@ class Policy:
         """The policy's state space."""
         return self.model.unwrap_python_model().state_space
 
+    def agent_of_model(self) -> Agent:
+        """The agent the loaded model's artifacts say it is for."""
+        return self.model.unwrap_python_model().agent
+
 
 def model_uri(agent: str, alias: str = PRODUCTION_ALIAS) -> str:
     """The ``models:/NAME@ALIAS`` URI of an agent's aliased version."""
     return f"models:/{agent_spec(agent).model_name}@{alias}"
+
+
+def registered_digest(agent: str, version: str | int) -> tuple[str, str]:
+    """``(NAME vN, q_sha256 tag)`` of a registered version; refused if it has no digest."""
+    name = agent_spec(agent).model_name
+    tags = MlflowClient().get_model_version(name, str(version)).tags
+    source = f"{name} v{version}"
+    if not tags.get(DIGEST_KEY):
+        raise DigestMismatch(f"{source}: registered without a {DIGEST_KEY} tag; refused")
+    return source, tags[DIGEST_KEY]
+
+
+def check_model_code(model_dir: str | Path, source: str) -> None:
+    """Refuse a model whose code file is not this package's ``policy_model.py``."""
+    code = Path(model_dir) / POLICY_CODE.name
+    if not code.is_file() or code.read_bytes() != POLICY_CODE.read_bytes():
+        raise ValueError(
+            f"{source}: its model code {POLICY_CODE.name} is missing or differs from "
+            f"{POLICY_CODE}; refused (MLflow would run it)"
+        )
 
 
 def load_policy(
@@ -207,9 +320,28 @@ def load_policy(
     alias: str = PRODUCTION_ALIAS,
     tracking_uri: str | None = None,
 ) -> Policy:
-    """Load an agent's aliased policy from the registry (``tracking_uri`` sets MLflow's URIs)."""
+    """Load an agent's aliased policy from the registry (``tracking_uri`` sets MLflow's URIs).
+
+    The alias is resolved to its version once; that version's artifacts are downloaded,
+    its code file checked, and its table and space verified against the version's
+    ``q_sha256`` tag (a mismatch raises :class:`DigestMismatch`).
+    """
     if tracking_uri is not None:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
-    uri = model_uri(agent, alias)
-    return Policy(agent, uri, load_model(uri))
+    name = agent_spec(agent).model_name
+    try:
+        version = MlflowClient().get_model_version_by_alias(name, alias).version
+    except MlflowException as error:
+        raise ValueError(f"{name}: no version under the alias {alias!r}") from error
+    source, digest = registered_digest(agent, version)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = download_artifacts(f"models:/{name}/{version}", dst_path=tmp)
+        check_model_code(local, source)
+        config = {DIGEST_KEY: digest, SOURCE_KEY: source}
+        with MODEL_CODE_LOCK:
+            model = load_model(local, model_config=config)
+    policy = Policy(agent, model_uri(agent, alias), model, str(version))
+    if policy.agent_of_model() != agent_spec(agent).agent:
+        raise ValueError(f"{source}: a {policy.agent_of_model()} policy, not {agent}; refused")
+    return policy

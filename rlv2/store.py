@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from os import PathLike
@@ -31,18 +32,60 @@ SqlParams = Mapping[str, Any] | None
 """Named parameters of a query file (``$name`` in the SQL)."""
 
 
-def connect(db_path: str | PathLike[str], read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the DuckDB database at ``db_path`` (created if missing, unless read-only)."""
+_NOT_LOCAL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+"""A scheme or service prefix (``s3://``, ``https://``, ``md:``): DuckDB would go remote."""
+
+
+def local_db_path(db_path: str | PathLike[str]) -> Path:
+    """``db_path`` as a local file path, or a ValueError: DuckDB reads ``md:NAME`` as
+    MotherDuck and ``s3://``/``http(s)://`` through extensions it would download."""
+    text = os.fspath(db_path)
+    if not text or text == ":memory:" or _NOT_LOCAL.match(text):
+        raise ValueError(
+            f"--db {text!r}: the database must be a local file path, not a URL, a service "
+            "(md:) or :memory:"
+        )
+    return Path(text).expanduser()
+
+
+def connect(
+    db_path: str | PathLike[str], read_only: bool = False, external_access: bool | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB database at ``db_path`` (created if missing, unless read-only).
+
+    Hardened: DuckDB never installs or loads an extension by itself, and the settings are
+    locked once made (``lock_configuration``). ``external_access`` (default: only for a
+    writable connection, which ``rlv2 ingest`` uses to read its source) lets queries read
+    files and attach databases; a read-only connection, the one training reads the history
+    through, can reach nothing but its own file.
+    """
+    text = os.fspath(db_path)
+    if text != ":memory:":
+        local_db_path(text)
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "enable_external_access": (not read_only) if external_access is None else external_access,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
     try:
-        con = duckdb.connect(str(db_path), read_only=read_only)
+        con = duckdb.connect(text, read_only=read_only, config=config)
     except duckdb.IOException as error:
         first = str(error).splitlines()[0]
         raise RuntimeError(
             f"cannot open DuckDB file {db_path} with DuckDB {duckdb.__version__}: {first}"
         ) from error
     # Contract timestamps are UTC; without this, casts through TIMESTAMPTZ would use the
-    # machine's zone.
-    con.execute("SET TimeZone = 'UTC'")
+    # machine's zone. GLOBAL: the connections of a process to one file share its settings,
+    # and once locked a later connection could not set its own.
+    try:
+        con.execute("SET GLOBAL TimeZone = 'UTC'")
+        con.execute("SET lock_configuration = true")
+    except duckdb.InvalidInputException:
+        pass  # another connection of this process to the same file set and locked them
+    (zone,) = con.execute("SELECT current_setting('TimeZone')").fetchone() or ("",)
+    if zone != "UTC":
+        con.close()
+        raise RuntimeError(f"DuckDB file {db_path}: time zone {zone!r} is locked, not UTC")
     return con
 
 

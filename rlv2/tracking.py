@@ -28,12 +28,22 @@ Retries complete a run
     Q-table. Params are logged again with the same values (MLflow accepts that);
     artifacts are overwritten.
 
+One writer at a time
+    Registering a version, moving aliases and writing the promotion log happen under the
+    store's registry lock (``rlv2.registry_lock``: a file lock beside a SQLite store, a
+    lease in the registry of a tracking server). Registration looks the digest up again
+    under the lock, so two runs with one Q-table register it once. ``promote`` is a
+    compare-and-set: it states the production version its gate compared against and
+    moves nothing if production changed since (the decision is recorded as refused,
+    naming what production became).
+
 Crash safety of promotion
     ``promote`` moves ``previous`` onto the outgoing production version first, then
     ``production`` onto the candidate, then writes the promotion log. Interrupted after the
     first step, ``production`` still names the outgoing version (complete and valid); after
-    the second, the promotion is done and a rerun only completes the missing log entry.
-    ``rollback`` likewise moves ``production`` before it removes ``previous``.
+    the second, the promotion is done and the next gate run writes the missing log entry
+    (``complete_promotion``). ``rollback`` likewise moves ``production`` before it removes
+    ``previous``.
 """
 
 from __future__ import annotations
@@ -45,9 +55,11 @@ import os
 import platform
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
@@ -61,18 +73,31 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
 from mlflow.entities import Metric, Param
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature, infer_signature
+from mlflow.models import Model, ModelSignature, infer_signature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 from numpy.typing import ArrayLike, NDArray
 
 import rlv2
 from rlv2 import report, serving
 from rlv2.domain import AGENT_SPECS, agent_spec
+from rlv2.processes import is_gone, this_process
 from rlv2.qlearning import greedy_policy
-from rlv2.serving import PRODUCTION_ALIAS, QTablePolicy, check_agent, check_q_table
+from rlv2.registry_lock import registry_lock, sqlite_path
+from rlv2.serving import (
+    DIGEST_KEY,
+    MODEL_CODE_LOCK,
+    POLICY_CODE,
+    PRODUCTION_ALIAS,
+    SOURCE_KEY,
+    check_agent,
+    check_q_table,
+    q_sha256,
+    read_policy,
+)
 from rlv2.states import StateSpace
 
 if TYPE_CHECKING:
@@ -83,7 +108,9 @@ __all__ = [
     "PREVIOUS_ALIAS",
     "PRODUCTION_ALIAS",
     "PROMOTION_EXPERIMENT",
+    "complete_promotion",
     "configure",
+    "fail_stale_runs",
     "find_run",
     "flatten_params",
     "load_q_table",
@@ -136,6 +163,22 @@ Named so that ``decision`` and ``reason`` sort (and are set) first; every figure
 promotion-log run and the version's description."""
 RUN_KEY_TAG = "run_key"
 """Tag of a run opened with ``start_run(key=...)``: a retry finds the run by it."""
+PROCESS_TAG = "rlv2.process"
+"""Tag of every run rlv2 opens: the process writing it (``rlv2.processes.this_process``)."""
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+"""MLflow's HTTP retry settings for a tracking server, unless the environment sets them:
+a server that dies during a run fails its next call within about a minute instead of
+MLflow's ~250 s (7 retries, backoff 2, 120 s timeout)."""
+PROBE_SECONDS = 5.0
+"""How long ``configure`` waits for a tracking server's ``/health`` before giving up."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The MLflow store cannot be used: a missing folder, or a server that does not answer."""
 
 
 # --- stores and experiments ---------------------------------------------------------------
@@ -175,13 +218,84 @@ def experiment_id(name: str) -> str:
 
 
 def configure(uri: str | None = None) -> str:
-    """Point MLflow's tracking and registry at ``uri`` (default ``tracking_uri()``)."""
+    """Point MLflow's tracking and registry at ``uri`` (default ``tracking_uri()``).
+
+    Fails fast with :class:`StoreUnavailable` (one line naming the URI) when a SQLite
+    store's folder does not exist (MLflow would create an empty store elsewhere than
+    meant) or a tracking server does not answer within seconds (``HTTP_DEFAULTS``).
+    A SQLite store is created under the registry lock (two processes creating one at
+    once crash in MLflow's migrations). Runs left RUNNING by dead processes of this host
+    are marked FAILED (``fail_stale_runs``).
+    """
     uri = uri or tracking_uri()
+    db_file = sqlite_path(uri)
+    if db_file is not None and not db_file.parent.is_dir():
+        raise StoreUnavailable(
+            f"MLflow store {uri}: folder {db_file.parent} does not exist (create it, or "
+            "fix MLFLOW_TRACKING_URI)"
+        )
+    if uri.startswith(("http://", "https://")):
+        for key, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        _probe(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    for name in (EXPERIMENT, PROMOTION_EXPERIMENT):
-        experiment_id(name)
+    creating = registry_lock(uri, "create the store") if db_file is not None else nullcontext()
+    try:
+        with creating:
+            for name in (EXPERIMENT, PROMOTION_EXPERIMENT):
+                experiment_id(name)
+    except MlflowException as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise StoreUnavailable(f"MLflow store {uri} is not usable: {first}") from error
+    fail_stale_runs()
     return uri
+
+
+def _probe(uri: str) -> None:
+    """Raise :class:`StoreUnavailable` unless the server at ``uri`` answers within seconds.
+
+    Any HTTP answer counts (a 401 of an authenticating server too); no answer, a refused
+    connection or a name that does not resolve does not.
+    """
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_SECONDS):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise StoreUnavailable(
+            f"MLflow store {uri} does not answer within {PROBE_SECONDS:.0f} s: {reason}"
+        ) from None
+
+
+def fail_stale_runs() -> list[str]:
+    """Mark FAILED the RUNNING runs whose writing process, on this host, has ended.
+
+    A killed process leaves its runs RUNNING forever; the next rlv2 process on the host
+    ends them. Returns their ids.
+    """
+    client = MlflowClient()
+    experiments = [experiment_id(name) for name in (EXPERIMENT, PROMOTION_EXPERIMENT)]
+    running = client.search_runs(
+        experiments, filter_string="attributes.status = 'RUNNING'", max_results=1000
+    )
+    failed = []
+    for run in running:
+        label = run.data.tags.get(PROCESS_TAG)
+        if label and is_gone(label):
+            client.set_tag(run.info.run_id, "rlv2.failed_reason", f"process {label} ended")
+            client.set_terminated(run.info.run_id, "FAILED")
+            failed.append(run.info.run_id)
+    if failed:
+        _log.warning("marked %d runs of ended processes FAILED: %s", len(failed), failed)
+    return failed
+
+
+def _write_lock(purpose: str) -> AbstractContextManager[None]:
+    """The registry lock of the configured store (``rlv2.registry_lock``)."""
+    return registry_lock(mlflow.get_registry_uri(), purpose)
 
 
 # --- runs and params ----------------------------------------------------------------------
@@ -279,6 +393,7 @@ def start_run(
     docstring: a retried task completes its own run instead of opening a second one).
     """
     all_tags = {k: _text(v) for k, v in (tags or {}).items()}
+    all_tags[PROCESS_TAG] = this_process()
     resumed = None
     if key is not None:
         all_tags[RUN_KEY_TAG] = key
@@ -434,15 +549,6 @@ def log_config(config: Mapping[str, Any] | Any) -> None:
 # --- the registry -------------------------------------------------------------------------
 
 
-def q_sha256(q: ArrayLike, state_space: StateSpace) -> str:
-    """Digest of a Q-table and its state space: the identity of a registered version."""
-    arr = np.ascontiguousarray(q, dtype=np.float64)
-    header = json.dumps({"shape": list(arr.shape), "state_space": state_space.to_dict()})
-    digest = hashlib.sha256(header.encode())
-    digest.update(arr.tobytes())
-    return digest.hexdigest()
-
-
 def _version_with_digest(name: str, digest: str) -> ModelVersion | None:
     found = MlflowClient().search_model_versions(
         f"name = '{name}' and tags.q_sha256 = '{digest}'",
@@ -486,7 +592,9 @@ def _run_for(agent: str) -> Iterator[mlflow.ActiveRun]:
         yield active
         return
     with mlflow.start_run(
-        run_name=f"{agent}-policy", experiment_id=experiment_id(EXPERIMENT)
+        run_name=f"{agent}-policy",
+        experiment_id=experiment_id(EXPERIMENT),
+        tags={PROCESS_TAG: this_process()},
     ) as run:
         yield run
 
@@ -522,20 +630,23 @@ def log_policy_model(
         if model_uri is not None:  # a retry: the run logged it, its registration failed
             return _register(model_uri, name, agent, digest, run.info.run_id, registered, tags)
         q_path, space_path = Path(tmp) / "q.npy", Path(tmp) / "space.json"
-        np.save(q_path, arr)
+        np.save(q_path, arr, allow_pickle=False)
         space_path.write_text(json.dumps({"agent": agent, "state_space": state_space.to_dict()}))
-        info = mlflow.pyfunc.log_model(
-            name=f"{agent}_policy",
-            python_model=QTablePolicy(),
-            artifacts={
-                serving.Q_TABLE_ARTIFACT: str(q_path),
-                serving.SPACE_ARTIFACT: str(space_path),
-            },
-            signature=_signature(agent, state_space, arr),
-            input_example=serving.example_features(state_space),
-            pip_requirements=_requirements(),
-            tags={"agent": agent, "q_sha256": digest},
-        )
+        config = {DIGEST_KEY: digest, SOURCE_KEY: f"{name} model of run {run.info.run_id}"}
+        with MODEL_CODE_LOCK:  # MLflow runs the code file to validate the model
+            info = mlflow.pyfunc.log_model(
+                name=f"{agent}_policy",
+                python_model=str(POLICY_CODE),
+                model_config=config,
+                artifacts={
+                    serving.Q_TABLE_ARTIFACT: str(q_path),
+                    serving.SPACE_ARTIFACT: str(space_path),
+                },
+                signature=_signature(agent, state_space, arr),
+                input_example=serving.example_features(state_space),
+                pip_requirements=_requirements(),
+                tags={"agent": agent, DIGEST_KEY: digest},
+            )
         run_id = run.info.run_id
     return _register(info.model_uri, name, agent, digest, run_id, registered, tags)
 
@@ -589,7 +700,15 @@ def _register(
         return None
     version_tags = {k: _text(v) for k, v in (tags or {}).items()}
     version_tags.update({"agent": agent, "q_sha256": digest, "run_id": run_id})
-    return mlflow.register_model(model_uri, name, tags=version_tags)
+    with _write_lock(f"register {name}"):
+        # looked up again under the lock: a concurrent run may have registered the table
+        existing = _version_with_digest(name, digest)
+        if existing is not None:
+            _log.info(
+                "%s: Q-table %s registered meanwhile as v%s", name, digest[:12], existing.version
+            )
+            return existing
+        return mlflow.register_model(model_uri, name, tags=version_tags)
 
 
 def _by_alias(agent: str, alias: str) -> ModelVersion | None:
@@ -631,6 +750,7 @@ def _log_entry(
         "version": str(version),
         "decision": decision,
         "timestamp": timestamp,
+        PROCESS_TAG: this_process(),
     }
     run = client.create_run(
         experiment_id(PROMOTION_EXPERIMENT),
@@ -660,24 +780,25 @@ def record_decision(agent: str, candidate_version: int | str, decision: Mapping[
     """
     if "decision" not in decision:
         raise ValueError("record_decision: the decision dict needs a 'decision' item")
-    version = _get_version(agent, candidate_version)
-    figures = {k: v for k, v in decision.items() if k != "decision"}
-    timestamp, log_run = _log_entry(agent, version.version, str(decision["decision"]), figures)
-    client = MlflowClient()
-    items = {
-        "decision": decision["decision"],
-        "reason": decision.get("reason", ""),
-        "run_id": log_run,
-        "timestamp": timestamp,
-        "versus": _versus(decision),
-    }
-    tags = {f"{PROMOTION_TAG_PREFIX}{k}": _text(items[k]) for k in PROMOTION_TAGS}
-    for key, value in tags.items():
-        client.set_model_version_tag(version.name, version.version, key, value)
-    for key in version.tags:
-        if key.startswith(PROMOTION_TAG_PREFIX) and key not in tags:
-            client.delete_model_version_tag(version.name, version.version, key)
-    return log_run
+    with _write_lock(f"record decision {agent} v{candidate_version}"):
+        version = _get_version(agent, candidate_version)
+        figures = {k: v for k, v in decision.items() if k != "decision"}
+        timestamp, log_run = _log_entry(agent, version.version, str(decision["decision"]), figures)
+        client = MlflowClient()
+        items = {
+            "decision": decision["decision"],
+            "reason": decision.get("reason", ""),
+            "run_id": log_run,
+            "timestamp": timestamp,
+            "versus": _versus(decision),
+        }
+        tags = {f"{PROMOTION_TAG_PREFIX}{k}": _text(items[k]) for k in PROMOTION_TAGS}
+        for key, value in tags.items():
+            client.set_model_version_tag(version.name, version.version, key, value)
+        for key in version.tags:
+            if key.startswith(PROMOTION_TAG_PREFIX) and key not in tags:
+                client.delete_model_version_tag(version.name, version.version, key)
+        return log_run
 
 
 def _versus(decision: Mapping[str, Any]) -> str:
@@ -697,32 +818,101 @@ def _latest_production_entry(agent: str) -> dict[str, Any] | None:
     return None if hits.empty else hits.iloc[0].to_dict()
 
 
-def promote(agent: str, version: int | str, figures: Mapping[str, Any]) -> str | None:
-    """Make ``version`` the agent's production version; the outgoing one becomes ``previous``.
+PROMOTED = "promoted"
+"""``promote`` moved production onto the candidate."""
+STALE = "stale"
+"""``promote`` refused: production changed since the gate ran."""
+ALREADY = "already"
+"""``promote`` found the candidate in production already (nothing moved)."""
 
-    ``previous`` is set before ``production``, so an interruption never leaves
-    ``production`` off a complete version; the decision and ``figures`` are recorded
-    (``record_decision``) last. Promoting the current production version only records the
-    decision if the log lacks it (completing an interrupted promotion).
+
+def _named(version: str | None) -> str:
+    return f"v{version}" if version is not None else "none (the logged behaviour)"
+
+
+def promote(
+    agent: str,
+    version: int | str,
+    figures: Mapping[str, Any],
+    *,
+    expected: int | str | None,
+) -> str:
+    """Make ``version`` production if production is still ``expected``; say what happened.
+
+    Compare-and-set under the registry lock: ``expected`` is the production version the
+    gate compared the candidate against (None: there was none). Production is read again
+    right before any alias moves, and the outcome is one of
+
+    - ``PROMOTED``: production was ``expected``. ``previous`` moves onto it first, then
+      ``production`` onto the candidate (an interruption never leaves ``production`` off
+      a complete version), then the decision and ``figures`` are recorded, naming
+      ``expected`` as ``champion_version``;
+    - ``STALE``: production changed since the gate ran. Nothing moves; the decision is
+      recorded as refused, saying what production became (the figures are the gate's);
+    - ``ALREADY``: the candidate is production already (a concurrent run promoted the
+      same table, or this promotion was interrupted after moving the alias). Nothing
+      moves; a missing log entry is completed (``complete_promotion``).
     """
-    candidate = _get_version(agent, version)
-    current = production_version(agent)
-    client = MlflowClient()
-    if current is not None and current.version == candidate.version:
-        latest = _latest_production_entry(agent)
-        if latest is not None and str(latest["version"]) == str(candidate.version):
-            _log.info("%s v%s is already production", candidate.name, candidate.version)
-            return None
-        outgoing = _by_alias(agent, PREVIOUS_ALIAS)  # an interrupted promotion set it
-    else:
-        outgoing = current
-        if outgoing is not None:
-            client.set_registered_model_alias(candidate.name, PREVIOUS_ALIAS, outgoing.version)
+    with _write_lock(f"promote {agent} v{version}"):
+        candidate = _get_version(agent, version)
+        current = production_version(agent)
+        found = None if current is None else str(current.version)
+        wanted = None if expected is None else str(expected)
+        if found == str(candidate.version):
+            previous = _by_alias(agent, PREVIOUS_ALIAS)
+            same_gate = wanted == (None if previous is None else str(previous.version))
+            complete_promotion(agent, candidate.version, figures if same_gate else None)
+            return ALREADY
+        if found != wanted:
+            reason = (
+                f"production changed since the gate ran: it compared against "
+                f"{_named(wanted)}, production is now {_named(found)}; not promoted "
+                "(run the gate again)"
+            )
+            gate = {"gate_reason": figures["reason"]} if "reason" in figures else {}
+            refused = {**figures, **gate, "reason": reason, "decision": "refused"}
+            record_decision(agent, candidate.version, refused)
+            _log.warning("%s v%s: %s", candidate.name, candidate.version, reason)
+            return STALE
+        client = MlflowClient()
+        if current is not None:
+            client.set_registered_model_alias(candidate.name, PREVIOUS_ALIAS, current.version)
         client.set_registered_model_alias(candidate.name, PRODUCTION_ALIAS, candidate.version)
-    champion = {"champion_version": outgoing.version} if outgoing is not None else {}
-    return record_decision(
-        agent, candidate.version, {**champion, **figures, "decision": "promoted"}
-    )
+        champion = {"champion_version": current.version} if current is not None else {}
+        record_decision(agent, candidate.version, {**champion, **figures, "decision": PROMOTED})
+        return PROMOTED
+
+
+def complete_promotion(
+    agent: str, version: int | str, figures: Mapping[str, Any] | None = None
+) -> bool:
+    """Record the promotion of ``version`` if it is production and the log lacks it.
+
+    A promotion killed after moving ``production`` and before writing its log entry is
+    recorded on the next gate run: ``figures`` if they are that promotion's (else a
+    reason saying the entry was written after the fact), ``previous`` as its champion.
+    Returns whether an entry was written.
+    """
+    with _write_lock(f"complete promotion {agent} v{version}"):
+        current = production_version(agent)
+        if current is None or str(current.version) != str(version):
+            return False
+        latest = _latest_production_entry(agent)
+        if latest is not None and str(latest["version"]) == str(version):
+            return False
+        outgoing = _by_alias(agent, PREVIOUS_ALIAS)
+        champion = {"champion_version": outgoing.version} if outgoing is not None else {}
+        entry = (
+            figures
+            if figures is not None
+            else {
+                "reason": "recorded after the fact: production was on this version without a "
+                "log entry (a promotion interrupted after moving the alias)"
+            }
+        )
+        record_decision(agent, version, {**champion, **entry, "decision": PROMOTED})
+        _log.warning("%s v%s: recorded an interrupted promotion", current.name, version)
+        return True
 
 
 def rollback(agent: str, reason: str = "") -> ModelVersion:
@@ -732,24 +922,25 @@ def rollback(agent: str, reason: str = "") -> ModelVersion:
     ``rolled_back`` entry in the promotion log.
     """
     name = agent_spec(agent).model_name
-    restored = _by_alias(agent, PREVIOUS_ALIAS)
-    if restored is None:
-        raise ValueError(
-            f"{name}: no '{PREVIOUS_ALIAS}' version to roll back to "
-            "(nothing was promoted over a production version, or it was already rolled back)"
-        )
-    current = production_version(agent)
-    client = MlflowClient()
-    outgoing = current if current is not None and current.version != restored.version else None
-    if outgoing is not None:
-        client.set_model_version_tag(name, outgoing.version, "rolled_back_at", _now())
-    client.set_registered_model_alias(name, PRODUCTION_ALIAS, restored.version)
-    client.delete_registered_model_alias(name, PREVIOUS_ALIAS)
-    figures: dict[str, Any] = {"reason": reason} if reason else {}
-    if outgoing is not None:
-        figures["rolled_back_version"] = int(outgoing.version)
-    _log_entry(agent, restored.version, "rolled_back", figures)
-    return client.get_model_version(name, str(restored.version))
+    with _write_lock(f"rollback {agent}"):
+        restored = _by_alias(agent, PREVIOUS_ALIAS)
+        if restored is None:
+            raise ValueError(
+                f"{name}: no '{PREVIOUS_ALIAS}' version to roll back to (nothing was "
+                "promoted over a production version, or it was already rolled back)"
+            )
+        current = production_version(agent)
+        client = MlflowClient()
+        outgoing = current if current is not None and current.version != restored.version else None
+        if outgoing is not None:
+            client.set_model_version_tag(name, outgoing.version, "rolled_back_at", _now())
+        client.set_registered_model_alias(name, PRODUCTION_ALIAS, restored.version)
+        client.delete_registered_model_alias(name, PREVIOUS_ALIAS)
+        figures: dict[str, Any] = {"reason": reason} if reason else {}
+        if outgoing is not None:
+            figures["rolled_back_version"] = int(outgoing.version)
+        _log_entry(agent, restored.version, "rolled_back", figures)
+        return client.get_model_version(name, str(restored.version))
 
 
 # --- reading back -------------------------------------------------------------------------
@@ -845,18 +1036,39 @@ def status() -> list[dict[str, Any]]:
 def load_q_table(
     agent: str, alias: str = PRODUCTION_ALIAS, version: int | str | None = None
 ) -> tuple[NDArray[np.float64], StateSpace] | None:
-    """The Q-table and state space of the agent's aliased (or numbered) version, or None."""
-    if version is not None:
-        name = _get_version(agent, version).name
-        uri = f"models:/{name}/{version}"
-    else:
-        if _by_alias(agent, alias) is None:
-            return None
-        uri = serving.model_uri(agent, alias)
-    policy = mlflow.pyfunc.load_model(uri).unwrap_python_model()
-    if not isinstance(policy, QTablePolicy):
-        raise TypeError(f"{uri} is not an rlv2 Q-table policy")
-    return policy.q.copy(), policy.state_space
+    """The Q-table and state space of the agent's aliased (or numbered) version, or None.
+
+    Reads the model's two plain artifacts (no model code runs, nothing is unpickled) and
+    verifies them against the version's ``q_sha256`` tag: a mismatch, a table that is not
+    float64, of the wrong shape or not finite raises ``ValueError`` naming the version.
+    """
+    found = _get_version(agent, version) if version is not None else _by_alias(agent, alias)
+    if found is None:
+        return None
+    source, digest = serving.registered_digest(agent, found.version)
+    uri = f"models:/{found.name}/{found.version}"
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(download_artifacts(uri, dst_path=tmp))
+        artifacts = _model_artifacts(local, source)
+        owner, q, space = read_policy(
+            artifacts[serving.Q_TABLE_ARTIFACT], artifacts[serving.SPACE_ARTIFACT], digest, source
+        )
+    if owner != check_agent(agent):
+        raise ValueError(f"{source}: a {owner} policy, not {agent}; refused")
+    return q, space
+
+
+def _model_artifacts(model_dir: Path, source: str) -> dict[str, Path]:
+    """The pyfunc artifacts of a downloaded model, by key, from its MLmodel file."""
+    flavor = Model.load(str(model_dir)).flavors.get("python_function", {})
+    saved = flavor.get("artifacts", {})
+    try:
+        return {
+            key: model_dir / saved[key]["path"]
+            for key in (serving.Q_TABLE_ARTIFACT, serving.SPACE_ARTIFACT)
+        }
+    except (KeyError, TypeError):
+        raise ValueError(f"{source}: not an rlv2 Q-table policy model") from None
 
 
 def version_tags(agent: str, version: int | str) -> dict[str, str]:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import time
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +171,55 @@ def test_a_refusal_is_exit_code_3(decisions, code, capsys):
 def test_report_has_its_options():
     found = options("report")
     assert "-o" in found and "--output" in found
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_killed_rlv2_leaves_no_prefect_server_behind(demo_db, tmp_path):
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = tmp_path / "train.log"
+    with log.open("w") as out:
+        rlv2 = subprocess.Popen(
+            [str(Path(sys.executable).with_name("rlv2")), "train", "--db", str(demo_db)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 120
+    servers: list[int] = []
+    while not servers and time.monotonic() < deadline and rlv2.poll() is None:
+        time.sleep(0.5)
+        servers = [
+            child
+            for child in _children(rlv2.pid)
+            if b"uvicorn" in Path(f"/proc/{child}/cmdline").read_bytes()
+        ]
+    assert servers, log.read_text()
+    rlv2.kill()
+    rlv2.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(Path(f"/proc/{s}").exists() for s in servers):
+        time.sleep(0.2)
+    alive = [s for s in servers if Path(f"/proc/{s}").exists()]
+    for server in alive:  # clean up before failing
+        os.kill(server, 9)
+    assert not alive, "the temporary Prefect server outlived a killed rlv2"

@@ -307,8 +307,10 @@ def test_promote_gate_rollback_and_status_from_the_cli(nightly, db, capsys):
     changed = q_of("position_sizing", first) + 1.0
     with tracking.start_run("second", params={}):
         second = tracking.log_policy_model("position_sizing", changed, SIZING_STATE_SPACE)
-    tracking.promote("position_sizing", first, {"reason": "test"})
-    tracking.promote("position_sizing", second.version, {"reason": "test"})
+    current = tracking.production_version("position_sizing")
+    expected = None if current is None else current.version
+    tracking.promote("position_sizing", first, {"reason": "test"}, expected=expected)
+    tracking.promote("position_sizing", second.version, {"reason": "test"}, expected=first)
     assert cli.main(["rollback", "position_sizing", "--reason", "misbehaved"]) == 0
     assert f"production is now v{first}" in capsys.readouterr().out
     assert str(tracking.production_version("position_sizing").version) == first

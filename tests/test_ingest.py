@@ -876,3 +876,86 @@ INSERT INTO market.bars VALUES
     ('BTCUSDT', '2024-01-01 02:00:00+00', 111, 115, 108, 109, 7),
     ('BTCUSDT', '2024-01-01 03:00:00+00', 109, 100, 105, 104, 7);
 """
+
+
+# --- sane ranges: times and prices a typo put out of this world ---------------------------
+
+
+def test_a_year_20190_and_a_price_of_1e308_are_quarantined_with_their_reason(tmp_path, capsys):
+    source = tmp_path / "bars.csv"
+    source.write_text(
+        "symbol,ts,open,high,low,close,volume\n"
+        "BTC,2020-01-01 00:00:00,100,110,90,100,1\n"
+        "BTC,20190-01-01 00:00:00,100,110,90,100,1\n"
+        "BTC,1969-12-31 23:59:59,100,110,90,100,1\n"
+        "BTC,2020-01-02 00:00:00,100,1e308,90,100,1\n"
+    )
+    db = tmp_path / "h.duckdb"
+    assert main(["ingest", "--db", str(db), str(source), "--table", "candles"]) == 0
+    out = capsys.readouterr().out
+    assert "read 4 = loaded 1 + duplicates 0 + quarantined 3" in out
+    with store.connect(db, read_only=True) as con:
+        reasons = con.execute(
+            "SELECT source_row, column_name, reason FROM quarantine ORDER BY source_row"
+        ).fetchall()
+    assert reasons == [
+        (
+            2,
+            "ts",
+            "20190-01-01 00:00:00 is outside the sane range "
+            "[1970-01-01 00:00:00, 2100-01-01 00:00:00)",
+        ),
+        (
+            3,
+            "ts",
+            "1969-12-31 23:59:59 is outside the sane range "
+            "[1970-01-01 00:00:00, 2100-01-01 00:00:00)",
+        ),
+        (4, "high", "1e+308 is outside the sane range (0, 1e+09)"),
+    ]
+
+
+def test_the_sane_ranges_are_settings(tmp_path, capsys):
+    source = tmp_path / "bars.csv"
+    source.write_text(
+        "symbol,ts,open,high,low,close,volume\n"
+        "BTC,1965-01-01 00:00:00,100,110,90,100,1\n"
+        "BTC,2020-01-02 00:00:00,100,2e9,90,100,1\n"
+    )
+    db = tmp_path / "h.duckdb"
+    args = ["ingest", "--db", str(db), str(source), "--table", "candles"]
+    assert main([*args, "--earliest", "1960-01-01", "--max-price", "1e10"]) == 0
+    assert "read 2 = loaded 2 + duplicates 0 + quarantined 0" in capsys.readouterr().out
+    assert main([*args, "--earliest", "2030-01-01", "--latest", "2020-01-01"]) == 2
+    assert "earliest 2030-01-01 00:00:00 must be before latest" in capsys.readouterr().err
+    with pytest.raises(IngestError, match="max_price=0"):
+        IngestRequest(source=str(source), table="candles", max_price=0)
+
+
+def test_every_table_holds_its_times_to_the_sane_range(tmp_path):
+    request = IngestRequest(source="", table="candles")
+    for table in CONTRACT_TABLES:
+        ranges = ingest_module.sane_ranges(replace(request, table=table))
+        assert ranges[0][0] == ingest_module.TIME_COLUMNS[table]
+        assert len(ranges) == 1 + (table in ingest_module.PRICE_COLUMNS)
+
+
+def test_a_source_path_is_taken_literally_unless_glob_is_asked_for(tmp_path, capsys):
+    header = "symbol,ts,open,high,low,close,volume\n"
+    meant = tmp_path / "bars[2020].csv"
+    meant.write_text(header + "BTC,2020-01-01 00:00:00,100,110,90,100,1\n")
+    other = tmp_path / "bars2.csv"  # what the pattern bars[2020].csv matches
+    other.write_text(header + "ETH,2020-01-01 00:00:00,5,6,4,5,1\n")
+    db = tmp_path / "h.duckdb"
+    assert main(["ingest", "--db", str(db), str(meant), "--table", "candles"]) == 0
+    assert "read 1 = loaded 1" in capsys.readouterr().out
+    with store.connect(db, read_only=True) as con:
+        assert con.execute("SELECT symbol FROM candles").fetchall() == [("BTC",)]
+        source, sha = con.execute("SELECT source, content_sha256 FROM ingest_log").fetchone()
+    assert source == str(meant)
+    assert sha == hashlib.sha256(meant.read_bytes()).hexdigest()
+    pattern = str(tmp_path / "bars*.csv")
+    assert main(["ingest", "--db", str(db), pattern, "--table", "candles", "--glob"]) == 0
+    assert "read 2 = loaded 1 + duplicates 1" in capsys.readouterr().out
+    with store.connect(db, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM candles").fetchone() == (2,)

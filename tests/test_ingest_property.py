@@ -34,7 +34,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,12 +46,21 @@ from hypothesis import strategies as st
 
 from rlv2 import store
 from rlv2.domain import LEVERAGES, SIZE_MULTIPLIERS, Model, Regime, WeightAction
-from rlv2.ingest import CONTRACT_TABLES, IngestRequest, ingest
+from rlv2.ingest import (
+    CONTRACT_TABLES,
+    IngestRequest,
+    ingest,
+    name_out_of_range,
+    unjudge_out_of_range,
+)
 
 Row = dict[str, str]
 """One source row: contract column -> its text in the source."""
 Fault = tuple[str, str]
-"""(column, kind): kind is 'missing', 'unreadable' (either: ingest_unparsed) or 'rule'."""
+"""(column, kind): kind is 'missing', 'unreadable' (either: ingest_unparsed), 'rule', or
+'bound' (a value outside the ingest's sane ranges, ``IngestRequest``: not the contract's)."""
+SANE = IngestRequest(source="", table="candles")
+"""The default sane ranges: times in [earliest, latest), prices below max_price."""
 
 MAX_ROWS = 20
 """Rows of a generated file."""
@@ -183,6 +192,15 @@ def _rule(faults: set[Fault], column: str, value: Any, holds: Callable[[Any], bo
         faults.add((column, "rule"))
 
 
+def _bound(faults: set[Fault], column: str, value: Any) -> None:
+    """A 'bound' fault on a time or price column whose finite value leaves its sane range."""
+    if isinstance(value, datetime):
+        if not SANE.earliest <= value < SANE.latest:
+            faults.add((column, "bound"))
+    elif value is not None and math.isfinite(value) and value >= SANE.max_price:
+        faults.add((column, "bound"))
+
+
 def _is_price(value: float) -> bool:
     """A price: finite and > 0."""
     return math.isfinite(value) and value > 0
@@ -197,11 +215,12 @@ def candles_faults(row: Row) -> set[Fault]:
     """Prices finite and > 0, volume finite and >= 0 or blank, high and low bound the bar."""
     faults: set[Fault] = set()
     _read(row, faults, "symbol", str)
-    _read(row, faults, "ts", _timestamp)
+    _bound(faults, "ts", _read(row, faults, "ts", _timestamp))
     prices = [_read(row, faults, column, float) for column in ("open", "high", "low", "close")]
     volume = _read(row, faults, "volume", float, nullable=True)
     for column, price in zip(("open", "high", "low", "close"), prices, strict=True):
         _rule(faults, column, price, _is_price)
+        _bound(faults, column, price)
     _rule(faults, "volume", volume, lambda v: math.isfinite(v) and v >= 0)
     if all(price is not None and math.isfinite(price) for price in prices):
         open_, high, low, close = prices
@@ -220,6 +239,7 @@ def signals_faults(row: Row) -> set[Fault]:
     faults: set[Fault] = set()
     signal_id = _read(row, faults, "signal_id", _integer)
     ts = _read(row, faults, "ts", _timestamp)
+    _bound(faults, "ts", ts)
     symbol = _read(row, faults, "symbol", str)
     model = _read(row, faults, "model", _label(Model))
     direction = _read(row, faults, "direction", _integer)
@@ -239,9 +259,12 @@ def trades_faults(row: Row) -> set[Fault]:
     trade_id = _read(row, faults, "trade_id", _integer)
     signal_id = _read(row, faults, "signal_id", _integer)
     ts = _read(row, faults, "ts", _timestamp)
+    _bound(faults, "ts", ts)
     symbol = _read(row, faults, "symbol", str)
     _rule(faults, "side", _read(row, faults, "side", _integer), _is_sign)
-    _rule(faults, "entry_price", _read(row, faults, "entry_price", float), _is_price)
+    entry_price = _read(row, faults, "entry_price", float)
+    _rule(faults, "entry_price", entry_price, _is_price)
+    _bound(faults, "entry_price", entry_price)
     size = _read(row, faults, "size_multiplier", float)
     _rule(faults, "size_multiplier", size, lambda v: v in SIZE_MULTIPLIERS)
     _rule(faults, "leverage", _read(row, faults, "leverage", _integer), lambda v: v in LEVERAGES)
@@ -271,7 +294,10 @@ def positions_faults(row: Row) -> set[Fault]:
     faults: set[Fault] = set()
     trade_id = _read(row, faults, "trade_id", _integer)
     closed_ts = _read(row, faults, "closed_ts", _timestamp)
-    _rule(faults, "exit_price", _read(row, faults, "exit_price", float), _is_price)
+    _bound(faults, "closed_ts", closed_ts)
+    exit_price = _read(row, faults, "exit_price", float)
+    _rule(faults, "exit_price", exit_price, _is_price)
+    _bound(faults, "exit_price", exit_price)
     pnl_pct = _read(row, faults, "pnl_pct", float)
     _rule(faults, "pnl_pct", pnl_pct, lambda v: math.isfinite(v) and v >= -100)
     drawdown = _read(row, faults, "max_drawdown_pct", float)
@@ -289,7 +315,7 @@ def positions_faults(row: Row) -> set[Fault]:
 def policy_faults(row: Row) -> set[Fault]:
     """A time and a flag: no rule beyond the types."""
     faults: set[Fault] = set()
-    _read(row, faults, "ts", _timestamp)
+    _bound(faults, "ts", _read(row, faults, "ts", _timestamp))
     _read(row, faults, "enable_rl", _flag)
     return faults
 
@@ -308,7 +334,16 @@ LEFT_TO_INGESTION: Mapping[str, set[Fault]] = {
     "policy": set(),
 }
 """The faults the schema cannot see: it reads an unreadable value of a nullable column as
-NULL, and states the rules between a row's symbol or time and its parent's in comments."""
+NULL, and states the rules between a row's symbol or time and its parent's in comments.
+Nor does it know the ingest's sane ranges (the 'bound' faults, added below)."""
+for _table, _bounded in {
+    "candles": ("ts", "open", "high", "low", "close"),
+    "signals": ("ts",),
+    "trades": ("ts", "entry_price"),
+    "positions": ("closed_ts", "exit_price"),
+    "policy": ("ts",),
+}.items():
+    LEFT_TO_INGESTION[_table].update((column, "bound") for column in _bounded)
 
 # --- Generated rows ------------------------------------------------------------------
 
@@ -341,7 +376,7 @@ def _rows(pools: Pools, render: Callable[[int, dict[str, str]], Row]) -> st.Sear
 
 STAMP = (
     ["plain"] * 3 + ["iso", "utc", "plus2", "minus5", "padded"],
-    ["nonsense", "month13", "blank"],
+    ["nonsense", "month13", "blank", "year2190", "year1969"],
 )
 
 
@@ -357,6 +392,8 @@ def _stamp(instant: datetime, form: str) -> str:
         "nonsense": "not a time",
         "month13": instant.strftime("%Y-13-%d %H:%M:%S"),
         "blank": "",
+        "year2190": instant.replace(year=2190).isoformat(" "),
+        "year1969": instant.replace(year=1969).isoformat(" "),
     }
     return forms[form]
 
@@ -365,7 +402,7 @@ ID = (["{}"] * 3 + ["+{}", "{}.0", " {} "], ["{}.5", "x{}", ""])
 """How a source may write an identifier (a format of the number), or not."""
 SYMBOL = (["BTCUSDT", "ETHUSDT", " BTCUSDT "], ["", "  "])
 SIGN = (["1", "-1", "+1", "-1.0", " 1 "], ["0", "2", "-2", "300", "0.5", "up", "", "9" * 20])
-PRICE = (["42000", "1e-3", " 7.5 ", "+1E4"], ["0", "-1", "NaN", "inf", "-inf", "abc", ""])
+PRICE = (["42000", "1e-3", " 7.5 ", "+1E4"], ["0", "-1", "NaN", "inf", "-inf", "abc", "", "1e308"])
 MODEL = (["XGB", "lgbm", " NHITS ", "PatchTST"], ["GPT", ""])
 REGIME = (["TREND", "range", " Breakout ", "MEAN_REVERSION"], ["SIDEWAYS", ""])
 PROPENSITY = (["0.9", "1", "1e-9", "", " 0.25 "], ["0", "-0.5", "1.5", "NaN", "inf", "p"])
@@ -380,7 +417,7 @@ CANDLES: Pools = {
     # (high below open, close or low; low above them), not positive, not finite or not
     # a number.
     "open": (["100", "1e2", " 100 ", "+100", "99.5"], ["115", "85", "0", "NaN", "abc", ""]),
-    "high": (["110", "1.1e2", " 110", "100"], ["99", "85", "-3", "inf", "abc", ""]),
+    "high": (["110", "1.1e2", " 110", "100"], ["99", "85", "-3", "inf", "abc", "", "1e12"]),
     "low": (["90", "9e1", " 90 ", "99.5"], ["101", "120", "0", "-inf", "NaN", ""]),
     "close": (["100", "99.5", "1e2"], ["115", "85", "-3", "inf", "abc", ""]),
     "volume": (["1000", "0", "-0", "", " 5 ", "1e3"], ["-1", "NaN", "inf", "abc"]),
@@ -581,6 +618,8 @@ def _judge(con: duckdb.DuckDBPyConnection, table: str, rows: list[Row]) -> Judge
     )
     con.execute("CREATE TEMP VIEW ingest_mapped AS SELECT * FROM generated")
     store.execute(con, f"ingest_checked_{table}", {"ts_format": None})
+    sane = replace(SANE, table=table)
+    unjudge_out_of_range(con, sane)
     for source_row, verdict in con.execute(
         "SELECT source_row, verdict FROM ingest_checked"
     ).fetchall():
@@ -592,16 +631,18 @@ def _judge(con: duckdb.DuckDBPyConnection, table: str, rows: list[Row]) -> Judge
     store.execute(con, f"ingest_typed_{table}", {"ts_format": None})
     store.execute(con, "ingest_unparsed", {"table": table, "ts_format": None})
     store.execute(con, f"ingest_rules_{table}")
+    name_out_of_range(con, sane)
     for source_row, column, reason in con.execute(
         "SELECT source_row, column_name, reason FROM ingest_unparsed"
     ).fetchall():
         judged.named[source_row].add(
             (column, "missing" if reason == "missing value" else "unreadable")
         )
-    for source_row, column in con.execute(
-        "SELECT source_row, column_name FROM ingest_rule_hits"
+    for source_row, column, reason in con.execute(
+        "SELECT source_row, column_name, reason FROM ingest_rule_hits"
     ).fetchall():
-        judged.named[source_row].add((column, "rule"))
+        kind = "bound" if "outside the sane range" in reason else "rule"
+        judged.named[source_row].add((column, kind))
     judged.typed_values = _typed(con, "ingest_typed", quoted)
     for source_row in range(1, len(rows) + 1):
         con.begin()

@@ -122,8 +122,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         sizing = tracking.log_policy_model("position_sizing", sizing_q(), SIZING_STATE_SPACE)
         meta = tracking.log_policy_model("meta_strategy", meta_q(), META_STATE_SPACE)
         assert sizing is not None and meta is not None
-        tracking.promote("position_sizing", sizing.version, {"reason": "test"})
-        tracking.promote("meta_strategy", meta.version, {"reason": "test"})
+        tracking.promote("position_sizing", sizing.version, {"reason": "test"}, expected=None)
+        tracking.promote("meta_strategy", meta.version, {"reason": "test"}, expected=None)
         yield uri
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]

@@ -183,3 +183,61 @@ def test_fingerprint_follows_the_contents_not_the_bookkeeping(tmp_path):
             ["0" * 64],
         )
     assert store.fingerprint(db_path) == with_signal
+
+
+# --- hardened connections ---------------------------------------------------------------
+
+
+def test_a_read_only_connection_reaches_nothing_but_its_file(tmp_path):
+    db = tmp_path / "h.duckdb"
+    with store.connect(db) as con:
+        store.apply_schema(con)
+    (tmp_path / "x.csv").write_text("a\n1\n")
+    with store.connect(db, read_only=True) as con:
+        settings = con.execute(
+            "SELECT current_setting('enable_external_access'), "
+            "current_setting('autoinstall_known_extensions'), "
+            "current_setting('autoload_known_extensions'), "
+            "current_setting('lock_configuration'), current_setting('TimeZone')"
+        ).fetchone()
+        assert settings == (False, False, False, True, "UTC")
+        for statement in (
+            f"SELECT * FROM read_csv('{tmp_path / 'x.csv'}')",
+            "SELECT * FROM 'https://example.com/x.parquet'",
+            f"ATTACH '{tmp_path / 'other.duckdb'}'",
+            "INSTALL httpfs",
+            "LOAD httpfs",
+            "SET enable_external_access = true",
+            "SET autoload_known_extensions = true",
+        ):
+            with pytest.raises(duckdb.Error):
+                con.execute(statement)
+
+
+def test_a_writable_connection_reads_files_but_never_fetches_extensions(tmp_path):
+    (tmp_path / "x.csv").write_text("a\n1\n")
+    with store.connect(tmp_path / "h.duckdb") as con:
+        assert con.execute(f"SELECT a FROM read_csv('{tmp_path / 'x.csv'}')").fetchall() == [(1,)]
+        with pytest.raises(duckdb.Error):
+            con.execute("SELECT * FROM 'https://example.com/x.parquet'")  # httpfs not loaded
+        with pytest.raises(duckdb.Error):
+            con.execute("SET autoinstall_known_extensions = true")
+
+
+def test_concurrent_connections_of_one_process_share_the_locked_settings(tmp_path):
+    db = tmp_path / "h.duckdb"
+    with store.connect(db) as con:
+        store.apply_schema(con)
+    with store.connect(db, read_only=True) as first, store.connect(db, read_only=True) as second:
+        for con in (first, second):
+            assert con.execute("SELECT current_setting('TimeZone')").fetchone() == ("UTC",)
+
+
+@pytest.mark.parametrize(
+    "db", ["md:shared", "motherduck:x", "s3://bucket/h.duckdb", "https://h/x.duckdb", ""]
+)
+def test_a_database_must_be_a_local_file(db):
+    with pytest.raises(ValueError, match="must be a local file path"):
+        store.local_db_path(db)
+    with pytest.raises(ValueError, match="must be a local file path"):
+        store.connect(db)

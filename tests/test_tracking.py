@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -224,7 +229,7 @@ def test_promote_rollback_log_and_status(store: str) -> None:
     assert tracking.production_version(agent) is None
     assert tracking.load_q_table(agent) is None
 
-    tracking.promote(agent, v1.version, {"reason": "first production version"})
+    tracking.promote(agent, v1.version, {"reason": "first production version"}, expected=None)
     production = tracking.production_version(agent)
     assert production is not None and production.version == 1
 
@@ -239,7 +244,7 @@ def test_promote_rollback_log_and_status(store: str) -> None:
         "n": 400,
         "reason": "CI above margin",
     }
-    tracking.promote(agent, v2.version, figures)
+    tracking.promote(agent, v2.version, figures, expected=v1.version)
     client = MlflowClient()
     assert client.get_model_version_by_alias("rlv2-position-sizing", "production").version == 2
     assert client.get_model_version_by_alias("rlv2-position-sizing", "previous").version == 1
@@ -259,7 +264,8 @@ def test_promote_rollback_log_and_status(store: str) -> None:
     np.testing.assert_array_equal(warm[0], sizing_q(20))
     assert warm[1] == SIZING_STATE_SPACE
 
-    tracking.promote(agent, v2.version, figures)  # a rerun changes nothing
+    assert tracking.promote(agent, v2.version, figures, expected=v1.version) == "already"
+    # a rerun changes nothing
     assert len(tracking.promotion_log(agent)) == 2
 
     v3 = tracking.log_policy_model(agent, sizing_q(30), SIZING_STATE_SPACE)
@@ -309,7 +315,7 @@ def test_promote_rollback_log_and_status(store: str) -> None:
 def test_promote_unknown_version_names_it(store: str) -> None:
     tracking.log_policy_model("position_sizing", sizing_q(10), SIZING_STATE_SPACE)
     with pytest.raises(ValueError, match="no version 7"):
-        tracking.promote("position_sizing", 7, {})
+        tracking.promote("position_sizing", 7, {}, expected=None)
     with pytest.raises(ValueError, match="agent=.*expected one of"):
         tracking.production_version("sizing")
 
@@ -319,12 +325,12 @@ def test_interrupted_promotion_and_rollback_complete_on_rerun(store: str) -> Non
     client = MlflowClient()
     for best in (10, 20):
         tracking.log_policy_model(agent, sizing_q(best), SIZING_STATE_SPACE)
-    tracking.promote(agent, 1, {"reason": "first"})
+    tracking.promote(agent, 1, {"reason": "first"}, expected=None)
 
     # promote(2) stopped after its first step: production still on the complete v1
     client.set_registered_model_alias(name, "previous", "1")
     assert tracking.production_version(agent).version == 1  # type: ignore[union-attr]
-    tracking.promote(agent, 2, {"reason": "rerun"})
+    tracking.promote(agent, 2, {"reason": "rerun"}, expected=1)
     assert client.get_model_version_by_alias(name, "production").version == 2
     assert client.get_model_version_by_alias(name, "previous").version == 1
 
@@ -332,7 +338,7 @@ def test_interrupted_promotion_and_rollback_complete_on_rerun(store: str) -> Non
     tracking.log_policy_model(agent, sizing_q(30), SIZING_STATE_SPACE)
     client.set_registered_model_alias(name, "previous", "2")
     client.set_registered_model_alias(name, "production", "3")
-    tracking.promote(agent, 3, {"reason": "rerun"})
+    tracking.promote(agent, 3, {"reason": "rerun"}, expected=2)
     log = tracking.promotion_log(agent)
     assert list(log["version"]) == [3, 2, 1]
     assert log.iloc[0]["champion_version"] == 2
@@ -343,3 +349,49 @@ def test_interrupted_promotion_and_rollback_complete_on_rerun(store: str) -> Non
     assert tracking.production_version(agent).version == 2  # type: ignore[union-attr]
     assert "rolled_back_at" not in client.get_model_version(name, "2").tags
     assert tracking.status()[1]["previous_version"] is None
+
+
+# --- a store that cannot be used fails fast, in one line ----------------------------------
+
+
+def _rlv2(args: list[str], uri: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    for key in tracking.HTTP_DEFAULTS:
+        env.pop(key, None)
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("rlv2")), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_sqlite_store_in_a_missing_folder_is_an_error(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/nowhere/mlflow.db"
+    with pytest.raises(tracking.StoreUnavailable, match="folder .*nowhere does not exist"):
+        tracking.configure(uri)
+    done = _rlv2(["status"], uri, tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"rlv2 status: error: MLflow store {uri}: folder {tmp_path}/nowhere does not exist "
+        "(create it, or fix MLFLOW_TRACKING_URI)"
+    ]
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_dead_tracking_server_fails_within_seconds_naming_it(
+    tmp_path: Path, demo_db: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    uri = f"http://127.0.0.1:{port}"
+    for args in (["status"], ["train", "--db", str(demo_db)]):
+        started = time.monotonic()
+        done = _rlv2(args, uri, tmp_path)
+        assert time.monotonic() - started < 30
+        assert done.returncode == 1
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"rlv2 {args[0]}: error: MLflow store {uri}")

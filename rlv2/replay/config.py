@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 from rlv2.domain import Agent, EpisodeGrouping, agent_spec, parse_episode
 from rlv2.records import Transitions
 from rlv2.rewards import MetaRewardWeights, SizingRewardWeights
+from rlv2.rng import check_seed
 from rlv2.states import META_STATE_SPACE, SIZING_STATE_SPACE, StateSpace
 
 
@@ -43,6 +44,19 @@ class ReplayConfig:
 
     def __post_init__(self) -> None:
         parse_episode(self.episode)
+        check_seed(self.seed)
+        ranges = {
+            "alpha": (self.alpha, 0.0, False),
+            "gamma": (self.gamma, 0.0, True),
+            "epsilon": (self.epsilon, 0.0, True),
+            "epsilon_decay": (self.epsilon_decay, 0.0, False),
+            "epsilon_min": (self.epsilon_min, 0.0, True),
+        }
+        for name, (value, low, closed) in ranges.items():
+            above = value >= low if closed else value > low
+            if not (above and value <= 1.0):  # also refuses NaN
+                bracket = "[" if closed else "("
+                raise ValueError(f"{name}={value} must be in {bracket}{low:g}, 1]")
 
     def state_space(self, agent: Agent) -> StateSpace:
         """The state space this configuration gives an agent."""
