@@ -18,6 +18,7 @@ from rlv2 import history
 from rlv2.domain import Agent, Learner, ReplayMode, agent_spec, parse_enum
 from rlv2.evaluation import (
     METRICS,
+    Bootstrap,
     PromotionDecision,
     compare_policies,
     policy_metrics,
@@ -75,6 +76,11 @@ class TrainConfig:
     """Bootstrap resamples of the gate's confidence interval."""
     confidence: float = 0.95
     """Confidence level of the gate's interval."""
+    bootstrap: str = "stationary"
+    """How the gate's interval resamples the per-trade differences, in time order:
+    ``stationary`` (blocks of random length, their mean estimated from the data),
+    ``circular`` (blocks of one estimated length) or ``iid`` (trade by trade: the original
+    gate, which promotes too often when differences persist)."""
 
     def __post_init__(self) -> None:
         mode = parse_enum(ReplayMode, self.mode, "mode")
@@ -92,6 +98,7 @@ class TrainConfig:
             raise ValueError(f"holdout_fraction={self.holdout_fraction} must be in (0, 1)")
         if self.metric not in GATE_METRICS:
             raise ValueError(f"metric={self.metric!r}: expected one of {GATE_METRICS}")
+        parse_enum(Bootstrap, self.bootstrap, "bootstrap")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready configuration, state spaces as their bin edges."""
@@ -346,7 +353,9 @@ def promotion_gate(
 
     The other agent plays ``partner_q`` (its production table; None: the logged
     behaviour) in both runs; the champion is ``production_q`` or, with none yet, the
-    logged behaviour policy. Returns the decision and both runs' metrics.
+    logged behaviour policy. ``config`` gives the metric, margin and interval
+    (``n_boot``, ``confidence``, ``bootstrap``, seeded by ``replay.seed``). Returns the
+    decision and both runs' metrics.
     """
     spec = agent_spec(agent)
     if spec.agent is Agent.META_STRATEGY:
@@ -365,5 +374,6 @@ def promotion_gate(
         confidence=config.confidence,
         seed=config.replay.seed,
         champion_name=champion_name,
+        bootstrap=config.bootstrap,
     )
     return decision, cand_metrics, champ_metrics
