@@ -4,7 +4,8 @@ Metrics of a simulated run (``rlv2.replay.SimulationResult``): total and mean pn
 trade, Sharpe of per-trade pnl, max drawdown of the equity curve, win rate, mean reward
 per agent, action distribution and the share of state-action pairs visited. The
 promotion gate compares two policies on the same decisions with a paired block
-bootstrap that respects the order of the trades.
+bootstrap that respects the order of the trades, then holds a winner to guardrails on
+the figures a person reads: mean pnl per trade and max drawdown.
 """
 
 from __future__ import annotations
@@ -123,6 +124,13 @@ class PromotionDecision:
     """Mean block length the bootstrap used (1: trades resampled one by one)."""
     effective_n: float
     """Effective number of independent trades behind the interval (``bootstrap_interval``)."""
+    guardrail: str
+    """The guardrails that refused a candidate its metric would promote (``pnl``,
+    ``drawdown``, or both comma-separated); empty when none did."""
+    pnl_tolerance: float
+    """How far the candidate's mean pnl per trade may fall below the champion's."""
+    drawdown_tolerance: float
+    """How far the candidate's max drawdown may exceed the champion's, in points."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for tags, logs and printing."""
@@ -250,6 +258,38 @@ def bootstrap_interval(
     return MeanInterval(low, high, length, effective_n)
 
 
+def guardrail_breaches(
+    candidate: SimulationResult,
+    champion: SimulationResult,
+    champion_name: str,
+    pnl_tolerance: float,
+    drawdown_tolerance: float,
+) -> dict[str, str]:
+    """The guardrails the candidate breaks, each with its explanation (empty: none).
+
+    ``pnl``: its mean pnl per trade is more than ``pnl_tolerance`` below the champion's;
+    ``drawdown``: its max drawdown exceeds the champion's by more than
+    ``drawdown_tolerance`` points. Both over each whole run, the figures
+    ``policy_metrics`` reports as ``mean_pnl_pct`` and ``max_drawdown_pct``.
+    """
+    breaches: dict[str, str] = {}
+    cand_pnl = float(candidate.pnl_pct.mean()) if candidate.pnl_pct.size else 0.0
+    champ_pnl = float(champion.pnl_pct.mean()) if champion.pnl_pct.size else 0.0
+    if cand_pnl < champ_pnl - pnl_tolerance:
+        breaches["pnl"] = (
+            f"guardrail pnl: mean pnl per trade {cand_pnl:.4g} is {champ_pnl - cand_pnl:.4g} "
+            f"below {champion_name}'s {champ_pnl:.4g} (tolerance {pnl_tolerance:g})"
+        )
+    cand_dd = max_drawdown_pct(candidate.equity) if candidate.equity.size else 0.0
+    champ_dd = max_drawdown_pct(champion.equity) if champion.equity.size else 0.0
+    if cand_dd > champ_dd + drawdown_tolerance:
+        breaches["drawdown"] = (
+            f"guardrail drawdown: max drawdown {cand_dd:.4g} % is {cand_dd - champ_dd:.4g} "
+            f"points above {champion_name}'s {champ_dd:.4g} % (tolerance {drawdown_tolerance:g})"
+        )
+    return breaches
+
+
 def compare_policies(
     candidate: SimulationResult,
     champion: SimulationResult,
@@ -261,13 +301,17 @@ def compare_policies(
     seed: int = 0,
     champion_name: str = "production",
     bootstrap: Bootstrap | str = Bootstrap.STATIONARY,
+    pnl_tolerance: float = math.inf,
+    drawdown_tolerance: float = math.inf,
 ) -> PromotionDecision:
     """Champion/challenger on the same decisions: promote only on a significant win.
 
     The candidate wins when its mean per-trade ``metric`` exceeds the champion's by at
     least ``margin`` and the ``confidence`` interval of the mean difference
     (``bootstrap_interval`` over the decisions both traded, in time order, resampled by
-    ``bootstrap``) lies above zero. A candidate whose account goes bust is refused.
+    ``bootstrap``) lies above zero. A winner is still refused when it breaks a guardrail
+    (``guardrail_breaches``; the tolerances default to infinity, none: the pipeline's
+    come from ``TrainConfig``). A candidate whose account goes bust is refused.
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence={confidence} must be in (0, 1)")
@@ -277,6 +321,8 @@ def compare_policies(
         "margin": margin,
         "champion": champion_name,
         "bootstrap": method.value,
+        "pnl_tolerance": pnl_tolerance,
+        "drawdown_tolerance": drawdown_tolerance,
     }
     if candidate.equity.size and candidate.equity.min() <= 0.0:
         return _refused(
@@ -300,7 +346,16 @@ def compare_policies(
     )
     mean_diff = float(diff.mean())
     wins = mean_diff >= margin and interval.low > 0.0
-    if wins:
+    breaches = (
+        guardrail_breaches(candidate, champion, champion_name, pnl_tolerance, drawdown_tolerance)
+        if wins
+        else {}
+    )
+    if breaches:
+        reason = f"wins on {metric} by {mean_diff:.4g} (CI above 0) but " + "; ".join(
+            breaches.values()
+        )
+    elif wins:
         reason = f"beats {champion_name} by {mean_diff:.4g} >= margin {margin:g}, CI above 0"
     elif mean_diff < margin:
         reason = f"difference {mean_diff:.4g} below margin {margin:g}"
@@ -308,7 +363,7 @@ def compare_policies(
         reason = f"confidence interval [{interval.low:.4g}, {interval.high:.4g}] does not exclude 0"
     return PromotionDecision(
         **context,
-        promote=wins,
+        promote=wins and not breaches,
         candidate_value=float(a.mean()),
         champion_value=float(b.mean()),
         difference=mean_diff,
@@ -318,6 +373,7 @@ def compare_policies(
         reason=reason,
         block_length=interval.block_length,
         effective_n=interval.effective_n,
+        guardrail=",".join(breaches),
     )
 
 
@@ -335,4 +391,5 @@ def _refused(context: dict[str, Any], n: int, reason: str) -> PromotionDecision:
         reason=reason,
         block_length=0.0,
         effective_n=0.0,
+        guardrail="",
     )

@@ -142,7 +142,7 @@ def test_a_clear_gain_is_promoted_and_the_decision_records_the_dependence():
     base = rng.normal(0.0, 1.0, 400)
     gain = 0.6 + ar1(rng, 400, 0.8)  # long-run sd 3 / sqrt(400) = 0.15: 4 sd above 0
     d = compare_policies(run(base + gain), run(base), metric="pnl_pct")
-    assert d.promote and d.bootstrap == "stationary"
+    assert d.promote and d.bootstrap == "stationary" and d.guardrail == ""
     assert d.block_length > 3.0  # the data asked for blocks, not single trades
     assert 400 / 20 < d.effective_n < 400 / 3  # true value 400 / 9 = 44
     iid = compare_policies(run(base + gain), run(base), metric="pnl_pct", bootstrap="iid")
@@ -164,7 +164,58 @@ def test_the_block_bootstrap_is_reproducible_and_copes_with_short_or_flat_series
         compare_policies(run([1.0, 2.0]), run([0.0, 0.0]), bootstrap="moving")
 
 
-def test_the_gate_s_resampling_is_a_setting_of_the_training_config():
-    assert TrainConfig().bootstrap == "stationary"
+def guarded(candidate: SimulationResult, champion: SimulationResult, **tolerances: float):
+    """The gate on the meta reward with the given guardrail tolerances."""
+    return compare_policies(candidate, champion, metric="meta_reward", **tolerances)
+
+
+def test_a_winner_on_reward_that_earns_less_per_trade_is_refused_by_the_pnl_guardrail():
+    rng = np.random.default_rng(4)
+    pnl = rng.normal(0.5, 1.0, 300)
+    champion = run(pnl, meta_reward=pnl)
+    # much better on its reward, 0.3 less pnl per trade; same equity path (no drawdown)
+    candidate = run(pnl - 0.3, meta_reward=pnl + 1.0)._replace(equity=champion.equity)
+    d = guarded(candidate, champion, pnl_tolerance=0.1)
+    assert not d.promote and d.guardrail == "pnl"
+    assert d.reason.startswith("wins on meta_reward") and "guardrail pnl" in d.reason
+    assert d.ci_low > 0.0  # the comparison itself was a clear win
+    within = guarded(candidate, champion, pnl_tolerance=0.5)
+    assert within.promote and within.guardrail == "" and within.pnl_tolerance == 0.5
+
+
+def test_a_winner_with_a_deeper_drawdown_is_refused_by_the_drawdown_guardrail():
+    rng = np.random.default_rng(6)
+    pnl = rng.normal(0.5, 1.0, 300)
+    champion = run(pnl, meta_reward=pnl)
+    equity = champion.equity.copy()
+    equity[100:150] *= 0.95  # a 5 % dip the champion does not have
+    candidate = run(pnl, meta_reward=pnl + 1.0)._replace(equity=equity)
+    dd = max_drawdown_pct(equity) - max_drawdown_pct(champion.equity)
+    assert 4.0 < dd < 6.0
+    d = guarded(candidate, champion, pnl_tolerance=0.0, drawdown_tolerance=1.0)
+    assert not d.promote and d.guardrail == "drawdown" and "guardrail drawdown" in d.reason
+    within = guarded(candidate, champion, pnl_tolerance=0.0, drawdown_tolerance=6.0)
+    assert within.promote and within.guardrail == ""
+
+
+def test_both_guardrails_are_named_and_none_applies_to_a_loser_or_by_default():
+    rng = np.random.default_rng(8)
+    pnl = rng.normal(0.5, 1.0, 300)
+    champion = run(pnl, meta_reward=pnl)
+    worse = run(pnl - 0.5, meta_reward=pnl + 1.0)  # its equity falls with its pnl
+    both = guarded(worse, champion, pnl_tolerance=0.0, drawdown_tolerance=0.0)
+    assert not both.promote and both.guardrail == "pnl,drawdown"
+    assert guarded(worse, champion).promote  # compare_policies alone: no guardrail
+    loser = guarded(run(pnl, meta_reward=pnl - 1.0), champion, pnl_tolerance=0.0)
+    assert not loser.promote and loser.guardrail == "" and "below margin" in loser.reason
+
+
+def test_the_guardrail_tolerances_are_settings_of_the_training_config():
+    config = TrainConfig()
+    assert (config.bootstrap, config.pnl_tolerance) == ("stationary", 0.0)
+    assert TrainConfig(drawdown_tolerance=math.inf).drawdown_tolerance == math.inf
+    for bad in ({"pnl_tolerance": -0.1}, {"drawdown_tolerance": math.nan}):
+        with pytest.raises(ValueError, match="must be >= 0"):
+            TrainConfig(**bad)
     with pytest.raises(ValueError, match="bootstrap"):
         TrainConfig(bootstrap="moving")
