@@ -19,6 +19,7 @@ from rlv2 import history
 from rlv2.domain import Agent, Learner, ReplayMode, agent_spec, parse_enum
 from rlv2.evaluation import (
     METRICS,
+    Bootstrap,
     PromotionDecision,
     compare_policies,
     policy_metrics,
@@ -82,6 +83,17 @@ class TrainConfig:
     """Bootstrap resamples of the gate's confidence interval."""
     confidence: float = 0.95
     """Confidence level of the gate's interval."""
+    bootstrap: str = "stationary"
+    """How the gate's interval resamples the per-trade differences, in time order:
+    ``stationary`` (blocks of random length, their mean estimated from the data),
+    ``circular`` (blocks of one estimated length) or ``iid`` (trade by trade: the original
+    gate, which promotes too often when differences persist)."""
+    pnl_tolerance: float = 0.0
+    """Guardrail: refuse a candidate whose mean pnl per holdout trade (pnl_pct, percent of
+    margin) is more than this below the champion's, whatever its metric says (inf: off)."""
+    drawdown_tolerance: float = 1.0
+    """Guardrail: refuse a candidate whose max drawdown on the holdout (percent of peak
+    equity) exceeds the champion's by more than this many points (inf: off)."""
 
     def __post_init__(self) -> None:
         mode = parse_enum(ReplayMode, self.mode, "mode")
@@ -106,6 +118,11 @@ class TrainConfig:
             raise ValueError(f"margin={self.margin} must be a finite number")
         if self.metric not in GATE_METRICS:
             raise ValueError(f"metric={self.metric!r}: expected one of {GATE_METRICS}")
+        parse_enum(Bootstrap, self.bootstrap, "bootstrap")
+        for name in ("pnl_tolerance", "drawdown_tolerance"):
+            value = getattr(self, name)
+            if not value >= 0.0:  # also refuses NaN
+                raise ValueError(f"{name}={value} must be >= 0 (inf: no guardrail)")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready configuration, state spaces as their bin edges."""
@@ -450,7 +467,9 @@ def promotion_gate(
 
     The other agent plays ``partner_q`` (its production table; None: the logged
     behaviour) in both runs; the champion is ``production_q`` or, with none yet, the
-    logged behaviour policy. Returns the decision and both runs' metrics.
+    logged behaviour policy. ``config`` gives the metric, margin, interval (``n_boot``,
+    ``confidence``, ``bootstrap``, seeded by ``replay.seed``) and the guardrails'
+    tolerances. Returns the decision and both runs' metrics.
     """
     spec = agent_spec(agent)
     if spec.agent is Agent.META_STRATEGY:
@@ -469,6 +488,9 @@ def promotion_gate(
         confidence=config.confidence,
         seed=config.replay.seed,
         champion_name=champion_name,
+        bootstrap=config.bootstrap,
+        pnl_tolerance=config.pnl_tolerance,
+        drawdown_tolerance=config.drawdown_tolerance,
     )
     return decision, cand_metrics, champ_metrics
 

@@ -49,7 +49,8 @@ def test_train_has_an_option_per_setting_with_the_dataclass_default_and_docstrin
 
 def test_promote_offers_only_what_the_gate_reads():
     found = options("promote")
-    for flag in ("--metric", "--margin", "--holdout-fraction", "--seed", "--n-boot"):
+    gate = ("--metric", "--margin", "--holdout-fraction", "--seed", "--n-boot", "--bootstrap")
+    for flag in (*gate, "--pnl-tolerance", "--drawdown-tolerance"):
         assert flag in found
     for flag in ("--epochs", "--alpha", "--mode", "--episode"):
         assert flag not in found

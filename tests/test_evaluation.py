@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from rlv2.evaluation import compare_policies, max_drawdown_pct, per_trade_sharpe, policy_metrics
+from rlv2.evaluation import (
+    Bootstrap,
+    bootstrap_interval,
+    compare_policies,
+    max_drawdown_pct,
+    per_trade_sharpe,
+    policy_metrics,
+)
+from rlv2.pipeline import TrainConfig
 from rlv2.replay import SimulationResult
 
 
@@ -100,3 +110,112 @@ def test_bootstrap_resample_b_uses_its_own_stream_whatever_the_threads():
         assert np.array_equal(_bootstrap_means(diff, 9, 42), means)
     finally:
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+def ar1(rng: np.random.Generator, n: int, phi: float) -> np.ndarray:
+    """A stationary zero-mean AR(1) series of unit variance."""
+    shocks = rng.normal(0.0, math.sqrt(1.0 - phi**2), n)
+    x = np.empty(n)
+    x[0] = rng.normal()
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + shocks[t]
+    return x
+
+
+def test_persistent_zero_mean_differences_are_refused_near_the_nominal_rate():
+    # AR(1) with phi = 0.8: the mean's variance is (1 + phi) / (1 - phi) = 9 times the
+    # i.i.d. one, so an i.i.d. interval is 3 times too narrow and promotes about 25 % of
+    # the time instead of the one-sided 2.5 % of a 95 % interval
+    rng = np.random.default_rng(7)
+    promoted = {Bootstrap.STATIONARY: 0, Bootstrap.IID: 0}
+    for replicate in range(100):
+        diff = ar1(rng, 400, 0.8)
+        for method in promoted:
+            interval = bootstrap_interval(diff, method=method, n_boot=500, seed=replicate)
+            promoted[method] += interval.low > 0.0
+    assert promoted[Bootstrap.STATIONARY] <= 8, promoted
+    assert promoted[Bootstrap.IID] >= 15, promoted
+
+
+def test_a_clear_gain_is_promoted_and_the_decision_records_the_dependence():
+    rng = np.random.default_rng(11)
+    base = rng.normal(0.0, 1.0, 400)
+    gain = 0.6 + ar1(rng, 400, 0.8)  # long-run sd 3 / sqrt(400) = 0.15: 4 sd above 0
+    d = compare_policies(run(base + gain), run(base), metric="pnl_pct")
+    assert d.promote and d.bootstrap == "stationary" and d.guardrail == ""
+    assert d.block_length > 3.0  # the data asked for blocks, not single trades
+    assert 400 / 20 < d.effective_n < 400 / 3  # true value 400 / 9 = 44
+    iid = compare_policies(run(base + gain), run(base), metric="pnl_pct", bootstrap="iid")
+    assert iid.block_length == 1.0 and iid.effective_n == pytest.approx(400, rel=0.15)
+    assert iid.ci_high - iid.ci_low < (d.ci_high - d.ci_low) / 2
+
+
+def test_the_block_bootstrap_is_reproducible_and_copes_with_short_or_flat_series():
+    diff = ar1(np.random.default_rng(5), 200, 0.5)
+    for method in Bootstrap:
+        assert bootstrap_interval(diff, method=method, seed=3) == bootstrap_interval(
+            diff, method=method, seed=3
+        )
+    short = bootstrap_interval(np.array([1.0, -0.5, 2.0]), method=Bootstrap.CIRCULAR)
+    assert short.block_length == 1.0 and short.low <= short.high
+    flat = bootstrap_interval(np.full(30, 0.25))
+    assert (flat.low, flat.high, flat.effective_n) == (0.25, 0.25, 30.0)
+    with pytest.raises(ValueError, match="bootstrap"):
+        compare_policies(run([1.0, 2.0]), run([0.0, 0.0]), bootstrap="moving")
+
+
+def guarded(candidate: SimulationResult, champion: SimulationResult, **tolerances: float):
+    """The gate on the meta reward with the given guardrail tolerances."""
+    return compare_policies(candidate, champion, metric="meta_reward", **tolerances)
+
+
+def test_a_winner_on_reward_that_earns_less_per_trade_is_refused_by_the_pnl_guardrail():
+    rng = np.random.default_rng(4)
+    pnl = rng.normal(0.5, 1.0, 300)
+    champion = run(pnl, meta_reward=pnl)
+    # much better on its reward, 0.3 less pnl per trade; same equity path (no drawdown)
+    candidate = run(pnl - 0.3, meta_reward=pnl + 1.0)._replace(equity=champion.equity)
+    d = guarded(candidate, champion, pnl_tolerance=0.1)
+    assert not d.promote and d.guardrail == "pnl"
+    assert d.reason.startswith("wins on meta_reward") and "guardrail pnl" in d.reason
+    assert d.ci_low > 0.0  # the comparison itself was a clear win
+    within = guarded(candidate, champion, pnl_tolerance=0.5)
+    assert within.promote and within.guardrail == "" and within.pnl_tolerance == 0.5
+
+
+def test_a_winner_with_a_deeper_drawdown_is_refused_by_the_drawdown_guardrail():
+    rng = np.random.default_rng(6)
+    pnl = rng.normal(0.5, 1.0, 300)
+    champion = run(pnl, meta_reward=pnl)
+    equity = champion.equity.copy()
+    equity[100:150] *= 0.95  # a 5 % dip the champion does not have
+    candidate = run(pnl, meta_reward=pnl + 1.0)._replace(equity=equity)
+    dd = max_drawdown_pct(equity) - max_drawdown_pct(champion.equity)
+    assert 4.0 < dd < 6.0
+    d = guarded(candidate, champion, pnl_tolerance=0.0, drawdown_tolerance=1.0)
+    assert not d.promote and d.guardrail == "drawdown" and "guardrail drawdown" in d.reason
+    within = guarded(candidate, champion, pnl_tolerance=0.0, drawdown_tolerance=6.0)
+    assert within.promote and within.guardrail == ""
+
+
+def test_both_guardrails_are_named_and_none_applies_to_a_loser_or_by_default():
+    rng = np.random.default_rng(8)
+    pnl = rng.normal(0.5, 1.0, 300)
+    champion = run(pnl, meta_reward=pnl)
+    worse = run(pnl - 0.5, meta_reward=pnl + 1.0)  # its equity falls with its pnl
+    both = guarded(worse, champion, pnl_tolerance=0.0, drawdown_tolerance=0.0)
+    assert not both.promote and both.guardrail == "pnl,drawdown"
+    assert guarded(worse, champion).promote  # compare_policies alone: no guardrail
+    loser = guarded(run(pnl, meta_reward=pnl - 1.0), champion, pnl_tolerance=0.0)
+    assert not loser.promote and loser.guardrail == "" and "below margin" in loser.reason
+
+
+def test_the_guardrail_tolerances_are_settings_of_the_training_config():
+    config = TrainConfig()
+    assert (config.bootstrap, config.pnl_tolerance) == ("stationary", 0.0)
+    assert TrainConfig(drawdown_tolerance=math.inf).drawdown_tolerance == math.inf
+    for bad in ({"pnl_tolerance": -0.1}, {"drawdown_tolerance": math.nan}):
+        with pytest.raises(ValueError, match="must be >= 0"):
+            TrainConfig(**bad)
+    with pytest.raises(ValueError, match="bootstrap"):
+        TrainConfig(bootstrap="moving")
