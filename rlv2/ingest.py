@@ -353,7 +353,7 @@ def _ingest_in_transaction(
     find_repeats: bool,
 ) -> IngestReport:
     """Run the steps of :func:`ingest` inside its transaction."""
-    store.apply_schema(con)
+    store.apply_schema(con, in_transaction=True)
     find_repeats = find_repeats or not _has_key_index(con, request.table)
     plan = _plan_for(con, request, source)
     _map_columns(con, plan)
@@ -483,7 +483,7 @@ def _load_streamed(
     con.begin()
     try:
         store.execute(con, "ingest_setup")
-        store.apply_schema(con)
+        store.apply_schema(con, in_transaction=True)
         params = {"path": request.source, "header": request.header}
         header = store.execute(con, "ingest_streamed_header", params).fetchall()
         plan = _plan_from(con, request, source, [row[0] for row in header])

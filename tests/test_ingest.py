@@ -182,7 +182,7 @@ EXPECTED_PROBLEMS = {
         (5, "confidence"): "confidence must be in [0, 1], got 1.5",
         (6, "direction"): "direction must be -1 or +1, got 0",
         (7, "confidence"): "confidence must be in [0, 1], got -0.1",
-        (8, "signal_id"): "cannot parse 'x8' as an integer",
+        (8, "signal_id"): "missing value",
         (9, "model"): "rows 9, 10 give this (symbol, ts, model) different signal_ids",
         (10, "model"): "rows 9, 10 give this (symbol, ts, model) different signal_ids",
         (12, "confidence"): "confidence must be in [0, 1], got nan",
