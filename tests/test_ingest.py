@@ -526,6 +526,40 @@ def test_an_unparsable_reference_into_an_empty_table_is_quarantined(
     assert column in {name for name, _ in problems}
 
 
+def test_text_ids_and_enums_in_any_case_load_in_the_contracts_spelling(tmp_path):
+    signals, trades = tmp_path / "signals.csv", tmp_path / "trades.csv"
+    signals.write_text(
+        "signal_id,ts,symbol,model,direction,confidence,predicted_regime\n"
+        "3f2b9c1e-6a4d-4e8f-9b7a-0c1d2e3f4a5b,2024-01-01 00:00,BTCUSDT, lgbm ,1,0.6,Trend\n"
+        " 42 ,2024-01-01 00:00,BTCUSDT,PatchTST,-1,0.5,  mean_reversion\n"
+    )
+    trades.write_text(
+        "trade_id,signal_id,ts,symbol,side,entry_price,size_multiplier,leverage,"
+        "portfolio_exposure,strategy,weight_action\n"
+        "T-0001,3f2b9c1e-6a4d-4e8f-9b7a-0c1d2e3f4a5b,2024-01-01 00:01,BTCUSDT,1,100,1.0,2,"
+        "0.1,breakout, weight_up\n"
+        "T-0002,42,2024-01-01 00:01,BTCUSDT,-1,100,1.0,2,0.1,RANGE,Weight_Hold\n"
+    )
+    with store.connect(tmp_path / "h.duckdb") as con:
+        for source, table in ((signals, "signals"), (trades, "trades")):
+            report = ingest(con, IngestRequest(source=str(source), table=table))
+            assert (report.rows_loaded, report.rows_quarantined) == (2, 0), report.problems
+        assert con.execute(
+            "SELECT signal_id, model::VARCHAR, predicted_regime::VARCHAR FROM signals "
+            "ORDER BY signal_id"
+        ).fetchall() == [
+            ("3f2b9c1e-6a4d-4e8f-9b7a-0c1d2e3f4a5b", "LGBM", "TREND"),
+            ("42", "PATCHTST", "MEAN_REVERSION"),
+        ]
+        assert con.execute(
+            "SELECT trade_id, signal_id, strategy::VARCHAR, weight_action::VARCHAR FROM trades "
+            "ORDER BY trade_id"
+        ).fetchall() == [
+            ("T-0001", "3f2b9c1e-6a4d-4e8f-9b7a-0c1d2e3f4a5b", "BREAKOUT", "WEIGHT_UP"),
+            ("T-0002", "42", "RANGE", "WEIGHT_HOLD"),
+        ]
+
+
 # --- other source formats -------------------------------------------------------------------
 
 
