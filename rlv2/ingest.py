@@ -75,6 +75,20 @@ class IngestError(Exception):
     """A source that cannot be ingested; the message names the source and the cause."""
 
 
+class IngestRefused(IngestError):
+    """A strict ingest (``IngestRequest.strict``) that found a row to quarantine: rolled
+    back, nothing changed, no quarantine rows written; ``report`` says what it found."""
+
+    def __init__(self, report: IngestReport) -> None:
+        super().__init__(
+            f"strict ingest of {report.source} into {report.target_table} refused: "
+            f"{report.rows_quarantined} of {report.rows_read} rows break the contract; "
+            "nothing was loaded or recorded (run without --strict to load the valid rows "
+            "and record the others in quarantine)"
+        )
+        self.report = report
+
+
 class _KeyRepeated(Exception):
     """The key index refused the rows to load: the source repeats a key (rolled back, rerun)."""
 
@@ -99,6 +113,9 @@ class IngestRequest:
     """strptime format of the timestamp columns (e.g. ``%m/%d/%Y``); None: ISO 8601."""
     header: bool = True
     """Whether a CSV's first line names its columns (else: column0, column1, ...)."""
+    strict: bool = False
+    """Whether any row to quarantine refuses the whole source: the ingest then rolls back
+    (no rows, no ingest_log or quarantine rows) and raises :class:`IngestRefused`."""
 
 
 @dataclass(frozen=True)
@@ -313,6 +330,8 @@ def _stage_and_load(
             report = _ingest_in_transaction(
                 con, request, source_format, source, file_sha256, started_at, find_repeats=True
             )
+        if request.strict and report.rows_quarantined:
+            raise IngestRefused(report)  # rolled back below
         con.commit()
     except duckdb.TransactionException as error:
         _rollback(con)

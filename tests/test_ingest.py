@@ -560,6 +560,58 @@ def test_text_ids_and_enums_in_any_case_load_in_the_contracts_spelling(tmp_path)
         ]
 
 
+def _policy_csv(path, *flags, month=1):
+    rows = "".join(f"2024-{month:02d}-0{i + 1} 00:00,{f}\n" for i, f in enumerate(flags))
+    path.write_text("ts,enable_rl\n" + rows)
+    return path
+
+
+def _table_counts(db):
+    with store.connect(db, read_only=True) as con:
+        return con.execute(
+            "SELECT (SELECT count(*) FROM policy), (SELECT count(*) FROM ingest_log), "
+            "(SELECT count(*) FROM quarantine)"
+        ).fetchone()
+
+
+def test_an_ingest_that_quarantines_every_row_exits_non_zero_and_keeps_the_quarantine(
+    tmp_path, capsys
+):
+    db = tmp_path / "h.duckdb"
+    source = _policy_csv(tmp_path / "policy.csv", "maybe", "on")
+    assert main(["ingest", "--db", str(db), "--table", "policy", str(source)]) == 1
+    captured = capsys.readouterr()
+    assert "read 2 = loaded 0 + duplicates 0 + quarantined 2" in captured.out
+    error = captured.err.strip()
+    assert len(error.splitlines()) == 1
+    assert "all 2 rows" in error and "none loaded into policy" in error
+    assert _table_counts(db) == (0, 1, 2)
+    # one valid row is enough to succeed; an empty source loads nothing and is no failure
+    mixed = _policy_csv(tmp_path / "mixed.csv", "true", "maybe")
+    assert main(["ingest", "--db", str(db), "--table", "policy", str(mixed)]) == 0
+    empty = _policy_csv(tmp_path / "empty.csv")
+    assert main(["ingest", "--db", str(db), "--table", "policy", str(empty)]) == 0
+
+
+def test_a_strict_ingest_refuses_a_source_with_any_bad_row_and_changes_nothing(tmp_path, capsys):
+    db = tmp_path / "h.duckdb"
+    good = _policy_csv(tmp_path / "good.csv", "true", month=2)
+    assert main(["ingest", "--db", str(db), "--table", "policy", "--strict", str(good)]) == 0
+    capsys.readouterr()
+    before = _table_counts(db)
+    mixed = _policy_csv(tmp_path / "mixed.csv", "false", "maybe", "true")
+    assert main(["ingest", "--db", str(db), "--table", "policy", "--strict", str(mixed)]) == 1
+    captured = capsys.readouterr()
+    assert "row 2, column enable_rl" in captured.out  # what it found, though not recorded
+    assert len(captured.err.strip().splitlines()) == 1
+    assert "strict ingest" in captured.err and "1 of 3 rows" in captured.err
+    assert _table_counts(db) == before
+    # and a strict ingest into a new database leaves no file behind
+    fresh = tmp_path / "fresh.duckdb"
+    assert main(["ingest", "--db", str(fresh), "--table", "policy", "--strict", str(mixed)]) == 1
+    assert not fresh.exists()
+
+
 # --- other source formats -------------------------------------------------------------------
 
 
