@@ -25,6 +25,7 @@ from rlv2.ingest import (
     REPORTED_PROBLEMS,
     SOURCE_FORMATS,
     IngestError,
+    IngestRefused,
     IngestReport,
     IngestRequest,
     ingest,
@@ -179,6 +180,13 @@ def add_ingest_command(subparsers: argparse._SubParsersAction) -> None:
         metavar="PRICE",
         help="quarantine prices of PRICE or more (default: %(default)g)",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse the whole source if any row breaks the contract: nothing is loaded "
+        "and nothing recorded (the problems are printed; without --strict the valid rows "
+        "load and the others are kept in the quarantine table)",
+    )
     parser.set_defaults(run=run_ingest)
 
 
@@ -200,6 +208,7 @@ def run_ingest(args: argparse.Namespace) -> int:
             latest=args.latest,
             max_price=args.max_price,
             glob=args.glob,
+            strict=args.strict,
         )
     except IngestError as error:
         raise _UsageError(f"rlv2 ingest: error: {error}") from None
@@ -208,12 +217,28 @@ def run_ingest(args: argparse.Namespace) -> int:
     try:
         with store.connect(db_path) as con:
             report = ingest(con, request)
+    except IngestRefused as refused:
+        if created:
+            _remove_database(db_path)
+        _print_problems(refused.report, recorded=False)
+        print(f"rlv2 ingest: error: {refused}", file=sys.stderr)
+        return EXIT_FAILURE
     except (IngestError, duckdb.Error) as error:
         if created:
             _remove_database(db_path)
         print(f"rlv2 ingest: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     _print_report(report, db_path)
+    if report.rows_read and report.rows_quarantined == report.rows_read:
+        # committed (the quarantine keeps every reason), but a load that loaded nothing
+        # is a failure to whoever runs it in a script
+        print(
+            f"rlv2 ingest: error: all {report.rows_read} rows of {report.source} were "
+            f"quarantined, none loaded into {report.target_table} (SELECT * FROM quarantine "
+            f"WHERE ingest_id = {report.ingest_id})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -297,14 +322,21 @@ def _print_report(report: IngestReport, db_path: Path) -> None:
         print(f"  ignored source columns: {', '.join(report.ignored_columns)}")
     if report.null_columns:
         print(f"  absent from the source, left NULL: {', '.join(report.null_columns)}")
+    _print_problems(report, recorded=True)
+
+
+def _print_problems(report: IngestReport, *, recorded: bool) -> None:
+    """Print the first quarantined rows (``recorded``: with the query that finds them all)."""
     if report.problems:
         shown = (
             f"the first {REPORTED_PROBLEMS}" if len(report.problems) == REPORTED_PROBLEMS else "all"
         )
-        print(
-            f"  quarantined ({shown}; query: SELECT * FROM quarantine "
-            f"WHERE ingest_id = {report.ingest_id}):"
+        where = (
+            f"query: SELECT * FROM quarantine WHERE ingest_id = {report.ingest_id}"
+            if recorded
+            else "not recorded: --strict"
         )
+        print(f"  {'quarantined' if recorded else 'would quarantine'} ({shown}; {where}):")
         for problem in report.problems:
             column = f", column {problem.column_name}" if problem.column_name else ""
             reason = problem.reason.replace("\n", "\\n")

@@ -101,8 +101,10 @@ def _decisions(
 
     ``symbol_code`` is the position in ``symbols`` (the bars' symbols, ``load_bars``).
     Ordered by (ts, symbol, trade_id) here: sorting three key arrays and taking the rows
-    costs a third of DuckDB sorting all thirty columns. A decision without a trade has
-    one row (trade_id -1); one on a symbol without candles (code -1) is dropped later.
+    costs a third of DuckDB sorting all thirty columns. ``trade_id`` is the trade's code
+    (its id's place in the ids' text order, from 0; ids are text), so trades at one point
+    come in their ids' text order. A decision without a trade has one row (trade_id -1);
+    one on a symbol without candles (code -1) is dropped later.
     """
     params = {"start": start or EARLIEST, "end": end or LATEST, "symbols": list(symbols)}
     rows = _fetch(con, sql_text("features_decisions"), params)
@@ -117,12 +119,13 @@ def _account_columns(
     traded: NDArray[np.bool_],
     config: FeatureConfig,
 ) -> Arrays:
-    """Account state before each decision at ``ts`` and after the close of ``trade_id``.
+    """Account state before each decision at ``ts`` and after the close of ``trade_id``
+    (trade codes, as ``account_closes.sql`` and ``features_decisions.sql`` give them).
 
     Before: after every trade closed before ``ts``, or at ``ts`` but entered before it (a
     trade entered and closed at ``ts`` is not known yet); the neutral start when none.
     After the close: NaN for a trade without a close, or a row without a trade
-    (``traded`` False; any id, negative ones included, can be a trade's).
+    (``traded`` False, which is the test; a row without a trade has code -1).
     """
     closes = _fetch(con, sql_text("account_closes"), {})
     acct = account_after_closes(

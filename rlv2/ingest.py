@@ -90,6 +90,20 @@ class IngestError(Exception):
     """A source that cannot be ingested; the message names the source and the cause."""
 
 
+class IngestRefused(IngestError):
+    """A strict ingest (``IngestRequest.strict``) that found a row to quarantine: rolled
+    back, nothing changed, no quarantine rows written; ``report`` says what it found."""
+
+    def __init__(self, report: IngestReport) -> None:
+        super().__init__(
+            f"strict ingest of {report.source} into {report.target_table} refused: "
+            f"{report.rows_quarantined} of {report.rows_read} rows break the contract; "
+            "nothing was loaded or recorded (run without --strict to load the valid rows "
+            "and record the others in quarantine)"
+        )
+        self.report = report
+
+
 class _KeyRepeated(Exception):
     """The key index refused the rows to load: the source repeats a key (rolled back, rerun)."""
 
@@ -130,6 +144,10 @@ class IngestRequest:
             raise IngestError(f"earliest {self.earliest} must be before latest {self.latest}")
         if not self.max_price > 0:  # also refuses NaN
             raise IngestError(f"max_price={self.max_price} must be > 0")
+
+    strict: bool = False
+    """Whether any row to quarantine refuses the whole source: the ingest then rolls back
+    (no rows, no ingest_log or quarantine rows) and raises :class:`IngestRefused`."""
 
 
 @dataclass(frozen=True)
@@ -368,6 +386,8 @@ def _stage_and_load(
             report = _ingest_in_transaction(
                 con, request, source_format, source, file_sha256, started_at, find_repeats=True
             )
+        if request.strict and report.rows_quarantined:
+            raise IngestRefused(report)  # rolled back below
         con.commit()
     except duckdb.TransactionException as error:
         _rollback(con)
@@ -408,7 +428,7 @@ def _ingest_in_transaction(
     find_repeats: bool,
 ) -> IngestReport:
     """Run the steps of :func:`ingest` inside its transaction."""
-    store.apply_schema(con)
+    store.apply_schema(con, in_transaction=True)
     find_repeats = find_repeats or not _has_key_index(con, request.table)
     plan = _plan_for(con, request, source)
     _map_columns(con, plan)
@@ -581,7 +601,7 @@ def _load_streamed(
     con.begin()
     try:
         store.execute(con, "ingest_setup")
-        store.apply_schema(con)
+        store.apply_schema(con, in_transaction=True)
         params = {"path": request.source, "header": request.header}
         header = store.execute(con, "ingest_streamed_header", params).fetchall()
         plan = _plan_from(con, request, source, [row[0] for row in header])

@@ -57,8 +57,8 @@ class Transitions:
     NULLs come back as NaN (floats), -1 (integers and codes), False (flags), NaT
     (times) or None (text); but a model's direction without a signal and the ``side``
     of a decision without a trade are 0. ``trade_ts`` (NaT: no trade) and
-    ``model_confidence`` (NaN: no signal) are the markers to test, not ``trade_id``,
-    whose -1 can be a real id.
+    ``model_confidence`` (NaN: no signal) are the markers to test, though ``trade_id``
+    -1 also means no trade (codes start at 0).
     """
 
     decision_id: NDArray[np.int64]
@@ -81,6 +81,9 @@ class Transitions:
     last_idx: NDArray[np.int64]
     """Last bar of the decision's symbol."""
     trade_id: NDArray[np.int64]
+    """The trade's code, not its id: ids are text (``schema.sql``), and the code is the
+    position of the id in the text order of all stored trade_ids, from 0 (-1: no trade).
+    ``SELECT trade_id FROM trades ORDER BY trade_id LIMIT 1 OFFSET code`` gives the id."""
     trade_model: NDArray[np.int64]
     """Code of the model whose signal the trade followed."""
     trade_confidence: NDArray[np.float64]

@@ -144,11 +144,38 @@ def execute_formatted(
     return con.execute(sql_text(name).format(**fields), dict(params) if params else None)
 
 
-def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the data contract's types and tables (``schema.sql``) where missing, and add
-    the columns a database made by an earlier contract lacks (``schema_upgrade.sql``)."""
+def apply_schema(con: duckdb.DuckDBPyConnection, *, in_transaction: bool = False) -> None:
+    """Create the data contract's types and tables (``schema.sql``) where missing, and bring
+    a database made by an earlier contract up to it.
+
+    A database whose ``signal_id`` / ``trade_id`` are still BIGINT gets text ids, each id
+    its integer's text (``schema_ids_*.sql``), and one made before the per-agent
+    propensities gets those columns (``schema_upgrade.sql``). The id conversion runs in
+    a transaction of its own, so that a failure changes nothing; pass ``in_transaction``
+    when the caller has one open (DuckDB nests none), and it runs in that one.
+    """
+    # first: schema.sql does not even run on BIGINT ids (DuckDB binds the REFERENCES of
+    # a CREATE TABLE IF NOT EXISTS whose table exists, and refuses BIGINT to VARCHAR)
+    if execute(con, "schema_ids_numeric").fetchone() != (0,):
+        _convert_ids_to_text(con, in_transaction=in_transaction)
     execute(con, "schema")
     execute(con, "schema_upgrade")
+
+
+def _convert_ids_to_text(con: duckdb.DuckDBPyConnection, *, in_transaction: bool) -> None:
+    """Rebuild signals, trades and positions with VARCHAR ids, keeping their rows."""
+    if not in_transaction:
+        con.begin()
+    try:
+        execute(con, "schema_ids_stash")
+        execute(con, "schema")
+        execute(con, "schema_ids_restore")
+    except BaseException:
+        if not in_transaction:
+            con.rollback()
+        raise
+    if not in_transaction:
+        con.commit()
 
 
 def fingerprint(db_path: str | PathLike[str]) -> str:

@@ -46,3 +46,30 @@ def schema_before_per_agent_propensities() -> str:
     old = schema[:start].rstrip().removesuffix(",") + "\n" + schema[end:]
     assert "meta_action_prob" not in old and "sizing_action_prob" not in old
     return old
+
+
+BIGINT_IDS = {
+    "signal_id VARCHAR PRIMARY KEY CHECK (signal_id <> '' AND signal_id = trim(signal_id)),": (
+        "signal_id BIGINT PRIMARY KEY,"
+    ),
+    "trade_id VARCHAR PRIMARY KEY CHECK (trade_id <> '' AND trade_id = trim(trade_id)),": (
+        "trade_id BIGINT PRIMARY KEY,"
+    ),
+    "signal_id VARCHAR NOT NULL UNIQUE REFERENCES signals (signal_id),": (
+        "signal_id BIGINT NOT NULL UNIQUE REFERENCES signals (signal_id),"
+    ),
+    "trade_id VARCHAR PRIMARY KEY REFERENCES trades (trade_id),": (
+        "trade_id BIGINT PRIMARY KEY REFERENCES trades (trade_id),"
+    ),
+}
+"""Today's id columns and what they were before ids became text."""
+
+
+@pytest.fixture(scope="session")
+def schema_of_first_release(schema_before_per_agent_propensities: str) -> str:
+    """``schema.sql`` as it was first released: BIGINT ids, no per-agent propensities."""
+    old = schema_before_per_agent_propensities
+    for today, then in BIGINT_IDS.items():
+        assert old.count(today) == 1, today
+        old = old.replace(today, then)
+    return old

@@ -103,15 +103,15 @@ _DTYPE_OF_KIND: dict[Kind, Any] = {
     "flag": np.bool_,
 }
 
-Signal = tuple[int, datetime, str, str, int, float, str]
+Signal = tuple[str, datetime, str, str, int, float, str]
 """A signals row: signal_id, ts, symbol, model, direction, confidence, predicted_regime."""
 Trade = tuple[
-    int, int, datetime, int, float, int, float, str, str, float | None, float | None, float | None
+    str, str, datetime, int, float, int, float, str, str, float | None, float | None, float | None
 ]
-"""A trades row: trade_id, signal_id, ts, side, size_multiplier, leverage,
+"""A trades row (ids are text): trade_id, signal_id, ts, side, size_multiplier, leverage,
 portfolio_exposure, strategy, weight_action, action_prob, meta_action_prob,
 sizing_action_prob."""
-Close = tuple[int, datetime, float, float]
+Close = tuple[str, datetime, float, float]
 """A positions row: trade_id, closed_ts, pnl_pct, max_drawdown_pct."""
 AccountAfterClose = tuple[float, float, float, float]
 """Win rate, account health, equity-curve slope and Sharpe signal right after a close."""
@@ -173,11 +173,11 @@ class OracleInputs:
     """Index of each symbol's first bar among all candles in (symbol, ts) order."""
     signals: list[Signal]
     """The signals of the decision points, by (ts, symbol, model)."""
-    trade_of_signal: dict[int, Trade]
-    position_of_trade: dict[int, Close]
+    trade_of_signal: dict[str, Trade]
+    position_of_trade: dict[str, Close]
     closes: list[Close]
     """Every position in close order (closed_ts, zero-duration last, then trade_id)."""
-    instant_trades: frozenset[int]
+    instant_trades: frozenset[str]
     """The trades entered and closed at one instant."""
     switch_ts: list[datetime]
     """Times the RL switch was set, ascending; ``switch_on`` holds the flags."""
@@ -202,21 +202,23 @@ def read_tables(
         bar_ts.setdefault(symbol, []).append(ts)
         bar_close.setdefault(symbol, []).append(close)
     signals = con.execute(
-        "SELECT signal_id, ts, symbol, model, direction, confidence, predicted_regime "
+        "SELECT signal_id::VARCHAR, ts, symbol, model, direction, confidence, predicted_regime "
         "FROM signals WHERE ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end) "
         "ORDER BY ts, symbol, model",
         {"start": start, "end": end},
     ).fetchall()
     trades = con.execute(
-        "SELECT trade_id, signal_id, ts, side, size_multiplier, leverage, portfolio_exposure, "
-        "strategy, weight_action, action_prob, meta_action_prob, sizing_action_prob FROM trades"
+        "SELECT trade_id::VARCHAR, signal_id::VARCHAR, ts, side, size_multiplier, leverage, "
+        "portfolio_exposure, strategy, weight_action, action_prob, meta_action_prob, "
+        "sizing_action_prob FROM trades"
     ).fetchall()
     # a trade entered and closed at one instant is not known at that instant (SPEC C, no
     # look-ahead): its close comes last among that instant's closes, and the ledger holds
     # it back until a later decision
     rows = con.execute(
-        "SELECT p.trade_id, p.closed_ts, p.pnl_pct, p.max_drawdown_pct, p.closed_ts = t.ts "
-        "FROM positions p JOIN trades t USING (trade_id) ORDER BY p.closed_ts, 5, p.trade_id"
+        "SELECT p.trade_id::VARCHAR, p.closed_ts, p.pnl_pct, p.max_drawdown_pct, "
+        "p.closed_ts = t.ts FROM positions p JOIN trades t USING (trade_id) "
+        "ORDER BY p.closed_ts, 5, p.trade_id::VARCHAR"
     ).fetchall()
     closes: list[Close] = [(row[0], row[1], row[2], row[3]) for row in rows]
     switches = con.execute("SELECT ts, enable_rl FROM policy ORDER BY ts").fetchall()
@@ -319,7 +321,7 @@ class _Ledger:
     """The oracle's account: applies closes in close order and keeps the state after each."""
 
     def __init__(
-        self, closes: list[Close], instant_trades: frozenset[int], config: FeatureConfig
+        self, closes: list[Close], instant_trades: frozenset[str], config: FeatureConfig
     ) -> None:
         self._closes, self._next, self._config = closes, 0, config
         self._instant = instant_trades
@@ -334,7 +336,7 @@ class _Ledger:
             "closed_before": 0,
         }
         """The account a decision sees: after every close applied so far."""
-        self.after: dict[int, AccountAfterClose] = {}
+        self.after: dict[str, AccountAfterClose] = {}
         """The account right after each applied close, by trade id."""
 
     def apply_until(self, ts: datetime) -> None:
@@ -345,7 +347,7 @@ class _Ledger:
                 break
             self._apply(self._closes[self._next])
 
-    def apply_until_closed(self, trade_ids: set[int]) -> None:
+    def apply_until_closed(self, trade_ids: set[str]) -> None:
         """Apply closes until every trade of ``trade_ids`` has closed (or none are left)."""
         waiting = trade_ids - self.after.keys()
         while waiting and self._next < len(self._closes):
@@ -513,6 +515,15 @@ def oracle_transitions(inputs: OracleInputs, config: FeatureConfig) -> dict[str,
         closed = row["closed_ts"] is not None
         account = ledger.after[row["trade_id"]] if closed else _NO_CLOSE_ACCOUNT
         row.update(zip(_CLOSE_ACCOUNT, account, strict=True))
+    # ids are text; load_transitions gives each trade its code, the position of its id in
+    # the sorted ids of every stored trade (Python's str order is UTF-8's byte order)
+    code = {
+        trade_id: i
+        for i, trade_id in enumerate(sorted(t[0] for t in inputs.trade_of_signal.values()))
+    }
+    for row in rows:
+        if row["trade_ts"] is not None:
+            row["trade_id"] = code[row["trade_id"]]
     return {name: [row[name] for row in rows] for name in COLUMNS}
 
 

@@ -8,6 +8,7 @@ the whole history and over a window, and on the demo history.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -139,13 +140,19 @@ def generated_signals(rng: np.random.Generator) -> pd.DataFrame:
 
 def generated_trades(rng: np.random.Generator, signals: pd.DataFrame) -> pd.DataFrame:
     """A quarter of the signals traded (some points twice or more), entered at the signal
-    or up to ten minutes later; ids of any sign, -1 among them; some without a propensity
-    (joint or per agent)."""
+    or up to ten minutes later; ids are text: integers of any sign, -1 among them (their
+    text order is not their numbers'), and UUIDs; some without a propensity (joint or per
+    agent)."""
     traded = signals[rng.random(len(signals)) < 0.25].reset_index(drop=True)
     n = len(traded)
     pool = np.setdiff1d(np.arange(-100, 10_000), [-1])
-    trade_id = np.r_[-1, rng.choice(pool, n - 1, replace=False)]
-    rng.shuffle(trade_id)
+    number = np.r_[-1, rng.choice(pool, n - 1, replace=False)]
+    rng.shuffle(number)
+    # a third of them UUIDs, made from the number so that the draws stay those of the rest
+    trade_id = [
+        str(uuid.UUID(int=(int(v) + 101) * 0x9E3779B97F4A7C15 % 2**128)) if v % 3 == 1 else str(v)
+        for v in number
+    ]
     delay = np.where(rng.random(n) < 0.5, 0, rng.integers(1, 600, n))
     action_prob = pd.array(rng.uniform(0.01, 1.0, n), dtype="Float64")
     action_prob[rng.random(n) < 0.2] = pd.NA
@@ -287,6 +294,10 @@ def test_the_generated_history_holds_the_special_cases(generated_db):
         n_zero = con.execute(
             "SELECT count(*) FROM positions JOIN trades USING (trade_id) WHERE closed_ts = ts"
         ).fetchone()[0]
+        n_minus_one, n_uuid = con.execute(
+            "SELECT count(*) FILTER (WHERE trade_id = '-1'), "
+            "count(*) FILTER (WHERE TRY_CAST(trade_id AS UUID) IS NOT NULL) FROM trades"
+        ).fetchone()
     traded = ~np.isnat(tr["trade_ts"])
     closed = ~np.isnat(tr["closed_ts"])
     points, per_point = np.unique(tr["decision_id"], return_counts=True)
@@ -298,7 +309,8 @@ def test_the_generated_history_holds_the_special_cases(generated_db):
         "a trade still open": (traded & ~closed).any(),
         "a zero-duration trade": n_zero > 0,
         "a trade entered after its signal": (tr["trade_ts"][traded] > tr["ts"][traded]).any(),
-        "trade id -1": (tr["trade_id"][traded] == -1).any(),
+        "trade id '-1'": n_minus_one == 1,
+        "a UUID trade id": n_uuid > 0,
         "a missing model signal": np.isnan(tr["conf_nhits"]).any(),
         "no propensity": np.isnan(tr["action_prob"][traded]).any(),
         "no meta propensity": np.isnan(tr["meta_action_prob"][traded]).any(),

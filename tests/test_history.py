@@ -99,6 +99,13 @@ def test_decision_account_state_counts_the_closes_known_at_it(transitions, demo_
             assert np.isnan(tr.close_winrate[i])
 
 
+def trade_code(con, trade_id):
+    """The code load_transitions gives the trade of this text id: its place in id order."""
+    return con.execute(
+        "SELECT count(*) FROM trades WHERE trade_id::VARCHAR < $id", {"id": str(trade_id)}
+    ).fetchone()[0]
+
+
 def test_a_trade_entered_and_closed_at_its_signal_is_not_known_at_that_instant(demo_db, tmp_path):
     # One demo trade made zero-duration: entered and closed at its own signal's instant.
     # Its own decision, and any other decision at that instant, must not count its close;
@@ -120,8 +127,9 @@ def test_a_trade_entered_and_closed_at_its_signal_is_not_known_at_that_instant(d
         )
         closes = con.execute(store.sql_text("account_closes")).fetchnumpy()
         tr = history.load_transitions(con)
+        code = trade_code(con, trade_id)
     assert closes["zero_duration"].sum() == 1
-    own = np.flatnonzero(tr.trade_id == trade_id)[0]
+    own = np.flatnonzero(tr.trade_id == code)[0]
     at_or_before = int((closes["closed_ts"] <= tr.ts[own]).sum())
     assert tr.closed_before[own] == at_or_before - 1  # all but its own close
     later = np.flatnonzero(tr.ts > tr.ts[own])[0]
@@ -186,16 +194,14 @@ def test_a_decision_without_a_known_bar_is_left_out(demo_db, tmp_path):
     shutil.copy(demo_db, copy)
     with store.connect(copy) as con:
         before = history.load_transitions(con)
-        first_ts, symbol, next_id = con.execute(
-            "SELECT min(ts), arg_min(symbol, ts), (SELECT max(signal_id) + 1 FROM signals) "
-            "FROM candles"
+        first_ts, symbol = con.execute(
+            "SELECT min(ts), arg_min(symbol, ts) FROM candles"
         ).fetchone()
         con.execute(
             "INSERT INTO signals VALUES "
-            "($id, $early, $symbol, 'XGB', 1, 0.9, 'TREND'), "
-            "($id + 1, $late, 'NOBARS', 'XGB', 1, 0.9, 'TREND')",
+            "('extra-1', $early, $symbol, 'XGB', 1, 0.9, 'TREND'), "
+            "('extra-2', $late, 'NOBARS', 'XGB', 1, 0.9, 'TREND')",
             {
-                "id": next_id,
                 "early": first_ts - np.timedelta64(1, "D"),
                 "symbol": symbol,
                 "late": before.ts[-1],
@@ -207,8 +213,11 @@ def test_a_decision_without_a_known_bar_is_left_out(demo_db, tmp_path):
     assert np.array_equal(after.bar_idx, before.bar_idx)
 
 
-def test_negative_trade_ids_are_trades_like_any_other(demo_db, tmp_path):
-    """The contract allows any BIGINT trade id; -1 must not read as 'no trade'."""
+def test_trade_ids_of_any_text_are_trades_like_any_other(demo_db, tmp_path):
+    """The contract allows any text as a trade id; '-1' must not read as 'no trade'.
+
+    Each trade's code is its id's place in the ids' text order, whatever the text.
+    """
     renumbered = tmp_path / "negative_ids.duckdb"
     with store.connect(renumbered) as con:
         store.apply_schema(con)
@@ -217,18 +226,27 @@ def test_negative_trade_ids_are_trades_like_any_other(demo_db, tmp_path):
             ("candles", ""),
             ("signals", ""),
             ("policy", ""),
-            ("trades", " REPLACE (-trade_id AS trade_id)"),
-            ("positions", " REPLACE (-trade_id AS trade_id)"),
+            ("trades", " REPLACE ('-' || trade_id AS trade_id)"),
+            ("positions", " REPLACE ('-' || trade_id AS trade_id)"),
         ):
             con.execute(f"INSERT INTO {table} SELECT *{change} FROM src.{table}")
         con.execute("DETACH src")
-        assert con.execute("SELECT count(*) FROM trades WHERE trade_id = -1").fetchone() == (1,)
+        assert con.execute("SELECT count(*) FROM trades WHERE trade_id = '-1'").fetchone() == (1,)
         negative = history.load_transitions(con)
+        negative_ids = np.array(
+            [r[0] for r in con.execute("SELECT trade_id FROM trades ORDER BY trade_id").fetchall()]
+        )
     with store.connect(demo_db, read_only=True) as con:
         positive = history.load_transitions(con)
+        positive_ids = np.array(
+            [r[0] for r in con.execute("SELECT trade_id FROM trades ORDER BY trade_id").fetchall()]
+        )
     assert np.array_equal(traded_mask(negative), traded_mask(positive))
     traded = ~np.isnat(positive.trade_ts)
-    assert np.array_equal(negative.trade_id[traded], -positive.trade_id[traded])
+    assert (negative.trade_id[traded] >= 0).all()  # a code, never the -1 of no trade
+    assert ["-" + i for i in positive_ids[positive.trade_id[traded]]] == list(
+        negative_ids[negative.trade_id[traded]]
+    )
     closed = traded & ~np.isnat(positive.closed_ts)
     # the account after each close is there (ties in closed_ts now order the other way,
     # so its values may differ from the positive ids')
@@ -251,7 +269,7 @@ def test_decisions_a_model_gave_no_signal_on_are_kept_out_of_the_simulation(demo
             "JOIN signals AS o ON o.symbol = s.symbol AND o.ts = s.ts AND o.model <> s.model)"
         )
         window = pipeline.load_window(con)
-        first_five = con.execute("SELECT min(trade_id) + 4 FROM trades").fetchone()[0]
+        first_five = 4  # the first five ids' codes are 0 to 4
     with store.connect(demo_db, read_only=True) as con:
         full = pipeline.load_window(con)
     tr = window.transitions
@@ -296,14 +314,15 @@ def test_the_rl_switch_is_on_before_the_first_policy_row_in_both_readings():
 
 
 def test_a_database_made_before_the_per_agent_propensities_still_loads_and_ingests(
-    demo_db, tmp_path, schema_before_per_agent_propensities
+    demo_db, tmp_path, schema_of_first_release
 ):
-    """Read-only readers see the missing columns as NaN; the next ingest adds them."""
+    """Read-only readers see the missing columns as NaN and the BIGINT ids as text; the
+    next ingest adds the columns and converts the ids."""
     from rlv2.ingest import IngestRequest, ingest
 
     old = tmp_path / "old.duckdb"
     with store.connect(old) as con:
-        con.execute(schema_before_per_agent_propensities)
+        con.execute(schema_of_first_release)
         con.execute(f"ATTACH '{demo_db}' AS src (READ_ONLY)")
         for table in ("candles", "signals", "trades", "positions", "policy"):
             added = " EXCLUDE (meta_action_prob, sizing_action_prob)" if table == "trades" else ""
@@ -336,6 +355,7 @@ def test_a_database_made_before_the_per_agent_propensities_still_loads_and_inges
     assert (report.rows_loaded, report.ignored_columns) == (1, ()), report.problems
     with store.connect(old, read_only=True) as con:
         after = history.load_transitions(con)
-    new = after.trade_id == 900000001
+        assert con.execute(store.sql_text("schema_ids_numeric")).fetchone() == (0,)
+        new = after.trade_id == trade_code(con, 900000001)
     assert after.meta_action_prob[new].tolist() == after.sizing_action_prob[new].tolist() == [0.1]
     assert np.isnan(after.meta_action_prob[~new]).all()

@@ -182,7 +182,7 @@ EXPECTED_PROBLEMS = {
         (5, "confidence"): "confidence must be in [0, 1], got 1.5",
         (6, "direction"): "direction must be -1 or +1, got 0",
         (7, "confidence"): "confidence must be in [0, 1], got -0.1",
-        (8, "signal_id"): "cannot parse 'x8' as an integer",
+        (8, "signal_id"): "missing value",
         (9, "model"): "rows 9, 10 give this (symbol, ts, model) different signal_ids",
         (10, "model"): "rows 9, 10 give this (symbol, ts, model) different signal_ids",
         (12, "confidence"): "confidence must be in [0, 1], got nan",
@@ -524,6 +524,92 @@ def test_an_unparsable_reference_into_an_empty_table_is_quarantined(
     assert report.rows_quarantined == 1
     assert all(reason for _, reason in problems)
     assert column in {name for name, _ in problems}
+
+
+def test_text_ids_and_enums_in_any_case_load_in_the_contracts_spelling(tmp_path):
+    signals, trades = tmp_path / "signals.csv", tmp_path / "trades.csv"
+    signals.write_text(
+        "signal_id,ts,symbol,model,direction,confidence,predicted_regime\n"
+        "3f2b9c1e-6a4d-4e8f-9b7a-0c1d2e3f4a5b,2024-01-01 00:00,BTCUSDT, lgbm ,1,0.6,Trend\n"
+        " 42 ,2024-01-01 00:00,BTCUSDT,PatchTST,-1,0.5,  mean_reversion\n"
+    )
+    trades.write_text(
+        "trade_id,signal_id,ts,symbol,side,entry_price,size_multiplier,leverage,"
+        "portfolio_exposure,strategy,weight_action\n"
+        "T-0001,3f2b9c1e-6a4d-4e8f-9b7a-0c1d2e3f4a5b,2024-01-01 00:01,BTCUSDT,1,100,1.0,2,"
+        "0.1,breakout, weight_up\n"
+        "T-0002,42,2024-01-01 00:01,BTCUSDT,-1,100,1.0,2,0.1,RANGE,Weight_Hold\n"
+    )
+    with store.connect(tmp_path / "h.duckdb") as con:
+        for source, table in ((signals, "signals"), (trades, "trades")):
+            report = ingest(con, IngestRequest(source=str(source), table=table))
+            assert (report.rows_loaded, report.rows_quarantined) == (2, 0), report.problems
+        assert con.execute(
+            "SELECT signal_id, model::VARCHAR, predicted_regime::VARCHAR FROM signals "
+            "ORDER BY signal_id"
+        ).fetchall() == [
+            ("3f2b9c1e-6a4d-4e8f-9b7a-0c1d2e3f4a5b", "LGBM", "TREND"),
+            ("42", "PATCHTST", "MEAN_REVERSION"),
+        ]
+        assert con.execute(
+            "SELECT trade_id, signal_id, strategy::VARCHAR, weight_action::VARCHAR FROM trades "
+            "ORDER BY trade_id"
+        ).fetchall() == [
+            ("T-0001", "3f2b9c1e-6a4d-4e8f-9b7a-0c1d2e3f4a5b", "BREAKOUT", "WEIGHT_UP"),
+            ("T-0002", "42", "RANGE", "WEIGHT_HOLD"),
+        ]
+
+
+def _policy_csv(path, *flags, month=1):
+    rows = "".join(f"2024-{month:02d}-0{i + 1} 00:00,{f}\n" for i, f in enumerate(flags))
+    path.write_text("ts,enable_rl\n" + rows)
+    return path
+
+
+def _table_counts(db):
+    with store.connect(db, read_only=True) as con:
+        return con.execute(
+            "SELECT (SELECT count(*) FROM policy), (SELECT count(*) FROM ingest_log), "
+            "(SELECT count(*) FROM quarantine)"
+        ).fetchone()
+
+
+def test_an_ingest_that_quarantines_every_row_exits_non_zero_and_keeps_the_quarantine(
+    tmp_path, capsys
+):
+    db = tmp_path / "h.duckdb"
+    source = _policy_csv(tmp_path / "policy.csv", "maybe", "on")
+    assert main(["ingest", "--db", str(db), "--table", "policy", str(source)]) == 1
+    captured = capsys.readouterr()
+    assert "read 2 = loaded 0 + duplicates 0 + quarantined 2" in captured.out
+    error = captured.err.strip()
+    assert len(error.splitlines()) == 1
+    assert "all 2 rows" in error and "none loaded into policy" in error
+    assert _table_counts(db) == (0, 1, 2)
+    # one valid row is enough to succeed; an empty source loads nothing and is no failure
+    mixed = _policy_csv(tmp_path / "mixed.csv", "true", "maybe")
+    assert main(["ingest", "--db", str(db), "--table", "policy", str(mixed)]) == 0
+    empty = _policy_csv(tmp_path / "empty.csv")
+    assert main(["ingest", "--db", str(db), "--table", "policy", str(empty)]) == 0
+
+
+def test_a_strict_ingest_refuses_a_source_with_any_bad_row_and_changes_nothing(tmp_path, capsys):
+    db = tmp_path / "h.duckdb"
+    good = _policy_csv(tmp_path / "good.csv", "true", month=2)
+    assert main(["ingest", "--db", str(db), "--table", "policy", "--strict", str(good)]) == 0
+    capsys.readouterr()
+    before = _table_counts(db)
+    mixed = _policy_csv(tmp_path / "mixed.csv", "false", "maybe", "true")
+    assert main(["ingest", "--db", str(db), "--table", "policy", "--strict", str(mixed)]) == 1
+    captured = capsys.readouterr()
+    assert "row 2, column enable_rl" in captured.out  # what it found, though not recorded
+    assert len(captured.err.strip().splitlines()) == 1
+    assert "strict ingest" in captured.err and "1 of 3 rows" in captured.err
+    assert _table_counts(db) == before
+    # and a strict ingest into a new database leaves no file behind
+    fresh = tmp_path / "fresh.duckdb"
+    assert main(["ingest", "--db", str(fresh), "--table", "policy", "--strict", str(mixed)]) == 1
+    assert not fresh.exists()
 
 
 # --- other source formats -------------------------------------------------------------------

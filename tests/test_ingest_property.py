@@ -99,6 +99,11 @@ STORED_TRADES = {
 """trade_id -> its entry time; none of them is closed."""
 STORED_POINTS = {(s.symbol, s.ts, s.model): signal_id for signal_id, s in STORED_SIGNALS.items()}
 """(symbol, ts, model) -> the stored signal at that decision point."""
+# Ids are text (schema.sql): the stored rows' ids are these numbers' text, and a source's
+# id names a stored row only when it is that text exactly ('+10000' is another id).
+SIGNAL_OF_ID = {str(k): v for k, v in STORED_SIGNALS.items()}
+FOLLOWER_OF_ID = {str(k): str(v) for k, v in FOLLOWERS.items()}
+OPENED_OF_ID = {str(k): v for k, v in STORED_TRADES.items()}
 
 
 @contextmanager
@@ -107,7 +112,7 @@ def _contract_db() -> Iterator[duckdb.DuckDBPyConnection]:
     with store.connect(":memory:") as con:
         store.apply_schema(con)
         signals = {
-            "signal_id": list(STORED_SIGNALS),
+            "signal_id": list(SIGNAL_OF_ID),
             "ts": [s.ts for s in STORED_SIGNALS.values()],
             "symbol": [s.symbol for s in STORED_SIGNALS.values()],
             "model": [s.model for s in STORED_SIGNALS.values()],
@@ -118,8 +123,8 @@ def _contract_db() -> Iterator[duckdb.DuckDBPyConnection]:
             signals,
         )
         trades = {
-            "trade_id": list(FOLLOWERS.values()),
-            "signal_id": list(FOLLOWERS),
+            "trade_id": list(FOLLOWER_OF_ID.values()),
+            "signal_id": list(FOLLOWER_OF_ID),
             "ts": [STORED_TRADES[t] for t in FOLLOWERS.values()],
             "symbol": [STORED_SIGNALS[s].symbol for s in FOLLOWERS],
         }
@@ -132,6 +137,11 @@ def _contract_db() -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 # --- The contract in plain Python ------------------------------------------------------
+
+
+def _identifier(text: str) -> str:
+    """An id: any non-empty text, without the blanks around it (``_read`` strips them)."""
+    return text
 
 
 def _integer(text: str) -> int:
@@ -237,7 +247,7 @@ def candles_faults(row: Row) -> set[Fault]:
 def signals_faults(row: Row) -> set[Fault]:
     """direction +-1, confidence in [0, 1], one signal per model at a decision point."""
     faults: set[Fault] = set()
-    signal_id = _read(row, faults, "signal_id", _integer)
+    signal_id = _read(row, faults, "signal_id", _identifier)
     ts = _read(row, faults, "ts", _timestamp)
     _bound(faults, "ts", ts)
     symbol = _read(row, faults, "symbol", str)
@@ -248,7 +258,7 @@ def signals_faults(row: Row) -> set[Fault]:
     _rule(faults, "direction", direction, _is_sign)
     _rule(faults, "confidence", confidence, lambda v: math.isfinite(v) and 0 <= v <= 1)
     taken = STORED_POINTS.get((symbol, ts, model))
-    if taken is not None and signal_id is not None and taken != signal_id:
+    if taken is not None and signal_id is not None and str(taken) != signal_id:
         faults.add(("model", "rule"))  # one forecast per model at a decision point
     return faults
 
@@ -256,8 +266,8 @@ def signals_faults(row: Row) -> set[Fault]:
 def trades_faults(row: Row) -> set[Fault]:
     """The sizing action's values, and a stored signal of the same symbol, not later, unfollowed."""
     faults: set[Fault] = set()
-    trade_id = _read(row, faults, "trade_id", _integer)
-    signal_id = _read(row, faults, "signal_id", _integer)
+    trade_id = _read(row, faults, "trade_id", _identifier)
+    signal_id = _read(row, faults, "signal_id", _identifier)
     ts = _read(row, faults, "ts", _timestamp)
     _bound(faults, "ts", ts)
     symbol = _read(row, faults, "symbol", str)
@@ -277,13 +287,13 @@ def trades_faults(row: Row) -> set[Fault]:
         _rule(faults, column, prob, lambda v: math.isfinite(v) and 0 < v <= 1)
     if signal_id is None:
         return faults
-    signal = STORED_SIGNALS.get(signal_id)
+    signal = SIGNAL_OF_ID.get(signal_id)
     if signal is None:
         faults.add(("signal_id", "rule"))  # ingest signals first
         return faults
     _rule(faults, "symbol", symbol, lambda v: v == signal.symbol)
     _rule(faults, "ts", ts, lambda v: v >= signal.ts)
-    follower = FOLLOWERS.get(signal_id)
+    follower = FOLLOWER_OF_ID.get(signal_id)
     if follower is not None and trade_id is not None and follower != trade_id:
         faults.add(("signal_id", "rule"))  # one trade per signal
     return faults
@@ -292,7 +302,7 @@ def trades_faults(row: Row) -> set[Fault]:
 def positions_faults(row: Row) -> set[Fault]:
     """Prices and percents of margin in range, and a stored trade opened before the close."""
     faults: set[Fault] = set()
-    trade_id = _read(row, faults, "trade_id", _integer)
+    trade_id = _read(row, faults, "trade_id", _identifier)
     closed_ts = _read(row, faults, "closed_ts", _timestamp)
     _bound(faults, "closed_ts", closed_ts)
     exit_price = _read(row, faults, "exit_price", float)
@@ -304,7 +314,7 @@ def positions_faults(row: Row) -> set[Fault]:
     _rule(faults, "max_drawdown_pct", drawdown, lambda v: math.isfinite(v) and 0 <= v <= 100)
     if trade_id is None:
         return faults
-    opened = STORED_TRADES.get(trade_id)
+    opened = OPENED_OF_ID.get(trade_id)
     if opened is None:
         faults.add(("trade_id", "rule"))  # ingest trades first
     else:
@@ -398,8 +408,13 @@ def _stamp(instant: datetime, form: str) -> str:
     return forms[form]
 
 
-ID = (["{}"] * 3 + ["+{}", "{}.0", " {} "], ["{}.5", "x{}", ""])
-"""How a source may write an identifier (a format of the number), or not."""
+ID = (
+    ["{}"] * 3 + [" {} ", "x{}", "{}.5", "+{}", "{}.0", "0b7c5e2a-9d1f-4c3e-8a6b-{:012d}"],
+    ["", "  "],
+)
+"""How a source may write an identifier (a format of the number), or not. Any text is an
+id, so the forms other than the number's own text name no stored row: a trade whose
+signal_id is '+10000' follows no stored signal."""
 SYMBOL = (["BTCUSDT", "ETHUSDT", " BTCUSDT "], ["", "  "])
 SIGN = (["1", "-1", "+1", "-1.0", " 1 "], ["0", "2", "-2", "300", "0.5", "up", "", "9" * 20])
 PRICE = (["42000", "1e-3", " 7.5 ", "+1E4"], ["0", "-1", "NaN", "inf", "-inf", "abc", "", "1e308"])
@@ -567,12 +582,12 @@ class Case:
 CASES: dict[str, Case] = {
     "candles": Case(CANDLES, _candles_row, candles_faults, "ts", _timestamp),
     "signals": Case(
-        SIGNALS, _signals_row, signals_faults, "signal_id", _integer, frozenset(STORED_SIGNALS)
+        SIGNALS, _signals_row, signals_faults, "signal_id", _identifier, frozenset(SIGNAL_OF_ID)
     ),
     "trades": Case(
-        TRADES, _trades_row, trades_faults, "trade_id", _integer, frozenset(STORED_TRADES)
+        TRADES, _trades_row, trades_faults, "trade_id", _identifier, frozenset(OPENED_OF_ID)
     ),
-    "positions": Case(POSITIONS, _positions_row, positions_faults, "trade_id", _integer),
+    "positions": Case(POSITIONS, _positions_row, positions_faults, "trade_id", _identifier),
     "policy": Case(POLICY, _policy_row, policy_faults, "ts", _timestamp),
 }
 

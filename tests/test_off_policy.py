@@ -164,7 +164,7 @@ def test_an_opinion_covers_the_trades_that_logged_a_propensity(tmp_path):
     path = tmp_path / "partly.duckdb"
     build_planted_database(path, PlantedConfig(max_decisions_per_symbol=400))
     with store.connect(path) as con:
-        con.execute("UPDATE trades SET sizing_action_prob = NULL WHERE trade_id % 3 = 0")
+        con.execute("UPDATE trades SET sizing_action_prob = NULL WHERE trade_id::BIGINT % 3 = 0")
         window = pipeline.load_window(con)
     rows = window.inputs.rows
     logged = ~np.isnan(window.transitions.sizing_action_prob[rows])

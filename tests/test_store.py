@@ -83,6 +83,50 @@ def test_apply_schema_upgrades_a_database_made_before_the_per_agent_propensities
         assert con.execute("SELECT count(*) FROM trades").fetchone() == (2,)
 
 
+def test_apply_schema_gives_a_database_of_bigint_ids_text_ids_and_keeps_its_rows(
+    tmp_path, schema_of_first_release
+):
+    path = tmp_path / "first.duckdb"
+    with store.connect(path) as old:
+        old.execute(schema_of_first_release)
+        old.execute(SIGNAL)
+        old.execute(SIGNAL.replace("VALUES (1,", "VALUES (10,").replace("XGB", "LGBM"))
+        old.execute(TRADE.replace(", 0.3, 0.3)", ")"))
+        old.execute(TRADE.replace("VALUES (1, 1,", "VALUES (-7, 10,").replace(", 0.3, 0.3)", ")"))
+        old.execute("INSERT INTO positions VALUES (-7, '2024-01-01 01:00', 42100, 1.5, 0.2)")
+        assert old.execute(store.sql_text("schema_ids_numeric")).fetchone() == (4,)
+    with store.connect(path) as con:
+        store.apply_schema(con)
+        store.apply_schema(con)  # idempotent once converted
+        assert con.execute(store.sql_text("schema_ids_numeric")).fetchone() == (0,)
+        assert con.execute(
+            "SELECT trade_id, signal_id, meta_action_prob FROM trades ORDER BY trade_id"
+        ).fetchall() == [("-7", "10", None), ("1", "1", None)]
+        assert con.execute("SELECT trade_id FROM positions").fetchall() == [("-7",)]
+        # the keys and references hold as in a new database
+        with pytest.raises(duckdb.ConstraintException):
+            con.execute("INSERT INTO positions VALUES ('nope', '2024-01-01', 1, 0, 0)")
+        with pytest.raises(duckdb.ConstraintException):
+            con.execute(SIGNAL.replace("VALUES (1,", "VALUES ('1',").replace("XGB", "NHITS"))
+        con.execute(SIGNAL.replace("VALUES (1,", "VALUES ('0b7c-uuid',").replace("XGB", "NHITS"))
+
+
+def test_apply_schema_converts_ids_inside_the_callers_transaction_and_rolls_back_with_it(
+    tmp_path, schema_of_first_release
+):
+    path = tmp_path / "first.duckdb"
+    with store.connect(path) as old:
+        old.execute(schema_of_first_release)
+        old.execute(SIGNAL)
+    with store.connect(path) as con:
+        con.begin()
+        store.apply_schema(con, in_transaction=True)
+        assert con.execute("SELECT signal_id FROM signals").fetchall() == [("1",)]
+        con.rollback()
+        assert con.execute(store.sql_text("schema_ids_numeric")).fetchone() == (4,)
+        assert con.execute("SELECT signal_id FROM signals").fetchall() == [(1,)]
+
+
 def test_apply_schema_is_idempotent(con):
     store.apply_schema(con)
     tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}

@@ -11,6 +11,12 @@
 --     gives 2.5; SPEC C); a loss is capped at the whole margin (-100) by liquidation.
 --   * The ENUM types list their values in the code order of rlv2.domain, so
 --     enum_code(column) equals the IntEnum value (Regime, Model, WeightAction).
+--   * Identifiers (signal_id, trade_id) are text: any non-empty string without surrounding
+--     blanks, as the trading system writes it (a UUID, '42', 'T-0001'). An integer id
+--     loads as its text. Where an order of ids matters (ties in rlv2's replay), it is the
+--     order of the text, byte by byte ('10' < '9'). A database made when ids were BIGINT
+--     is converted by rlv2.store.apply_schema (schema_ids_to_text.sql), which every
+--     `rlv2 ingest` runs.
 --   * Ingest the tables in the order candles, signals, trades, positions, policy: a trade
 --     needs its signal stored first, a position its trade.
 
@@ -51,7 +57,7 @@ CREATE TABLE IF NOT EXISTS candles (
 -- point (the `signal.generated` event of SPEC A5), with at most one forecast per model.
 CREATE TABLE IF NOT EXISTS signals (
     -- Identifier of the forecast, unique over all signals.
-    signal_id BIGINT PRIMARY KEY,
+    signal_id VARCHAR PRIMARY KEY CHECK (signal_id <> '' AND signal_id = trim(signal_id)),
     -- Time the signal was generated, UTC.
     ts TIMESTAMP NOT NULL,
     -- Instrument the forecast is for.
@@ -72,10 +78,10 @@ CREATE TABLE IF NOT EXISTS signals (
 -- and the sizing action (size_multiplier, leverage). One trade per signal.
 CREATE TABLE IF NOT EXISTS trades (
     -- Identifier of the trade, unique over all trades.
-    trade_id BIGINT PRIMARY KEY,
+    trade_id VARCHAR PRIMARY KEY CHECK (trade_id <> '' AND trade_id = trim(trade_id)),
     -- The forecast the trade followed; its model is the model the meta action chose.
     -- Ingestion also requires the same symbol and ts >= the signal's ts.
-    signal_id BIGINT NOT NULL UNIQUE REFERENCES signals (signal_id),
+    signal_id VARCHAR NOT NULL UNIQUE REFERENCES signals (signal_id),
     -- Execution (entry) time, UTC.
     ts TIMESTAMP NOT NULL,
     -- Instrument traded.
@@ -116,7 +122,7 @@ CREATE TABLE IF NOT EXISTS trades (
 -- Ingestion also requires closed_ts >= the trade's ts.
 CREATE TABLE IF NOT EXISTS positions (
     -- The trade this closes.
-    trade_id BIGINT PRIMARY KEY REFERENCES trades (trade_id),
+    trade_id VARCHAR PRIMARY KEY REFERENCES trades (trade_id),
     -- Time the position was closed, UTC.
     closed_ts TIMESTAMP NOT NULL,
     -- Exit price.

@@ -2,7 +2,11 @@
 -- rows of one (symbol, ts) pivoted by model, and the trade executed on it with its
 -- close. The account state before the decision and after the close comes from
 -- account_closes.sql and rlv2.account, the RL switch from policy_switches.sql.
--- Unordered: rlv2.history orders the rows by (ts, symbol, trade_id). The bars (the last
+-- Unordered: rlv2.history orders the rows by (ts, symbol, trade_id). trade_id comes back
+-- as the trade's code: the position of its id in the text order of all trade_ids, from 0,
+-- computed as account_closes.sql computes it (ids are text, schema.sql; the replay keeps
+-- int64 arrays); NULL (-1 in the replay) without a trade. The order of trades at one
+-- decision point is therefore the order of their ids' text. The bars (the last
 -- bar with bar.ts <= ts, the bar of the close) and the market features over them are
 -- found by rlv2.market's kernels from symbol_code, the symbol's position in $symbols,
 -- the bar arrays' symbols from bars_symbols.sql (NULL: no candles; such a decision has
@@ -21,6 +25,10 @@ WITH contract_trades AS (
     FROM (SELECT NULL::DOUBLE AS meta_action_prob, NULL::DOUBLE AS sizing_action_prob WHERE false)
     UNION ALL BY NAME
     SELECT * FROM trades
+),
+trade_codes AS (
+    SELECT trade_id, dense_rank() OVER (ORDER BY trade_id::VARCHAR) - 1 AS trade_code
+    FROM trades
 ),
 points AS (
     SELECT
@@ -51,7 +59,7 @@ executed AS (
     SELECT
         s.symbol,
         s.ts,
-        t.trade_id,
+        c.trade_code AS trade_id,
         enum_code(s.model) AS trade_model,
         s.confidence AS trade_confidence,
         enum_code(s.predicted_regime) AS trade_predicted_regime,
@@ -70,6 +78,7 @@ executed AS (
         po.max_drawdown_pct
     FROM contract_trades AS t
     JOIN signals AS s ON s.signal_id = t.signal_id
+    JOIN trade_codes AS c ON c.trade_id = t.trade_id
     LEFT JOIN positions AS po ON po.trade_id = t.trade_id
     WHERE s.ts >= $start AND s.ts < $end
 )

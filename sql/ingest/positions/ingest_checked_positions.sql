@@ -6,7 +6,7 @@ CREATE OR REPLACE TEMP TABLE ingest_checked AS
 WITH typed AS (
     SELECT
         source_row,
-        ingest_integer(trade_id) AS trade_id,
+        ingest_text(trade_id) AS trade_id,
         ingest_timestamp(closed_ts, $ts_format) AS closed_ts,
         ingest_double(exit_price) AS exit_price,
         ingest_double(pnl_pct) AS pnl_pct,

@@ -6,7 +6,7 @@ WITH typed AS (
     SELECT
         source_row,
         {
-            'trade_id': ingest_integer(trade_id),
+            'trade_id': ingest_text(trade_id),
             'closed_ts': ingest_timestamp(closed_ts, $ts_format),
             'exit_price': ingest_double(exit_price),
             'pnl_pct': ingest_double(pnl_pct),

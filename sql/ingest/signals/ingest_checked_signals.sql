@@ -9,7 +9,7 @@ WITH
 typed AS (
     SELECT
         source_row,
-        ingest_integer(signal_id) AS signal_id,
+        ingest_text(signal_id) AS signal_id,
         ingest_timestamp(ts, $ts_format) AS ts,
         ingest_text(symbol) AS symbol,
         TRY_CAST(ingest_label(model) AS model_enum) AS model,

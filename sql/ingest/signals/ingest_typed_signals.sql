@@ -6,7 +6,7 @@ WITH typed AS (
     SELECT
         source_row,
         {
-            'signal_id': ingest_integer(signal_id),
+            'signal_id': ingest_text(signal_id),
             'ts': ingest_timestamp(ts, $ts_format),
             'symbol': ingest_text(symbol),
             'model': TRY_CAST(ingest_label(model) AS model_enum),

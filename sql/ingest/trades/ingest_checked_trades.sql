@@ -9,8 +9,8 @@ WITH
 typed AS (
     SELECT
         source_row,
-        ingest_integer(trade_id) AS trade_id,
-        ingest_integer(signal_id) AS signal_id,
+        ingest_text(trade_id) AS trade_id,
+        ingest_text(signal_id) AS signal_id,
         ingest_timestamp(ts, $ts_format) AS ts,
         ingest_text(symbol) AS symbol,
         ingest_integer(side) AS side,

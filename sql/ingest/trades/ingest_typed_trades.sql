@@ -6,8 +6,8 @@ WITH typed AS (
     SELECT
         source_row,
         {
-            'trade_id': ingest_integer(trade_id),
-            'signal_id': ingest_integer(signal_id),
+            'trade_id': ingest_text(trade_id),
+            'signal_id': ingest_text(signal_id),
             'ts': ingest_timestamp(ts, $ts_format),
             'symbol': ingest_text(symbol),
             'side': ingest_integer(side),
