@@ -246,6 +246,11 @@ def test_deploy_creates_the_three_deployments(deployments: dict[str, dict[str, A
         # a partial configuration is a valid parameter; a wrongly typed one is not
         assert not validate({"config": {"epochs": 5, "replay": {"alpha": 0.05}}}, schema)
         assert validate({"config": {"epochs": "five"}}, schema), name
+        # one run of a deployment at a time: a second waits for the first
+        limit = deployment.get("global_concurrency_limit") or {}
+        assert limit.get("limit") == 1, name
+        options = deployment.get("concurrency_options") or {}
+        assert options.get("collision_strategy") == "ENQUEUE", name
     assert schedules(deployments[NIGHTLY]) == [("0 2 * * *", "UTC", True)]
     assert schedules(deployments[SWEEP]) == [("0 3 * * 0", "UTC", True)]
     assert schedules(deployments[PROMOTE]) == []
