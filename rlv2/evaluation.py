@@ -175,9 +175,25 @@ def _bootstrap_means(diff: NDArray[np.float64], n_boot: int, seed: int) -> NDArr
     return _bootstrap_kernel(np.ascontiguousarray(diff, dtype=np.float64), seeds)
 
 
-def bootstrap_means(diff: NDArray[np.float64], n_boot: int, seed: int) -> NDArray[np.float64]:
-    """The resampled means of ``diff`` whose percentiles are the gate's interval (for its chart)."""
-    return _bootstrap_means(diff, n_boot, seed)
+def bootstrap_means(
+    diff: NDArray[np.float64],
+    n_boot: int,
+    seed: int,
+    method: Bootstrap = Bootstrap.STATIONARY,
+) -> NDArray[np.float64]:
+    """The resampled means of ``diff`` the gate's interval comes from (``bootstrap_interval``,
+    and the gate's chart): blocks of ``block_length`` for a block bootstrap, trades one by
+    one from the splitmix64 streams for ``iid``."""
+    if method is Bootstrap.IID:
+        return _bootstrap_means(diff, n_boot, seed)
+    length = block_length(diff, method)
+    if method is Bootstrap.STATIONARY:
+        # a mean block length is a real number (each block ends with p = 1 / length);
+        # arch annotates it as int
+        sampler = StationaryBootstrap(length, diff, seed=seed)  # pyright: ignore[reportArgumentType]
+    else:
+        sampler = CircularBlockBootstrap(int(length), diff, seed=seed)
+    return np.asarray(sampler.apply(np.mean, n_boot)[:, 0], dtype=np.float64)
 
 
 def paired_differences(
@@ -258,17 +274,10 @@ def bootstrap_interval(
         return MeanInterval(value, value, 1.0, float(n))
     length = block_length(diff, method)
     tail = (1.0 - confidence) / 2.0 * 100.0
+    means = bootstrap_means(diff, n_boot, seed, method)
     if method is Bootstrap.IID:
-        means = _bootstrap_means(diff, n_boot, seed)
         low, high = (float(x) for x in np.percentile(means, [tail, 100.0 - tail]))
     else:
-        if method is Bootstrap.STATIONARY:
-            # a mean block length is a real number (each block ends with p = 1 / length);
-            # arch annotates it as int
-            sampler = StationaryBootstrap(length, diff, seed=seed)  # pyright: ignore[reportArgumentType]
-        else:
-            sampler = CircularBlockBootstrap(int(length), diff, seed=seed)
-        means = sampler.apply(np.mean, n_boot)[:, 0]
         q_low, q_high = (float(x) for x in np.percentile(means, [tail, 100.0 - tail]))
         mean = float(diff.mean())
         low, high = 2.0 * mean - q_high, 2.0 * mean - q_low
