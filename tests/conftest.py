@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,22 @@ def schema_of_first_release(schema_before_per_agent_propensities: str) -> str:
         assert old.count(today) == 1, today
         old = old.replace(today, then)
     return old
+
+
+@pytest.fixture
+def mlflow_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh MLflow SQLite store in tmp_path, configured as tracking and registry URI."""
+    import mlflow
+
+    from rlv2 import tracking
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    assert tracking.configure() == uri
+    yield uri
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]

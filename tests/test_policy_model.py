@@ -37,13 +37,9 @@ def meta_q() -> np.ndarray:
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def store(mlflow_sqlite: str) -> Iterator[str]:
     """Both agents registered and promoted, plus one logged but unregistered model."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    tracking.configure()
+    uri = mlflow_sqlite
     sizing = tracking.log_policy_model("position_sizing", sizing_q(), SIZING_STATE_SPACE)
     meta = tracking.log_policy_model("meta_strategy", meta_q(), META_STATE_SPACE)
     assert sizing is not None and meta is not None
@@ -53,10 +49,6 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     tracking.promote("position_sizing", sizing.version, {"reason": "test"}, expected=None)
     tracking.promote("meta_strategy", meta.version, {"reason": "test"}, expected=None)
     yield uri
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
 
 
 def logged_models() -> list:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
-import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -32,17 +29,9 @@ def test_this_process_is_alive_and_a_finished_one_is_gone() -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    tracking.configure()
-    yield uri
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+def store(mlflow_sqlite: str) -> str:
+    """The module's MLflow store: a fresh SQLite one (``conftest.mlflow_sqlite``)."""
+    return mlflow_sqlite
 
 
 def test_a_run_of_a_killed_process_is_marked_failed_at_the_next_start(store: str) -> None:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    tracking.configure()
-    yield uri
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+def store(mlflow_sqlite: str) -> str:
+    """The module's MLflow store: a fresh SQLite one (``conftest.mlflow_sqlite``)."""
+    return mlflow_sqlite
 
 
 def sizing_q(best: int) -> np.ndarray:

@@ -9,10 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,18 +23,9 @@ from rlv2.states import META_STATE_SPACE, SIZING_STATE_SPACE
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh MLflow SQLite store in tmp_path, configured as tracking and registry URI."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    assert tracking.configure() == uri
-    yield uri
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+def store(mlflow_sqlite: str) -> str:
+    """The module's MLflow store: a fresh SQLite one (``conftest.mlflow_sqlite``)."""
+    return mlflow_sqlite
 
 
 def sizing_q(best_action: int, state: int = 7, value: float = 2.0) -> np.ndarray:
