@@ -175,11 +175,6 @@ def _bootstrap_means(diff: NDArray[np.float64], n_boot: int, seed: int) -> NDArr
     return _bootstrap_kernel(np.ascontiguousarray(diff, dtype=np.float64), seeds)
 
 
-def bootstrap_means(diff: NDArray[np.float64], n_boot: int, seed: int) -> NDArray[np.float64]:
-    """The resampled means of ``diff`` whose percentiles are the gate's interval (for its chart)."""
-    return _bootstrap_means(diff, n_boot, seed)
-
-
 def paired_differences(
     candidate: SimulationResult, champion: SimulationResult, metric: str
 ) -> NDArray[np.float64]:
@@ -212,6 +207,34 @@ def block_length(diff: NDArray[np.float64], method: Bootstrap) -> float:
         return 1.0
     length = min(max(estimate, 1.0), float(diff.size))
     return float(math.ceil(length)) if method is Bootstrap.CIRCULAR else length
+
+
+def _resampled_means(
+    diff: NDArray[np.float64], method: Bootstrap, n_boot: int, seed: int
+) -> tuple[NDArray[np.float64], float]:
+    """The means of ``n_boot`` resamples of ``diff`` by ``method``, and its block length."""
+    length = block_length(diff, method)
+    if method is Bootstrap.IID:
+        return _bootstrap_means(diff, n_boot, seed), length
+    if method is Bootstrap.STATIONARY:
+        # a mean block length is a real number (each block ends with p = 1 / length);
+        # arch annotates it as int
+        sampler = StationaryBootstrap(length, diff, seed=seed)  # pyright: ignore[reportArgumentType]
+    else:
+        sampler = CircularBlockBootstrap(int(length), diff, seed=seed)
+    return sampler.apply(np.mean, n_boot)[:, 0], length
+
+
+def bootstrap_means(
+    diff: NDArray[np.float64],
+    n_boot: int,
+    seed: int,
+    method: Bootstrap | str = Bootstrap.STATIONARY,
+) -> NDArray[np.float64]:
+    """The resampled means the gate's interval is read from (``bootstrap_interval``, same
+    arguments, same draws): what its chart shows."""
+    method = parse_enum(Bootstrap, str(method), "bootstrap")
+    return _resampled_means(diff, method, n_boot, seed)[0]
 
 
 def bootstrap_interval(
@@ -256,20 +279,12 @@ def bootstrap_interval(
     if float(np.ptp(diff)) == 0.0:
         value = float(diff[0])
         return MeanInterval(value, value, 1.0, float(n))
-    length = block_length(diff, method)
+    means, length = _resampled_means(diff, method, n_boot, seed)
     tail = (1.0 - confidence) / 2.0 * 100.0
+    q_low, q_high = (float(x) for x in np.percentile(means, [tail, 100.0 - tail]))
     if method is Bootstrap.IID:
-        means = _bootstrap_means(diff, n_boot, seed)
-        low, high = (float(x) for x in np.percentile(means, [tail, 100.0 - tail]))
+        low, high = q_low, q_high
     else:
-        if method is Bootstrap.STATIONARY:
-            # a mean block length is a real number (each block ends with p = 1 / length);
-            # arch annotates it as int
-            sampler = StationaryBootstrap(length, diff, seed=seed)  # pyright: ignore[reportArgumentType]
-        else:
-            sampler = CircularBlockBootstrap(int(length), diff, seed=seed)
-        means = sampler.apply(np.mean, n_boot)[:, 0]
-        q_low, q_high = (float(x) for x in np.percentile(means, [tail, 100.0 - tail]))
         mean = float(diff.mean())
         low, high = 2.0 * mean - q_high, 2.0 * mean - q_low
     spread = float(np.var(means))
