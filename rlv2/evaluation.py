@@ -358,7 +358,7 @@ def compare_policies(
         "pnl_tolerance": pnl_tolerance,
         "drawdown_tolerance": drawdown_tolerance,
     }
-    if candidate.equity.size and candidate.equity.min() <= 0.0:
+    if candidate.equity.size and candidate.equity.min() <= BUST_EQUITY:
         return _refused(
             context,
             int(candidate.equity.size),

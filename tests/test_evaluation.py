@@ -93,6 +93,9 @@ def test_a_candidate_that_goes_bust_is_refused():
     bust = bust._replace(equity=np.r_[np.full(49, 50.0), 0.0])
     d = compare_policies(bust, champion, metric="pnl_pct")
     assert not d.promote and "bust" in d.reason
+    # the compounding account stops trading at BUST_EQUITY, above zero: that is bust too
+    stopped = bust._replace(equity=np.r_[np.full(49, 50.0), 0.8])
+    assert "bust" in compare_policies(stopped, champion, metric="pnl_pct").reason
 
 
 def test_bootstrap_resample_b_uses_its_own_stream_whatever_the_threads():
