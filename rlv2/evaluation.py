@@ -254,7 +254,7 @@ def bootstrap_interval(
     ``conf_int`` method): per-trade differences are heavy-tailed (a few large trades),
     the mean's error is skewed the way the bootstrap means are, and the basic interval
     puts the long tail on the side the error lies. On the no-edge planted histories the
-    percentile interval of the same resamples promoted 2 to 3 times as often (README,
+    percentile interval of the same resamples promoted about twice as often (README,
     the promotion gate). ``iid`` is the original gate: trades drawn one by one from the
     splitmix64 streams (``_bootstrap_means``), percentile interval.
 
