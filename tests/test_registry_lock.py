@@ -252,14 +252,17 @@ def test_two_trains_and_a_promote_started_together(
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("MLFLOW_REGISTRY_URI", None)
+    # the demo's sizing table beats the logged behaviour on its reward but earns less per
+    # trade, so the default gate's pnl guardrail refuses it: off here, to have a promotion
+    gate = ("--db", str(db), "--pnl-tolerance", "inf")
     runs = [
-        _rlv2("train", "--db", str(db), cwd=tmp_path, env=env),
-        _rlv2("train", "--db", str(db), cwd=tmp_path, env=env),
-        _rlv2("promote", "--db", str(db), "--agent", "position_sizing", cwd=tmp_path, env=env),
+        _rlv2("train", *gate, cwd=tmp_path, env=env),
+        _rlv2("train", *gate, cwd=tmp_path, env=env),
+        _rlv2("promote", *gate, "--agent", "position_sizing", cwd=tmp_path, env=env),
     ]
     outputs = [run.communicate(timeout=900)[0] for run in runs]
     for run, output in zip(runs[:2], outputs[:2], strict=True):
-        assert run.returncode == 0, output
+        assert run.returncode in (0, 3), output  # 3: the gate refused the demo's meta table
     # the promote may start before anything is registered: then it says so and fails cleanly
     assert runs[2].returncode == 0 or "no registered version" in outputs[2], outputs[2]
 
@@ -279,7 +282,7 @@ def test_two_trains_and_a_promote_started_together(
             assert promoted.iloc[0]["version"] == int(production.version)
             assert "champion_version" not in promoted or promoted["champion_version"].isna().all()
         assert not (entries["decision"] == "refused").any() or production is None
-    # the nightly's sizing table beats the logged behaviour (the demo): one new production
+    # the nightly's sizing table beats the logged behaviour on its reward: one new production
     assert tracking.production_version("position_sizing").version == 1  # type: ignore[union-attr]
     said = "\n".join(outputs)
     assert said.count("position_sizing v1: PROMOTED vs logged on") == 1, said  # CLI summaries
