@@ -12,6 +12,7 @@ colour bar); states a policy has not seen are marked as such, never drawn as if 
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -698,8 +699,8 @@ def gate(evidence: GateEvidence) -> Figure:
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     verdict = "PROMOTED" if d.get("promote") else "REFUSED"
-    ax.set_title(
-        f"{verdict}: {d.get('reason', '')}",
+    ax.set_title(  # a guardrail's reason is long: wrapped, it stays over its own panel
+        textwrap.fill(f"{verdict}: {d.get('reason', '')}", width=95),
         fontsize=9,
         color=GREEN if d.get("promote") else VERMILION,
     )

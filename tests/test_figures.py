@@ -167,11 +167,12 @@ def test_the_gate_chart_shows_the_gates_own_differences_and_bootstrap(run):
     diff = paired_differences(candidate, champion, "meta_reward")
     assert diff.size == decision.n
     assert float(diff.mean()) == pytest.approx(decision.difference)
-    means = bootstrap_means(diff, 500, 3)
-    low, high = np.percentile(means, [2.5, 97.5])
-    # the block bootstrap's basic interval: the resamples' quantiles reflected about the mean
-    mean = float(diff.mean())
-    assert (2 * mean - high, 2 * mean - low) == pytest.approx((decision.ci_low, decision.ci_high))
+    means = bootstrap_means(diff, 500, 3)  # the gate's stationary block bootstrap
+    q_low, q_high = np.percentile(means, [2.5, 97.5])
+    mean = float(diff.mean())  # the basic interval: the error's skew on the right side
+    assert (2 * mean - q_high, 2 * mean - q_low) == pytest.approx(
+        (decision.ci_low, decision.ci_high)
+    )
 
 
 def test_policy_changes_counts_only_states_whose_greedy_action_moved():

@@ -252,19 +252,21 @@ def test_two_trains_and_a_promote_started_together(
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("MLFLOW_REGISTRY_URI", None)
-    # the demo's sizing table beats the logged behaviour on its reward but earns less per
-    # trade, so the default gate's pnl guardrail refuses it: off here, to have a promotion
-    gate = ("--db", str(db), "--pnl-tolerance", "inf")
+    # the guardrails off: the demo's sizing candidate wins on its reward, and this test is
+    # about one promotion among concurrent writers, not about what the guardrails refuse
+    loose = ("--pnl-tolerance", "1000", "--drawdown-tolerance", "1000")
     runs = [
-        _rlv2("train", *gate, cwd=tmp_path, env=env),
-        _rlv2("train", *gate, cwd=tmp_path, env=env),
-        _rlv2("promote", *gate, "--agent", "position_sizing", cwd=tmp_path, env=env),
+        _rlv2("train", "--db", str(db), *loose, cwd=tmp_path, env=env),
+        _rlv2("train", "--db", str(db), *loose, cwd=tmp_path, env=env),
+        _rlv2(
+            "promote", "--db", str(db), "--agent", "position_sizing", *loose, cwd=tmp_path, env=env
+        ),
     ]
     outputs = [run.communicate(timeout=900)[0] for run in runs]
     for run, output in zip(runs[:2], outputs[:2], strict=True):
-        assert run.returncode in (0, 3), output  # 3: the gate refused the demo's meta table
+        assert run.returncode in (0, 3), output  # 3: a candidate was refused (documented)
     # the promote may start before anything is registered: then it says so and fails cleanly
-    assert runs[2].returncode == 0 or "no registered version" in outputs[2], outputs[2]
+    assert runs[2].returncode in (0, 3) or "no registered version" in outputs[2], outputs[2]
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     tracking.configure()
@@ -282,7 +284,7 @@ def test_two_trains_and_a_promote_started_together(
             assert promoted.iloc[0]["version"] == int(production.version)
             assert "champion_version" not in promoted or promoted["champion_version"].isna().all()
         assert not (entries["decision"] == "refused").any() or production is None
-    # the nightly's sizing table beats the logged behaviour on its reward: one new production
+    # the nightly's sizing table beats the logged behaviour (the demo): one new production
     assert tracking.production_version("position_sizing").version == 1  # type: ignore[union-attr]
     said = "\n".join(outputs)
     assert said.count("position_sizing v1: PROMOTED vs logged on") == 1, said  # CLI summaries
@@ -293,7 +295,7 @@ def test_two_trains_and_a_promote_started_together(
 def test_the_gate_rerun_records_a_promotion_killed_after_the_alias_moved(
     prefect_harness, store: str
 ) -> None:
-    from rlv2.flows.promote import gate_candidates
+    from rlv2.flows.promote import Candidate, gate_candidates
     from rlv2.pipeline import TrainConfig
 
     agent, name = "position_sizing", "rlv2-position-sizing"
@@ -306,7 +308,8 @@ def test_the_gate_rerun_records_a_promotion_killed_after_the_alias_moved(
     [before] = [row for row in tracking.status() if row["agent"] == agent]
     assert before["figures"] == {}  # status showed no decision for production
 
-    out = gate_candidates({agent: ("2", sizing_q(2))}, None, TrainConfig())  # type: ignore[arg-type]
+    candidate = Candidate("2", sizing_q(2), None)  # type: ignore[arg-type]  # never judged
+    out = gate_candidates({agent: candidate}, TrainConfig())
     assert out[agent]["reason"] == "already"
     log = tracking.promotion_log(agent)
     assert list(log["version"]) == [2, 1] and list(log["decision"]) == ["promoted"] * 2
