@@ -3,14 +3,13 @@
 Not a timing stage (one row times a gate decision); it measures what issue 13 asks of
 the gate, for every resampling of ``rlv2.evaluation.Bootstrap`` (``iid`` is the original
 gate) and, as a diagnostic, the percentile interval of the stationary bootstrap's own
-resamples. The README's figures come from here (``--stages 7``, full sizes).
+resamples. The README's figures come from here (``--stages 8``, full sizes).
 
 False promotions. No-edge planted histories (``PlantedConfig(no_edge=True)``: every model
 a coin flip, its correctness persisting over ``error_run_length`` = 10, 20 or 33 of a
-symbol's decisions, by turns; leverage 1, so that the additive account model stays
-solvent over 3,300 random trades). On each history's holdout (the last 20 % of the
-decisions, the sizing agent playing the logged behaviour) four exact nulls, judged on
-the meta agent's reward with the guardrails off:
+symbol's decisions, by turns; the other settings ``PlantedConfig``'s defaults). On each
+history's holdout (the last 20 % of the decisions, the sizing agent playing the logged
+behaviour) four exact nulls, judged on the meta agent's reward with the guardrails off:
 
 - ``one model``: the meta action (strategy, model, weight) in every state against the
   same strategy and weight with the other model of a pair, for the pairs XGB/LGBM and
@@ -23,7 +22,7 @@ two pairs share no model, so a history's two replicates of a kind are independen
 Every replicate is its own history's: replicates drawn from a few shared histories
 would be correlated, and their rate would say little.
 
-Power. The full-information learner (the default) trained on stage 6's planted variants
+Power. The full-information learner (the default) trained on stage 7's planted variants
 and gated against the logged behaviour on the holdout, by the default gate (guardrails
 on) and by its comparison alone.
 
@@ -44,12 +43,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.harness import BenchConfig, Check, Row, Stage, StageResult, progress, time_call
-from bench.stage6_planted import VARIANTS
+from bench.stage7_planted import VARIANTS
 from rlv2 import history, pipeline, store
 from rlv2.actions import meta_space
 from rlv2.demo import build_planted_database
 from rlv2.domain import Agent
 from rlv2.evaluation import Bootstrap, compare_policies
+from rlv2.outcomes import BUST_EQUITY
 from rlv2.planted import PlantedConfig
 from rlv2.replay import SimulationResult
 
@@ -57,13 +57,13 @@ TITLE = "Promotion gate (false promotions and power on planted histories)"
 NULL_HISTORIES = {"small": 24, "full": 200}
 """No-edge histories, four replicates each."""
 POWER_SEEDS = {"small": (0, 1), "full": tuple(range(20))}
-"""Seeds of each of stage 6's planted variants."""
+"""Seeds of each of stage 7's planted variants."""
 RUN_LENGTHS = (10.0, 20.0, 33.0)
 """Persistence of the no-edge histories' model errors, one history each by turns."""
 MODEL_PAIRS = ((0, 1), (2, 3))
 """XGB/LGBM and NHITS/PATCHTST: the two independent pairs of each no-edge history."""
 NULL_SEED = 7_000
-"""First planted seed of the no-edge histories (stage 6 and the power use 0...)."""
+"""First planted seed of the no-edge histories (stage 7 and the power use 0...)."""
 PERCENTILE = "stationary, percentile"
 """The diagnostic: the stationary bootstrap's resamples read with the percentile interval."""
 METHODS = (*(m.value for m in Bootstrap), PERCENTILE)
@@ -144,7 +144,7 @@ def judge(
 
 def _solvent(run: SimulationResult) -> bool:
     """Whether a run traded at least twice and its account never went bust."""
-    return run.equity.size >= 2 and float(run.equity.min()) > 0.0
+    return run.equity.size >= 2 and float(run.equity.min()) > BUST_EQUITY
 
 
 def _rate(values: list[bool]) -> str:
@@ -159,9 +159,7 @@ def false_promotions(config: BenchConfig, result: StageResult, tmp: Path) -> Non
     for i in range(NULL_HISTORIES[config.sizes]):
         run_length = RUN_LENGTHS[i % len(RUN_LENGTHS)]
         progress(f"stage 8: no-edge history {i + 1}/{NULL_HISTORIES[config.sizes]}")
-        planted = PlantedConfig(
-            seed=NULL_SEED + i, no_edge=True, error_run_length=run_length, leverage_max=1
-        )
+        planted = PlantedConfig(seed=NULL_SEED + i, no_edge=True, error_run_length=run_length)
         path = tmp / f"null-{i}.duckdb"
         build_planted_database(path, planted)
         _, holdout = _windows(path)
@@ -236,7 +234,7 @@ def power(config: BenchConfig, result: StageResult, tmp: Path) -> None:
                     for key in ("all", variant):
                         promoted[(method.value, gate, key)].append(decision.promote)
     n = len(promoted[(default.bootstrap, "default gate", "all")])
-    case = f"planted, stage 6's variants ({n} histories)"
+    case = f"planted, stage 7's variants ({n} histories)"
     for method in Bootstrap:
         for gate in gates:
             values = promoted[(method.value, gate, "all")]
@@ -258,7 +256,7 @@ def power(config: BenchConfig, result: StageResult, tmp: Path) -> None:
 def time_gate(result: StageResult, tmp: Path) -> None:
     """Time one gate comparison of each resampling on a no-edge holdout."""
     path = tmp / "timed.duckdb"
-    build_planted_database(path, PlantedConfig(seed=NULL_SEED, no_edge=True, leverage_max=1))
+    build_planted_database(path, PlantedConfig(seed=NULL_SEED, no_edge=True))
     _, holdout = _windows(path)
     config = pipeline.TrainConfig()
     _, candidate, champion = null_pairs(holdout, config, np.random.default_rng(0))[0]

@@ -134,7 +134,11 @@ def gate_evidence(
     candidate, champion = runs
     metric = agent_spec(agent).reward_metric if config.metric == "reward" else config.metric
     diff = paired_differences(candidate, champion, metric)
-    means = bootstrap_means(diff, config.n_boot, config.replay.seed) if diff.size else diff
+    means = (
+        bootstrap_means(diff, config.n_boot, config.replay.seed, config.bootstrap)
+        if diff.size
+        else diff
+    )
     n_meta, n_sizing = config.replay.meta_space.n_states, config.replay.sizing_space.n_states
     return GateEvidence(
         diff,

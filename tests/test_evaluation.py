@@ -10,6 +10,7 @@ import pytest
 from rlv2.evaluation import (
     Bootstrap,
     bootstrap_interval,
+    bootstrap_means,
     compare_policies,
     max_drawdown_pct,
     per_trade_sharpe,
@@ -165,6 +166,19 @@ def test_the_block_bootstrap_is_reproducible_and_copes_with_short_or_flat_series
     assert (flat.low, flat.high, flat.effective_n) == (0.25, 0.25, 30.0)
     with pytest.raises(ValueError, match="bootstrap"):
         compare_policies(run([1.0, 2.0]), run([0.0, 0.0]), bootstrap="moving")
+
+
+def test_the_interval_is_read_from_the_resamples_the_chart_shows():
+    diff = ar1(np.random.default_rng(9), 150, 0.6) + 0.1
+    for method in Bootstrap:
+        means = bootstrap_means(diff, 400, 5, method)
+        interval = bootstrap_interval(diff, method=method, n_boot=400, seed=5)
+        low, high = np.percentile(means, [2.5, 97.5])
+        if method is Bootstrap.IID:  # the original gate: percentile
+            assert (interval.low, interval.high) == pytest.approx((low, high))
+        else:  # basic: reflected about the mean
+            m = float(diff.mean())
+            assert (interval.low, interval.high) == pytest.approx((2 * m - high, 2 * m - low))
 
 
 def guarded(candidate: SimulationResult, champion: SimulationResult, **tolerances: float):
