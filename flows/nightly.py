@@ -149,7 +149,11 @@ def log_training(
             tracking.log_metrics({f"{agent}.{k}": v for k, v in result.summary().items()})
             tracking.log_q_table(agent, result.q, space)
             version = tracking.log_policy_model(
-                agent, result.q, space, tags={"learner": config.learner, **windows}
+                agent,
+                result.q,
+                space,
+                tags={"learner": config.learner, **windows},
+                coverage=result.coverage,
             )
             versions[str(agent)] = None if version is None else str(version.version)
         comparison = evidence.holdout_table(_comparison(evaluation))

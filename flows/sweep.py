@@ -170,7 +170,11 @@ def log_sweep(
             tracking.log_config(best_config.to_dict())
             tracking.log_q_table(agent, best_final.q, space)
             registered = tracking.log_policy_model(
-                agent, best_final.q, space, tags={"learner": best_config.learner, **windows.tags()}
+                agent,
+                best_final.q,
+                space,
+                tags={"learner": best_config.learner, **windows.tags()},
+                coverage=best_final.coverage,
             )
             version = None if registered is None else str(registered.version)
         run_id = parent.info.run_id

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rlv2 import history
+from rlv2.coverage import Coverage
 from rlv2.domain import Agent, Learner, ReplayMode, agent_spec, parse_enum
 from rlv2.evaluation import (
     METRICS,
@@ -287,6 +288,8 @@ class AgentTraining(NamedTuple):
     n_events: int
     n_states_visited: int = 0
     """Distinct states among the training events."""
+    coverage: Coverage | None = None
+    """Training events per state and the learner: what a served answer stood on."""
 
     def curves(self, max_points: int | None = None) -> dict[str, NDArray[Any]]:
         """Per-episode reward, ε and mean |TD error|, epochs concatenated, with their steps.
@@ -352,7 +355,8 @@ def train_agent(
         stats.append(result)
         epsilon = result.epsilon
     visited = len(np.unique(events.states))
-    return AgentTraining(spec.agent, q, stats, len(events.states), visited)
+    coverage = Coverage.of_events(events.states, shape[0], Learner.Q_LEARNING)
+    return AgentTraining(spec.agent, q, stats, len(events.states), visited, coverage)
 
 
 def train_full_information(agent: Agent, window: WindowData, config: TrainConfig) -> AgentTraining:
@@ -396,7 +400,10 @@ def train_full_information(agent: Agent, window: WindowData, config: TrainConfig
         partial_reward=float(reward[n - partial :].sum()) if partial else 0.0,
         seed=config.replay.seed,
     )
-    return AgentTraining(agent, q, [stats], n, len(np.unique(events.states)))
+    coverage = Coverage.of_events(
+        events.states, space.n_states, Learner.FULL_INFORMATION, spec.backoff_levels
+    )
+    return AgentTraining(agent, q, [stats], n, len(np.unique(events.states)), coverage)
 
 
 def train_agent_sweep(
@@ -435,7 +442,8 @@ def train_agent_sweep(
         for i in range(k):
             per_config[i].append(stats.for_config(i))
     n, visited = len(events.states), len(np.unique(events.states))
-    return [AgentTraining(spec.agent, qs[i], per_config[i], n, visited) for i in range(k)]
+    coverage = Coverage.of_events(events.states, qs.shape[1], Learner.Q_LEARNING)
+    return [AgentTraining(spec.agent, qs[i], per_config[i], n, visited, coverage) for i in range(k)]
 
 
 def evaluate(

@@ -48,21 +48,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model as MlflowModel
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PyFuncModel, load_model
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 from numpy.typing import ArrayLike, NDArray
 
 from rlv2.actions import meta_space, sizing_space
+from rlv2.coverage import Coverage
 from rlv2.domain import Agent, Model, Strategy, WeightAction, agent_spec
 from rlv2.qlearning import greedy_policy
-from rlv2.states import StateSpace
+from rlv2.registry_lock import sqlite_path
+from rlv2.states import FEATURE_RANGES, Feature, StateSpace
 
 PRODUCTION_ALIAS = "production"
 """Alias of the version a live consumer loads."""
@@ -71,6 +77,10 @@ Q_TABLE_ARTIFACT = "q_table"
 """Key of the Q-table (``.npy``) among the pyfunc model's artifacts."""
 SPACE_ARTIFACT = "space"
 """Key of the agent and state-space JSON among the pyfunc model's artifacts."""
+VISITS_ARTIFACT = "visits"
+"""Key of the training events per state (``.npy``, int64) among the model's artifacts."""
+VISITS_DIGEST_KEY = "visits_sha256"
+"""Tag of a registered version, and key of its ``model_config``: ``Coverage.sha256()``."""
 DIGEST_KEY = "q_sha256"
 """Tag of a registered version, and key of its model's ``model_config``: ``q_sha256()``."""
 SOURCE_KEY = "source"
@@ -85,6 +95,15 @@ module global (``mlflow.models.set_model``), which two threads must not share.""
 
 class DigestMismatch(ValueError):
     """A Q-table or state space whose digest is not the one its version was registered with."""
+
+
+class RefusedInput(ValueError):
+    """An input row the policy cannot answer: a missing column, an unknown category, a value
+    that is not a finite number or lies outside its SPEC A2 range."""
+
+
+class StoreNotFound(ValueError):
+    """A tracking store that does not exist (``load_policy`` never creates one)."""
 
 
 def q_sha256(q: ArrayLike, state_space: StateSpace) -> str:
@@ -136,43 +155,132 @@ def check_q_table(agent: str, q: Any, state_space: StateSpace) -> NDArray[np.flo
     return arr
 
 
-def _feature_values(state_space: StateSpace, frame: pd.DataFrame) -> dict[str, Any]:
-    """Raw feature columns of ``frame``; category names become codes so both may be mixed."""
+def _shown(value: Any) -> str:
+    """A value as a message shows it: strings quoted, numbers plain (no numpy repr)."""
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _refused(space: StateSpace, column: str, row: int, value: Any, why: str) -> RefusedInput:
+    """The one-line refusal of one input value, naming its column, row and value."""
+    return RefusedInput(
+        f"{space.name} policy input: column {column!r}, row {row}: {_shown(value)} {why}; refused"
+    )
+
+
+def _category_codes(space: StateSpace, feature: Feature, column: pd.Series) -> NDArray[np.float64]:
+    """Codes of a categorical column given as names (any case) or integer codes."""
+    lookup = {c.upper(): i for i, c in enumerate(feature.categories)}
+    codes = np.empty(len(column), np.float64)
+    for row, value in enumerate(column.to_numpy(dtype=object)):
+        if isinstance(value, str) and value.strip().upper() in lookup:
+            codes[row] = lookup[value.strip().upper()]
+        elif (
+            isinstance(value, int | float | np.integer | np.floating)
+            and not isinstance(value, bool | np.bool_)
+            and float(value) in range(len(feature.categories))
+        ):
+            codes[row] = float(value)
+        else:
+            names = ", ".join(feature.categories)
+            raise _refused(
+                space,
+                feature.name,
+                row,
+                value,
+                f"is not one of {names} or their codes 0..{len(feature.categories) - 1}",
+            )
+    return codes
+
+
+def _numbers(space: StateSpace, feature: Feature, column: pd.Series) -> NDArray[np.float64]:
+    """A continuous column as float64, refusing text, NaN, infinities and values outside
+    the feature's SPEC A2 range (``rlv2.states.FEATURE_RANGES``)."""
+    raw = column.to_numpy(dtype=object)
+    numbers = np.asarray(pd.to_numeric(pd.Series(raw), errors="coerce"), dtype=np.float64)
+    for row in np.flatnonzero(~np.isfinite(numbers)):
+        value = raw[row]
+        if isinstance(value, str):
+            why = "is not a number"
+        elif value is None or np.isnan(numbers[row]):
+            why = "is missing or NaN"
+        else:
+            why = "is not finite"
+        raise _refused(space, feature.name, int(row), value, why)
+    low, high = FEATURE_RANGES.get(feature.name, (-np.inf, np.inf))
+    outside = np.flatnonzero((numbers < low) | (numbers > high))
+    if outside.size:
+        row = int(outside[0])
+        more = f" ({outside.size} rows in all)" if outside.size > 1 else ""
+        raise _refused(
+            space, feature.name, row, raw[row], f"is outside [{low:g}, {high:g}] (SPEC A2){more}"
+        )
+    return numbers
+
+
+def feature_values(state_space: StateSpace, frame: pd.DataFrame) -> dict[str, NDArray[np.float64]]:
+    """Raw feature columns of ``frame``, validated; category names become codes.
+
+    Raises :class:`RefusedInput` (one line naming the column, the row, counted from 0, and
+    the value) for a missing column, an unknown category, a value that is not a finite
+    number, or one outside its SPEC A2 range.
+    """
     missing = [name for name in state_space.feature_names if name not in frame.columns]
     if missing:
-        raise ValueError(
+        raise RefusedInput(
             f"{state_space.name} policy input: missing feature column(s) {missing}; "
-            f"expected {list(state_space.feature_names)}"
+            f"expected {list(state_space.feature_names)}; refused"
         )
-    values: dict[str, Any] = {}
-    for feature in state_space.features:
-        column = frame[feature.name]
-        if feature.categories:
-            lookup = {c: i for i, c in enumerate(feature.categories)}
-            unknown = [x for x in column if isinstance(x, str) and x not in lookup]
-            if unknown:
-                raise ValueError(
-                    f"{feature.name}: unknown category {unknown[0]!r}, "
-                    f"expected one of {list(feature.categories)} or their codes"
-                )
-            values[feature.name] = np.asarray(
-                [lookup[x] if isinstance(x, str) else x for x in column], dtype=np.float64
-            )
-        else:
-            try:
-                values[feature.name] = np.asarray(pd.to_numeric(column), dtype=np.float64)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{feature.name}: values must be numbers ({err})") from err
-    return values
+    return {
+        f.name: (_category_codes if f.categories else _numbers)(
+            state_space, f, pd.Series(frame[f.name])
+        )
+        for f in state_space.features
+    }
+
+
+@dataclass(frozen=True)
+class CoverageAnswers:
+    """Per state, what an answer says about its data (``rlv2.coverage``), looked up per row."""
+
+    visits: NDArray[np.int64]
+    """Training events in the state."""
+    fallback: NDArray[np.object_]
+    """``none`` for a visited state, else the fallback that gives its value."""
+    fallback_visits: NDArray[np.int64]
+    """Training events behind the value: the state's own, or its fallback level's."""
+
+    @classmethod
+    def of(cls, coverage: Coverage, state_space: StateSpace) -> CoverageAnswers:
+        """Every state's answers of a coverage, computed once at load."""
+        fallback, behind = coverage.answers(state_space)
+        return cls(coverage.visits, fallback, behind)
+
+    def columns(self, states: NDArray[np.int64]) -> dict[str, Any]:
+        """The coverage columns of the answers for ``states``."""
+        return {
+            "visited": self.visits[states] > 0,
+            "visits": self.visits[states],
+            "fallback": self.fallback[states],
+            "fallback_visits": self.fallback_visits[states],
+        }
+
+
+UNKNOWN_COVERAGE = "unknown"
+"""``fallback`` of every answer of a model logged without visit counts."""
 
 
 def greedy_actions(
-    q: NDArray[np.float64], state_space: StateSpace, agent: str, frame: pd.DataFrame
+    q: NDArray[np.float64],
+    state_space: StateSpace,
+    agent: str,
+    frame: pd.DataFrame,
+    answers: CoverageAnswers | None = None,
 ) -> pd.DataFrame:
-    """The greedy action of the agent's Q-table for each row of raw state features."""
+    """The greedy action of the agent's Q-table for each row of raw state features, with
+    what data stood behind it (``answers``; a model without counts says ``unknown``)."""
     q = check_q_table(agent, q, state_space)
     states = np.atleast_1d(
-        np.asarray(state_space.encode(_feature_values(state_space, frame)), dtype=np.int64)
+        np.asarray(state_space.encode(feature_values(state_space, frame)), dtype=np.int64)
     )
     actions = greedy_policy(q[states]) if states.size else np.zeros(0, dtype=np.int64)
     out = pd.DataFrame({"state": states, "action": actions}, index=frame.index)
@@ -186,6 +294,13 @@ def greedy_actions(
         out["size_multiplier"] = size
         out["leverage"] = leverage
     out["q_value"] = q[states, actions]
+    if answers is not None:
+        for column, values in answers.columns(states).items():
+            out[column] = values
+    else:
+        unknown = pd.Series([None] * len(out), index=out.index, dtype=object)
+        out["visited"], out["visits"] = unknown, unknown
+        out["fallback"], out["fallback_visits"] = UNKNOWN_COVERAGE, unknown
     return out
 
 
@@ -228,18 +343,62 @@ def read_policy(
     return agent, checked, state_space
 
 
+def read_coverage(
+    visits_path: str | Path, config: Mapping[str, Any], state_space: StateSpace, source: str
+) -> Coverage:
+    """Read a policy's visit counts and verify them against ``config``'s ``visits_sha256``.
+
+    The counts are read with ``allow_pickle=False`` and must be int64, one per state, not
+    negative; the learner and back-off levels come from ``config``. Anything else, or a
+    digest that differs, raises ``ValueError`` naming ``source``.
+    """
+    try:
+        visits = np.load(visits_path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"{source}: unreadable visit counts {Path(visits_path).name}: {error}"
+        ) from None
+    try:
+        coverage = Coverage.from_config(visits, config)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{source}: unreadable coverage config: {error}") from None
+    coverage.check(state_space, source)
+    expected = config.get(VISITS_DIGEST_KEY)
+    if not expected:
+        raise DigestMismatch(
+            f"{source}: no {VISITS_DIGEST_KEY} to verify its visit counts against; refused"
+        )
+    found = coverage.sha256()
+    if found != expected:
+        raise DigestMismatch(
+            f"{source}: visit counts or learner changed since they were logged: "
+            f"{VISITS_DIGEST_KEY} {found} found, {expected} registered; refused"
+        )
+    return coverage
+
+
 class QTablePolicy(PythonModel):
     """An agent's greedy policy as an MLflow pyfunc model (module docstring: input, output)."""
 
     def load_context(self, context: PythonModelContext) -> None:
-        """Load the Q-table and state space from the model's artifacts, verified."""
+        """Load the Q-table, state space and visit counts from the artifacts, verified."""
         config = context.model_config or {}
+        source = str(config.get(SOURCE_KEY) or "policy model")
         self.agent, self.q, self.state_space = read_policy(
             context.artifacts[Q_TABLE_ARTIFACT],
             context.artifacts[SPACE_ARTIFACT],
             config.get(DIGEST_KEY),
-            str(config.get(SOURCE_KEY) or "policy model"),
+            source,
         )
+        self.coverage: Coverage | None = None
+        self.answers: CoverageAnswers | None = None
+        if VISITS_ARTIFACT in context.artifacts:
+            self.coverage = read_coverage(
+                context.artifacts[VISITS_ARTIFACT], config, self.state_space, source
+            )
+            self.answers = CoverageAnswers.of(self.coverage, self.state_space)
+        elif config.get(VISITS_DIGEST_KEY):
+            raise ValueError(f"{source}: {VISITS_DIGEST_KEY} given but no visit counts; refused")
 
     def predict(  # pyright: ignore[reportIncompatibleMethodOverride]
         self,
@@ -247,8 +406,16 @@ class QTablePolicy(PythonModel):
         model_input: pd.DataFrame,
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
-        """Greedy action of each row of raw state features."""
-        return greedy_actions(self.q, self.state_space, self.agent, model_input)
+        """Greedy action of each row of raw state features; a row it cannot answer is refused.
+
+        The refusal is an ``MlflowException`` with ``INVALID_PARAMETER_VALUE``, which
+        ``mlflow models serve`` answers with HTTP 400 and the message in the body (any other
+        exception becomes a generic 400 with a stack trace).
+        """
+        try:
+            return greedy_actions(self.q, self.state_space, self.agent, model_input, self.answers)
+        except RefusedInput as refused:
+            raise MlflowException(str(refused), error_code=INVALID_PARAMETER_VALUE) from None
 
 
 def _numeric_as_float(frame: pd.DataFrame) -> pd.DataFrame:
@@ -263,9 +430,14 @@ class Policy:
 
     agent: str
     model_uri: str
+    """``models:/NAME/VERSION``: the version loaded, not the alias that named it."""
     model: PyFuncModel
     version: str = ""
     """The registered version the alias named when it was loaded."""
+    alias: str = ""
+    """The alias it was loaded by."""
+    tracking_uri: str = ""
+    """The registry it was loaded from."""
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Greedy actions and their decoded parts, one row per row of ``frame``."""
@@ -288,6 +460,15 @@ class Policy:
     def agent_of_model(self) -> Agent:
         """The agent the loaded model's artifacts say it is for."""
         return self.model.unwrap_python_model().agent
+
+    @property
+    def coverage(self) -> Coverage | None:
+        """Training events per state and the learner, or None for a model logged without."""
+        return self.model.unwrap_python_model().coverage
+
+    def __str__(self) -> str:
+        """``NAME vN (alias production) from URI``."""
+        return f"{self.model_uri} (alias {self.alias}) from {self.tracking_uri}"
 
 
 def model_uri(agent: str, alias: str = PRODUCTION_ALIAS) -> str:
@@ -315,6 +496,50 @@ def check_model_code(model_dir: str | Path, source: str) -> None:
         )
 
 
+def check_store(uri: str) -> None:
+    """Raise :class:`StoreNotFound` if ``uri`` names a local store that does not exist.
+
+    MLflow creates a SQLite database (or a file store's folder) on first use, so a
+    consumer started in the wrong directory would otherwise get a new empty store and a
+    "not found" about a model that is elsewhere.
+    """
+    db_file = sqlite_path(uri)
+    if db_file is not None:
+        if not db_file.is_file():
+            raise StoreNotFound(
+                f"no MLflow tracking store at {uri}: {db_file} does not exist (set "
+                "MLFLOW_TRACKING_URI or pass tracking_uri); nothing created"
+            )
+        return
+    scheme = urlparse(uri).scheme
+    if scheme in ("", "file"):
+        folder = Path(urlparse(uri).path if scheme else uri)
+        if not folder.is_dir():
+            raise StoreNotFound(f"no MLflow file store at {uri}: {folder} does not exist")
+
+
+def _aliased_version(name: str, alias: str, registry: str) -> ModelVersion:
+    """The version ``alias`` names, or a ValueError naming the model, alias and registry."""
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise ValueError(
+            f"no registered model {name} in the registry at {registry} "
+            "(has a training run registered one there?)"
+        ) from None
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as error:
+        if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+        raise ValueError(
+            f"{name}: no version under the alias {alias!r} in the registry at {registry}"
+        ) from None
+
+
 def load_policy(
     agent: str = Agent.POSITION_SIZING,
     alias: str = PRODUCTION_ALIAS,
@@ -322,26 +547,37 @@ def load_policy(
 ) -> Policy:
     """Load an agent's aliased policy from the registry (``tracking_uri`` sets MLflow's URIs).
 
-    The alias is resolved to its version once; that version's artifacts are downloaded,
-    its code file checked, and its table and space verified against the version's
-    ``q_sha256`` tag (a mismatch raises :class:`DigestMismatch`).
+    Never creates a store: a SQLite file or store folder that does not exist raises
+    :class:`StoreNotFound` naming it, and a missing model or alias names the registry. The
+    alias is resolved to its version once (``Policy.version``, ``Policy.model_uri`` is
+    ``models:/NAME/VERSION``); that version's artifacts are downloaded, its code file
+    checked, and its table and space verified against the version's ``q_sha256`` tag,
+    its visit counts against its ``visits_sha256`` tag (a mismatch raises
+    :class:`DigestMismatch`).
     """
+    registry = tracking_uri or mlflow.get_registry_uri()
+    check_store(registry)
     if tracking_uri is not None:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
     name = agent_spec(agent).model_name
-    try:
-        version = MlflowClient().get_model_version_by_alias(name, alias).version
-    except MlflowException as error:
-        raise ValueError(f"{name}: no version under the alias {alias!r}") from error
+    found = _aliased_version(name, alias, registry)
+    version = str(found.version)
     source, digest = registered_digest(agent, version)
     with tempfile.TemporaryDirectory() as tmp:
         local = download_artifacts(f"models:/{name}/{version}", dst_path=tmp)
         check_model_code(local, source)
         config = {DIGEST_KEY: digest, SOURCE_KEY: source}
+        logged = MlflowModel.load(local).flavors["python_function"].get("model_config") or {}
+        if logged.get(VISITS_DIGEST_KEY):
+            if not found.tags.get(VISITS_DIGEST_KEY):
+                raise DigestMismatch(
+                    f"{source}: registered without a {VISITS_DIGEST_KEY} tag; refused"
+                )
+            config[VISITS_DIGEST_KEY] = found.tags[VISITS_DIGEST_KEY]
         with MODEL_CODE_LOCK:
             model = load_model(local, model_config=config)
-    policy = Policy(agent, model_uri(agent, alias), model, str(version))
+    policy = Policy(agent, f"models:/{name}/{version}", model, version, alias, registry)
     if policy.agent_of_model() != agent_spec(agent).agent:
         raise ValueError(f"{source}: a {policy.agent_of_model()} policy, not {agent}; refused")
     return policy

@@ -446,6 +446,26 @@ trade, relative to mean equity (falling / flat / rising).
 """
 
 
+FEATURE_RANGES: dict[str, tuple[float, float]] = {
+    "volatility": (0.0, float("inf")),
+    "market_pressure": (-1.0, 1.0),
+    "confidence": (0.0, 1.0),
+    "previous_winrate": (0.0, 1.0),
+    "account_health": (0.0, 1.0),
+    "signal_confidence": (0.0, 1.0),
+    "portfolio_exposure": (0.0, float("inf")),
+    "recent_winrate": (0.0, 1.0),
+    "equity_curve_slope": (float("-inf"), float("inf")),
+}
+"""The closed range every raw continuous feature can take (SPEC A2, C), bounds included.
+
+Volatility is a standard deviation, exposure a notional over equity (both >= 0);
+pressure is a tanh; confidence (the contract's ``CHECK``), win rates and account health
+(equity over its peak) are fractions; the equity slope may be any finite number. A
+value outside its range was not computed by SPEC A2's formulas.
+"""
+
+
 def meta_state_features(
     regime: Any,
     volatility: Any,

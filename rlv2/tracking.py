@@ -83,6 +83,7 @@ from numpy.typing import ArrayLike, NDArray
 
 import rlv2
 from rlv2 import report, serving
+from rlv2.coverage import Coverage
 from rlv2.domain import AGENT_SPECS, agent_spec
 from rlv2.processes import is_gone, this_process
 from rlv2.qlearning import greedy_policy
@@ -557,13 +558,18 @@ def _version_with_digest(name: str, digest: str) -> ModelVersion | None:
     return found[0] if found else None
 
 
-def _signature(agent: str, state_space: StateSpace, q: NDArray[np.float64]) -> ModelSignature:
+def _signature(
+    agent: str, state_space: StateSpace, q: NDArray[np.float64], coverage: Coverage | None
+) -> ModelSignature:
     """Signature inferred from an example; a categorical feature (regime) takes names or codes."""
     example = serving.example_features(state_space)
+    answers = None if coverage is None else serving.CoverageAnswers.of(coverage, state_space)
     with warnings.catch_warnings():
-        # state, action and leverage are integers that are never missing
+        # state, action, leverage and the counts are integers that are never missing
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-        signature = infer_signature(example, serving.greedy_actions(q, state_space, agent, example))
+        signature = infer_signature(
+            example, serving.greedy_actions(q, state_space, agent, example, answers)
+        )
     categorical = {f.name for f in state_space.features if f.categories}
     inputs = Schema(
         [
@@ -605,12 +611,16 @@ def log_policy_model(
     state_space: StateSpace,
     registered: bool = True,
     tags: Mapping[str, Any] | None = None,
+    coverage: Coverage | None = None,
 ) -> ModelVersion | None:
     """Log the agent's greedy policy as a pyfunc model and register it, once per Q-table.
 
     Returns the registered version, or None with ``registered=False``. If a version of
     the agent's model already has this Q-table's ``q_sha256``, it is returned as is and
-    nothing is logged. Logs into the active run, or a new ``<agent>-policy`` run.
+    nothing is logged. Logs into the active run, or a new ``<agent>-policy`` run. With
+    ``coverage``, the training events per state go beside the table (``visits.npy``),
+    verified at every load by their own digest ``visits_sha256`` (model config and
+    version tag), so each served answer says what data stood behind it.
     """
     name = agent_spec(agent).model_name
     arr = check_q_table(agent, q, state_space)
@@ -625,30 +635,42 @@ def log_policy_model(
                 existing.version,
             )
             return _with_missing_tags(existing, tags)
+    digests = {DIGEST_KEY: digest}
+    if coverage is not None:
+        digests[serving.VISITS_DIGEST_KEY] = coverage.sha256()
     with _run_for(agent) as run, tempfile.TemporaryDirectory() as tmp:
         model_uri = _model_logged_in_run(run, digest)
         if model_uri is not None:  # a retry: the run logged it, its registration failed
-            return _register(model_uri, name, agent, digest, run.info.run_id, registered, tags)
+            return _register(model_uri, name, agent, digests, run.info.run_id, registered, tags)
         q_path, space_path = Path(tmp) / "q.npy", Path(tmp) / "space.json"
         np.save(q_path, arr, allow_pickle=False)
         space_path.write_text(json.dumps({"agent": agent, "state_space": state_space.to_dict()}))
-        config = {DIGEST_KEY: digest, SOURCE_KEY: f"{name} model of run {run.info.run_id}"}
+        config: dict[str, Any] = {
+            DIGEST_KEY: digest,
+            SOURCE_KEY: f"{name} model of run {run.info.run_id}",
+        }
+        artifacts = {serving.Q_TABLE_ARTIFACT: str(q_path), serving.SPACE_ARTIFACT: str(space_path)}
+        model_tags = {"agent": agent, DIGEST_KEY: digest}
+        if coverage is not None:
+            coverage.check(state_space, name)
+            visits_path = Path(tmp) / "visits.npy"
+            np.save(visits_path, coverage.visits, allow_pickle=False)
+            artifacts[serving.VISITS_ARTIFACT] = str(visits_path)
+            config.update({serving.VISITS_DIGEST_KEY: coverage.sha256(), **coverage.to_config()})
+            model_tags[serving.VISITS_DIGEST_KEY] = digests[serving.VISITS_DIGEST_KEY]
         with MODEL_CODE_LOCK:  # MLflow runs the code file to validate the model
             info = mlflow.pyfunc.log_model(
                 name=f"{agent}_policy",
                 python_model=str(POLICY_CODE),
                 model_config=config,
-                artifacts={
-                    serving.Q_TABLE_ARTIFACT: str(q_path),
-                    serving.SPACE_ARTIFACT: str(space_path),
-                },
-                signature=_signature(agent, state_space, arr),
+                artifacts=artifacts,
+                signature=_signature(agent, state_space, arr, coverage),
                 input_example=serving.example_features(state_space),
                 pip_requirements=_requirements(),
-                tags={"agent": agent, DIGEST_KEY: digest},
+                tags=model_tags,
             )
         run_id = run.info.run_id
-    return _register(info.model_uri, name, agent, digest, run_id, registered, tags)
+    return _register(info.model_uri, name, agent, digests, run_id, registered, tags)
 
 
 def _with_missing_tags(version: ModelVersion, tags: Mapping[str, Any] | None) -> ModelVersion:
@@ -690,16 +712,18 @@ def _register(
     model_uri: str,
     name: str,
     agent: str,
-    digest: str,
+    digests: Mapping[str, str],
     run_id: str,
     registered: bool,
     tags: Mapping[str, Any] | None,
 ) -> ModelVersion | None:
-    """Register a logged policy model under ``name`` (unless ``registered`` is False)."""
+    """Register a logged policy model under ``name`` (unless ``registered`` is False);
+    ``digests`` (``q_sha256``, and ``visits_sha256`` with coverage) become its tags."""
     if not registered:
         return None
+    digest = digests[DIGEST_KEY]
     version_tags = {k: _text(v) for k, v in (tags or {}).items()}
-    version_tags.update({"agent": agent, "q_sha256": digest, "run_id": run_id})
+    version_tags.update({"agent": agent, **digests, "run_id": run_id})
     with _write_lock(f"register {name}"):
         # looked up again under the lock: a concurrent run may have registered the table
         existing = _version_with_digest(name, digest)

@@ -1,13 +1,17 @@
-"""rlv2.serving: greedy actions from raw features, and the registered policy loaded for real.
+"""rlv2.serving: greedy actions from raw features, refusals of what it cannot answer, what
+data stood behind each answer, and the registered policy loaded and served for real.
 
 The registry tests share one MLflow SQLite store (module scope) holding a hand-built
-position-sizing Q-table and a meta-strategy one, both promoted to production.
+position-sizing Q-table with its visit counts (full-information learner) and a
+meta-strategy one logged without counts (as models were before they had them), both
+promoted to production.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -21,10 +25,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 
 from rlv2 import serving, tracking
 from rlv2.actions import meta_space, sizing_space
-from rlv2.domain import Model, Strategy, WeightAction
+from rlv2.coverage import Coverage
+from rlv2.domain import Learner, Model, Strategy, WeightAction, agent_spec
+from rlv2.full_information import full_information_q
 from rlv2.states import META_STATE_SPACE, SIZING_STATE_SPACE
 
 SIZING_FEATURES = {
@@ -37,6 +44,10 @@ SIZING_FEATURES = {
 SIZING_STATE = int(SIZING_STATE_SPACE.encode(SIZING_FEATURES))
 SIZING_BEST = int(sizing_space.encode(1.3, 5))
 UNVISITED = {**SIZING_FEATURES, "signal_confidence": 0.1}
+"""Unvisited, in the visited state's exposure group: answered by that group."""
+NO_GROUP = {**SIZING_FEATURES, "portfolio_exposure": 2.0}
+"""Unvisited, in an exposure group without events: answered by the whole window."""
+SIZING_VISITS = 40
 
 META_FEATURES = {
     "regime": "MEAN_REVERSION",
@@ -58,6 +69,13 @@ def sizing_q() -> np.ndarray:
     return q
 
 
+def sizing_coverage() -> Coverage:
+    """The sizing table's training: 40 events, all in its one visited state."""
+    states = np.full(SIZING_VISITS, SIZING_STATE)
+    levels = agent_spec("position_sizing").backoff_levels
+    return Coverage.of_events(states, SIZING_STATE_SPACE.n_states, Learner.FULL_INFORMATION, levels)
+
+
 def meta_q() -> np.ndarray:
     """Meta Q-table whose only visited state prefers RANGE/PATCHTST/WEIGHT_DOWN."""
     q = np.zeros((META_STATE_SPACE.n_states, meta_space.n))
@@ -69,15 +87,125 @@ def meta_q() -> np.ndarray:
 # --- the plain function ---------------------------------------------------------------------
 
 
+COVERAGE_COLUMNS = ["visited", "visits", "fallback", "fallback_visits"]
+
+
 def test_greedy_actions_decodes_sizing() -> None:
     frame = pd.DataFrame([SIZING_FEATURES, UNVISITED])
     out = serving.greedy_actions(sizing_q(), SIZING_STATE_SPACE, "position_sizing", frame)
-    assert list(out.columns) == ["state", "action", "size_multiplier", "leverage", "q_value"]
+    decoded = ["state", "action", "size_multiplier", "leverage", "q_value"]
+    assert list(out.columns) == decoded + COVERAGE_COLUMNS
     assert list(out["state"]) == [SIZING_STATE, SIZING_STATE_SPACE.encode(UNVISITED)]
     assert list(out["action"]) == [SIZING_BEST, 0]
     assert list(out["size_multiplier"]) == [1.3, 0.2]
     assert list(out["leverage"]) == [5, 1]
     assert list(out["q_value"]) == [2.5, 0.0]
+    # without visit counts nothing is claimed about the data behind an answer
+    assert list(out["visited"]) == [None, None] and list(out["visits"]) == [None, None]
+    assert list(out["fallback"]) == ["unknown", "unknown"]
+
+
+def test_each_answer_says_what_data_stood_behind_it() -> None:
+    answers = serving.CoverageAnswers.of(sizing_coverage(), SIZING_STATE_SPACE)
+    frame = pd.DataFrame([SIZING_FEATURES, UNVISITED, NO_GROUP])
+    out = serving.greedy_actions(sizing_q(), SIZING_STATE_SPACE, "position_sizing", frame, answers)
+    assert list(out["visited"]) == [True, False, False]
+    assert list(out["visits"]) == [SIZING_VISITS, 0, 0]
+    assert list(out["fallback"]) == ["none", "portfolio_exposure", "global"]
+    assert list(out["fallback_visits"]) == [SIZING_VISITS, SIZING_VISITS, SIZING_VISITS]
+    # SPEC A4's learner leaves an unvisited row at its initial value
+    q_learning = Coverage(sizing_coverage().visits, Learner.Q_LEARNING)
+    plain = serving.CoverageAnswers.of(q_learning, SIZING_STATE_SPACE)
+    out = serving.greedy_actions(sizing_q(), SIZING_STATE_SPACE, "position_sizing", frame, plain)
+    assert list(out["fallback"]) == ["none", "initial", "initial"]
+    assert list(out["fallback_visits"]) == [SIZING_VISITS, 0, 0]
+
+
+def test_the_fallback_named_is_the_one_the_learner_used() -> None:
+    """Unvisited states answered by one exposure group share that group's Q-row, those
+    answered by the whole window the global row: the named fallback is what the table holds."""
+    rng = np.random.default_rng(7)
+    visited = SIZING_STATE_SPACE.encode(
+        {
+            **{k: np.full(3, v) for k, v in SIZING_FEATURES.items()},
+            "recent_winrate": [0.1, 0.5, 0.9],
+            "portfolio_exposure": [0.3, 0.3, 0.7],  # exposure groups 0 and 1; 2 has none
+        }
+    )
+    states = np.repeat(np.asarray(visited), 50)
+    rewards = rng.normal(size=(len(states), sizing_space.n))
+    levels = agent_spec("position_sizing").backoff_levels
+    q, counts, _ = full_information_q(states, rewards, SIZING_STATE_SPACE, levels, 3.0)
+    coverage = Coverage.of_events(states, len(q), Learner.FULL_INFORMATION, levels)
+    np.testing.assert_array_equal(coverage.visits, counts)
+    fallback, behind = coverage.answers(SIZING_STATE_SPACE)
+    exposure = SIZING_STATE_SPACE.decode(np.arange(len(q)))["portfolio_exposure"]
+    group0 = (fallback == "portfolio_exposure") & (exposure == 0)
+    answered_globally = fallback == "global"
+    assert set(np.flatnonzero(answered_globally)) == set(np.flatnonzero(exposure == 2))
+    for rows in (q[group0], q[answered_globally]):
+        assert len(rows) > 1 and np.allclose(rows, rows[0])
+    assert not np.allclose(q[group0][0], q[answered_globally][0])
+    assert set(behind[group0]) == {100} and set(behind[answered_globally]) == {150}
+    assert list(fallback[visited]) == ["none"] * 3 and list(behind[visited]) == [50] * 3
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "said"),
+    [
+        ("signal_confidence", 7.5, "7.5 is outside [0, 1]"),
+        ("portfolio_exposure", -3.0, "-3.0 is outside [0, inf]"),
+        ("recent_winrate", 2.0, "2.0 is outside [0, 1]"),
+        ("volatility", -0.01, "-0.01 is outside [0, inf]"),
+        ("volatility", float("nan"), "nan is missing or NaN"),
+        ("volatility", None, "None is missing or NaN"),
+        ("equity_curve_slope", float("inf"), "inf is not finite"),
+        ("signal_confidence", "high", "'high' is not a number"),
+    ],
+)
+def test_an_input_outside_spec_a2_is_refused_naming_column_row_and_value(
+    column: str, value: object, said: str
+) -> None:
+    frame = pd.DataFrame([SIZING_FEATURES, SIZING_FEATURES], dtype=object)
+    frame.loc[1, column] = value
+    with pytest.raises(serving.RefusedInput) as refused:
+        serving.greedy_actions(sizing_q(), SIZING_STATE_SPACE, "position_sizing", frame)
+    message = str(refused.value)
+    assert f"column {column!r}, row 1: {said}" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "said"),
+    [
+        ("market_pressure", 1.5, "1.5 is outside [-1, 1]"),
+        ("account_health", 1.2, "1.2 is outside [0, 1]"),
+        ("confidence", -0.1, "-0.1 is outside [0, 1]"),
+        ("regime", "SIDEWAYS", "'SIDEWAYS' is not one of TREND, RANGE"),
+        ("regime", 7, "7 is not one of"),
+        ("regime", 1.5, "1.5 is not one of"),
+        ("regime", None, "None is not one of"),
+    ],
+)
+def test_a_meta_input_outside_spec_a2_is_refused(column: str, value: object, said: str) -> None:
+    frame = pd.DataFrame([META_FEATURES], dtype=object)
+    frame.loc[0, column] = value
+    with pytest.raises(serving.RefusedInput, match=re.escape(f"column '{column}', row 0: {said}")):
+        serving.greedy_actions(meta_q(), META_STATE_SPACE, "meta_strategy", frame)
+
+
+def test_the_bounds_of_each_range_are_answered() -> None:
+    edges = [
+        {**SIZING_FEATURES, "signal_confidence": 0.0, "recent_winrate": 1.0},
+        {**SIZING_FEATURES, "portfolio_exposure": 0.0, "volatility": 0.0},
+        {**SIZING_FEATURES, "portfolio_exposure": 40.0, "equity_curve_slope": -5.0},
+    ]
+    out = serving.greedy_actions(
+        sizing_q(), SIZING_STATE_SPACE, "position_sizing", pd.DataFrame(edges)
+    )
+    assert len(out) == 3
+    meta = [{**META_FEATURES, "regime": "trend", "market_pressure": -1.0, "account_health": 0.0}]
+    out = serving.greedy_actions(meta_q(), META_STATE_SPACE, "meta_strategy", pd.DataFrame(meta))
+    assert out["strategy"].iloc[0] == "TREND"
 
 
 def test_greedy_actions_takes_regime_names_or_codes() -> None:
@@ -119,7 +247,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
         tracking.configure()
-        sizing = tracking.log_policy_model("position_sizing", sizing_q(), SIZING_STATE_SPACE)
+        sizing = tracking.log_policy_model(
+            "position_sizing", sizing_q(), SIZING_STATE_SPACE, coverage=sizing_coverage()
+        )
         meta = tracking.log_policy_model("meta_strategy", meta_q(), META_STATE_SPACE)
         assert sizing is not None and meta is not None
         tracking.promote("position_sizing", sizing.version, {"reason": "test"}, expected=None)
@@ -137,11 +267,28 @@ def test_pyfunc_load_model_returns_the_greedy_action(registry: str) -> None:
     assert list(out["leverage"]) == [5, 1]
     assert out["q_value"].iloc[0] == 2.5
     assert out["state"].iloc[0] == SIZING_STATE
+    assert list(out["visited"]) == [True, False]
+    assert list(out["fallback"]) == ["none", "portfolio_exposure"]
+    with pytest.raises(MlflowException, match="'portfolio_exposure', row 0: -3.0") as refused:
+        model.predict(pd.DataFrame([{**SIZING_FEATURES, "portfolio_exposure": -3.0}]))
+    assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_model_logged_without_visit_counts_still_loads(registry: str) -> None:
+    policy = serving.load_policy("meta_strategy")
+    assert policy.coverage is None
+    out = policy.predict(pd.DataFrame([META_FEATURES]))
+    assert out["action"].iloc[0] == META_BEST
+    assert out["visited"].iloc[0] is None and out["fallback"].iloc[0] == "unknown"
 
 
 def test_load_policy_predicts_and_acts(registry: str) -> None:
     policy = serving.load_policy(tracking_uri=registry)
-    assert policy.model_uri == "models:/rlv2-position-sizing@production"
+    assert policy.model_uri == "models:/rlv2-position-sizing/1"
+    assert (policy.version, policy.alias, policy.tracking_uri) == ("1", "production", registry)
+    assert str(policy) == f"models:/rlv2-position-sizing/1 (alias production) from {registry}"
+    assert policy.coverage is not None
+    np.testing.assert_array_equal(policy.coverage.visits, sizing_coverage().visits)
     assert policy.act(SIZING_FEATURES) == SIZING_BEST
     assert policy.act({**SIZING_FEATURES, "equity_curve_slope": 0, "volatility": 1}) == 0
     out = policy.predict(pd.DataFrame([SIZING_FEATURES]))
