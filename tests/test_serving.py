@@ -379,15 +379,53 @@ def server(registry: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             process.wait(timeout=5)
 
 
-@pytest.mark.server
-def test_mlflow_models_serve_answers_invocations(server: str) -> None:
-    frame = pd.DataFrame([SIZING_FEATURES, UNVISITED])
+def _invoke(server: str, frame: pd.DataFrame) -> tuple[int, dict]:
+    """POST a frame to ``/invocations`` as ``dataframe_split``; the status and JSON body."""
     body = json.dumps({"dataframe_split": frame.to_dict(orient="split")}).encode()
     request = urllib.request.Request(
         f"{server}/invocations", data=body, headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        predictions = json.loads(response.read())["predictions"]
-    assert [p["action"] for p in predictions] == [SIZING_BEST, 0]
-    assert [(p["size_multiplier"], p["leverage"]) for p in predictions] == [(1.3, 5), (0.2, 1)]
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return int(error.code), json.loads(error.read())
+
+
+@pytest.mark.server
+def test_mlflow_models_serve_answers_invocations(server: str) -> None:
+    status, answer = _invoke(server, pd.DataFrame([SIZING_FEATURES, UNVISITED, NO_GROUP]))
+    assert status == 200, answer
+    predictions = answer["predictions"]
+    assert [p["action"] for p in predictions] == [SIZING_BEST, 0, 0]
+    assert [(p["size_multiplier"], p["leverage"]) for p in predictions[:2]] == [(1.3, 5), (0.2, 1)]
     assert predictions[0]["q_value"] == 2.5
+    assert [p["visited"] for p in predictions] == [True, False, False]
+    assert [p["visits"] for p in predictions] == [SIZING_VISITS, 0, 0]
+    assert [p["fallback"] for p in predictions] == ["none", "portfolio_exposure", "global"]
+    assert [p["fallback_visits"] for p in predictions] == [SIZING_VISITS] * 3
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(
+    ("column", "value", "said"),
+    [
+        ("signal_confidence", 7.5, "7.5 is outside [0, 1]"),
+        ("portfolio_exposure", -3.0, "-3.0 is outside [0, inf]"),
+        ("recent_winrate", 2.0, "2.0 is outside [0, 1]"),
+        ("volatility", float("nan"), "nan is missing or NaN"),
+    ],
+)
+def test_mlflow_models_serve_refuses_what_it_cannot_answer(
+    server: str, column: str, value: float, said: str
+) -> None:
+    frame = pd.DataFrame([SIZING_FEATURES, {**SIZING_FEATURES, column: value}])
+    status, answer = _invoke(server, frame)
+    assert status == 400, answer
+    assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
+    # MLflow's scoring server puts "Failed to predict data '<the frame>'." before it: the
+    # model's own one-line message is the body's last line
+    last = answer["message"].splitlines()[-1]
+    assert last.startswith(f"Error: position_sizing policy input: column {column!r}, row 1: ")
+    assert f"row 1: {said}" in last and last.endswith("; refused")
+    assert "stack_trace" not in answer and "Traceback" not in answer["message"]
