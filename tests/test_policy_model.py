@@ -17,6 +17,8 @@ from mlflow.pyfunc import PythonModel
 
 from rlv2 import serving, tracking
 from rlv2.actions import meta_space, sizing_space
+from rlv2.coverage import Coverage
+from rlv2.domain import Learner
 from rlv2.pipeline import TrainConfig
 from rlv2.states import META_STATE_SPACE, SIZING_STATE_SPACE
 
@@ -193,3 +195,43 @@ def test_a_model_without_a_digest_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(serving.DigestMismatch, match="no q_sha256"):
         serving.read_policy(tmp_path / "q.npy", tmp_path / "space.json", None, "v9")
+
+
+def test_changed_visit_counts_are_refused_at_every_load(store: str) -> None:
+    coverage = Coverage.of_events(
+        np.full(10, 17), 243, Learner.FULL_INFORMATION, (("portfolio_exposure",),)
+    )
+    version = tracking.log_policy_model(
+        "position_sizing", sizing_q(best=5), SIZING_STATE_SPACE, coverage=coverage
+    )
+    assert version is not None and version.tags["visits_sha256"] == coverage.sha256()
+    tracking.promote("position_sizing", version.version, {"reason": "test"}, expected="1")
+    policy = serving.load_policy("position_sizing")
+    assert policy.version == "2" and policy.coverage is not None
+    np.testing.assert_array_equal(policy.coverage.visits, coverage.visits)
+    assert policy.coverage.backoff_levels == (("portfolio_exposure",),)
+    client = MlflowClient()
+    client.delete_model_version_tag("rlv2-position-sizing", "2", "visits_sha256")
+    with pytest.raises(serving.DigestMismatch, match="registered without a visits_sha256 tag"):
+        serving.load_policy("position_sizing")
+    client.set_model_version_tag("rlv2-position-sizing", "2", "visits_sha256", coverage.sha256())
+    folder = model_dir(tracking.q_sha256(sizing_q(best=5), SIZING_STATE_SPACE))
+    assert (folder / "artifacts" / "visits.npy").is_file()
+    visits = coverage.visits.copy()
+    visits[18] = 3  # a state claimed visited that was not
+    np.save(folder / "artifacts" / "visits.npy", visits, allow_pickle=False)
+    with pytest.raises(serving.DigestMismatch, match="rlv2-position-sizing v2: visit counts"):
+        serving.load_policy("position_sizing")
+    with pytest.raises(serving.DigestMismatch, match="visits_sha256"):
+        mlflow.pyfunc.load_model("models:/rlv2-position-sizing@production")
+    np.save(folder / "artifacts" / "visits.npy", visits.astype(np.float64), allow_pickle=False)
+    with pytest.raises(ValueError, match="visit counts of dtype float64"):
+        serving.load_policy("position_sizing")
+
+
+def test_a_missing_model_names_the_registry_it_looked_in(store: str) -> None:
+    MlflowClient().delete_registered_model("rlv2-meta-strategy")
+    with pytest.raises(
+        ValueError, match=f"no registered model rlv2-meta-strategy in .* at {store}"
+    ):
+        serving.load_policy("meta_strategy")

@@ -297,6 +297,30 @@ def test_load_policy_predicts_and_acts(registry: str) -> None:
         policy.act({k: v for k, v in SIZING_FEATURES.items() if k != "recent_winrate"})
 
 
+def test_load_policy_names_the_registry_of_a_missing_alias(registry: str) -> None:
+    with pytest.raises(ValueError, match=f"alias 'nightly' in the registry at {registry}$"):
+        serving.load_policy("position_sizing", alias="nightly")
+
+
+def test_load_policy_never_creates_a_store(registry: str, tmp_path: Path) -> None:
+    missing = tmp_path / "elsewhere" / "mlflow.db"
+    with pytest.raises(serving.StoreNotFound, match=f"sqlite:///{missing}: {missing} does not"):
+        serving.load_policy(tracking_uri=f"sqlite:///{missing}")
+    assert not missing.parent.exists()
+    # a consumer started in another directory, with no MLFLOW_TRACKING_URI: MLflow's default
+    # is ./mlflow.db, which it would create empty; load_policy refuses and creates nothing
+    script = "from rlv2.serving import load_policy; load_policy()"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("rlv2.serving.StoreNotFound: no MLflow tracking store at sqlite:")
+    assert f"{tmp_path}/mlflow.db does not exist" in last
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_meta_policy_takes_regime_names_and_codes(registry: str) -> None:
     policy = serving.load_policy("meta_strategy")
     assert policy.act(META_FEATURES) == META_BEST
