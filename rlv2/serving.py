@@ -58,7 +58,9 @@ from mlflow.artifacts import download_artifacts
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model as MlflowModel
+from mlflow.models.model import MODEL_CONFIG
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import FLAVOR_NAME as PYFUNC_FLAVOR
 from mlflow.pyfunc import PyFuncModel, load_model
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 from numpy.typing import ArrayLike, NDArray
@@ -568,7 +570,8 @@ def load_policy(
         local = download_artifacts(f"models:/{name}/{version}", dst_path=tmp)
         check_model_code(local, source)
         config = {DIGEST_KEY: digest, SOURCE_KEY: source}
-        logged = MlflowModel.load(local).flavors["python_function"].get("model_config") or {}
+        flavor = MlflowModel.load(local).flavors.get(PYFUNC_FLAVOR, {})
+        logged = flavor.get(MODEL_CONFIG) or {}
         if logged.get(VISITS_DIGEST_KEY):
             if not found.tags.get(VISITS_DIGEST_KEY):
                 raise DigestMismatch(
