@@ -2,7 +2,7 @@
 
 One line loads the position-sizing agent's production policy::
 
-    policy = load_policy("position_sizing")          # models:/rlv2-position-sizing@production
+    policy = load_policy("position_sizing")  # models:/rlv2-position-sizing@production -> /7
     action = policy.act({"signal_confidence": 0.8, "portfolio_exposure": 0.3,
                          "recent_winrate": 0.55, "volatility": 0.02,
                          "equity_curve_slope": 0.0})
@@ -10,31 +10,47 @@ One line loads the position-sizing agent's production policy::
 The registered models are MLflow pyfunc models logged from code: the model's code is the
 file ``rlv2/policy_model.py`` (MLflow's models-from-code; it builds a ``QTablePolicy``), and
 its artifacts are plain files: ``q_table`` (the Q-table, ``.npy``, read with
-``allow_pickle=False``) and ``space`` (JSON: agent name and state space,
-``StateSpace.to_dict``). Nothing on the way from the registry to a consumer is a pickle, so
-they load with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``.
+``allow_pickle=False``), ``space`` (JSON: agent name and state space,
+``StateSpace.to_dict``) and, for models logged since they existed, ``visits`` (training
+events per state, int64 ``.npy``; the learner and back-off levels are in the model's
+config: ``rlv2.coverage.Coverage``). Nothing on the way from the registry to a consumer is
+a pickle, so they load with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``.
 ``mlflow.pyfunc.load_model("models:/rlv2-position-sizing@production")`` and ``mlflow models
 serve`` load them as well; the serving environment needs ``rlv2`` installed, since the
 model's code imports this module.
 
 Verified at every load. The model's ``model_config`` holds ``q_sha256``, the digest of its
-Q-table and state space (``q_sha256()``), and ``source``, what to call it in a message.
-``load_context`` recomputes the digest from the artifacts and refuses a mismatch
+Q-table and state space (``q_sha256()``), ``visits_sha256``, the digest of its visit counts,
+learner and back-off levels (``Coverage.sha256()``), and ``source``, what to call it in a
+message. ``load_context`` recomputes both digests from the artifacts and refuses a mismatch
 (:class:`DigestMismatch`, naming the source and both digests), and refuses a table that is
-not float64, not (states x actions) or not finite. :func:`load_policy` resolves the alias
-to its version first and loads that version with the digest of the registry's
-``q_sha256`` tag (the tracking store, not the artifact store, vouches for it), after
-checking that the model's code file is this package's ``policy_model.py``.
+not float64, not (states x actions) or not finite, and counts that are not int64, one per
+state. :func:`load_policy` never creates a tracking store (:class:`StoreNotFound` names the
+one it looked for), resolves the alias to its version first (``Policy.version``,
+``Policy.model_uri`` ``models:/NAME/N``) and loads that version with the digests of the
+registry's ``q_sha256`` and ``visits_sha256`` tags (the tracking store, not the artifact
+store, vouches for them), after checking that the model's code file is this package's
+``policy_model.py``.
 
 Input (SPEC A2): one row per decision, one column per raw state feature, named as in the
 state space (meta-strategy: ``regime`` as a name such as ``TREND`` or its code,
 ``volatility``, ``market_pressure``, ``confidence``, ``previous_winrate``,
 ``account_health``; position sizing: ``signal_confidence``, ``portfolio_exposure``,
 ``recent_winrate``, ``volatility``, ``equity_curve_slope``). Extra columns are ignored.
+A regime name matches in any case. A row the policy cannot answer is refused, one line
+naming the column, the row (from 0) and the value (:class:`RefusedInput` from
+``greedy_actions``; ``MlflowException`` with ``INVALID_PARAMETER_VALUE`` from ``predict``,
+which ``mlflow models serve`` answers with HTTP 400): a missing column, an unknown regime,
+text, NaN, an infinity, or a value outside its SPEC A2 range
+(``rlv2.states.FEATURE_RANGES``).
 
 Output: one row per input row: ``state`` (index), ``action`` (code, SPEC A3), the decoded
 parts (``strategy``, ``model``, ``weight_action`` for meta-strategy; ``size_multiplier``,
-``leverage`` for sizing) and ``q_value``, the greedy action's Q-value. The greedy action is
+``leverage`` for sizing), ``q_value``, the greedy action's Q-value, and what data stood
+behind it: ``visited`` (the state occurred in training), ``visits`` (its training events),
+``fallback`` (``none`` when visited; else the back-off level, ``global`` or ``initial`` that
+gave its value: ``rlv2.coverage``) and ``fallback_visits`` (the events behind the value). A
+model without counts answers them null and ``fallback`` ``unknown``. The greedy action is
 the first argmax of the state's Q-row (``rlv2.qlearning.greedy_policy``).
 """
 

@@ -18,7 +18,9 @@ Idempotence
     A version carries the tag ``q_sha256`` (``q_sha256()``: the Q-table's bytes and the state
     space's JSON). ``log_policy_model`` looks the digest up before logging anything, so a rerun
     returns the existing version instead of registering a duplicate. The digest is passed to
-    ``create_model_version`` with the version itself, so no version ever lacks it.
+    ``create_model_version`` with the version itself, so no version ever lacks it; so is
+    ``visits_sha256``, the digest of the training events per state logged beside the table
+    (``rlv2.coverage``), which the served answers report.
 
 Retries complete a run
     ``start_run(key=...)`` resumes the run tagged ``run_key = key`` if there is one (a
