@@ -91,6 +91,19 @@ def test_each_registered_version_records_its_learner(nightly):
         assert tags["learner"] == "full-information"
 
 
+def test_each_registered_version_carries_its_verified_visit_counts(nightly):
+    run = MlflowClient().get_run(nightly["run_id"])
+    for agent, version in nightly["versions"].items():
+        spec = agent_spec(agent)
+        tags = MlflowClient().get_model_version(spec.model_name, version).tags
+        model = mlflow.pyfunc.load_model(f"models:/{spec.model_name}/{version}")
+        coverage = model.unwrap_python_model().coverage
+        assert coverage is not None and tags["visits_sha256"] == coverage.sha256()
+        assert coverage.learner == "full-information"
+        assert coverage.backoff_levels == spec.backoff_levels
+        assert coverage.visits.sum() == run.data.metrics[f"{agent}.events_per_epoch"]
+
+
 def test_the_run_and_its_versions_record_the_training_and_holdout_windows(nightly):
     run = MlflowClient().get_run(nightly["run_id"])
     split = nightly["split"]
