@@ -39,7 +39,7 @@ INITIAL = "initial"
 """Fallback of an unvisited state whose row was never learned (the table's initial value)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # == on the counts array would be ambiguous; compare sha256()
 class Coverage:
     """Training events per state of a Q-table and the learner that made it."""
 
