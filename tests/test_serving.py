@@ -453,3 +453,14 @@ def test_mlflow_models_serve_refuses_what_it_cannot_answer(
     assert last.startswith(f"Error: position_sizing policy input: column {column!r}, row 1: ")
     assert f"row 1: {said}" in last and last.endswith("; refused")
     assert "stack_trace" not in answer and "Traceback" not in answer["message"]
+
+
+@pytest.mark.server
+def test_mlflow_models_serve_refuses_a_missing_column_or_text(server: str) -> None:
+    """MLflow's schema check refuses these before the model runs: still a 400 naming them."""
+    missing = pd.DataFrame([SIZING_FEATURES]).drop(columns="recent_winrate")
+    status, answer = _invoke(server, missing)
+    assert status == 400 and "recent_winrate" in answer["message"]
+    text = pd.DataFrame([{**SIZING_FEATURES, "volatility": "high"}])
+    status, answer = _invoke(server, text)
+    assert status == 400 and "volatility" in answer["message"]
