@@ -489,11 +489,6 @@ class Policy:
         return f"{self.model_uri} (alias {self.alias}) from {self.tracking_uri}"
 
 
-def model_uri(agent: str, alias: str = PRODUCTION_ALIAS) -> str:
-    """The ``models:/NAME@ALIAS`` URI of an agent's aliased version."""
-    return f"models:/{agent_spec(agent).model_name}@{alias}"
-
-
 def registered_digest(agent: str, version: str | int) -> tuple[str, str]:
     """``(NAME vN, q_sha256 tag)`` of a registered version; refused if it has no digest."""
     name = agent_spec(agent).model_name
