@@ -31,6 +31,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
 from rlv2 import history, off_policy, pipeline, store, tracking
+from rlv2.console import progress
 from rlv2.domain import Agent, agent_spec
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -249,6 +250,7 @@ def promote(
         if bounds[name] not in windows_loaded:
             windows_loaded[bounds[name]] = load_window(path, *bounds[name], config)
         candidates[name] = Candidate(number, q, windows_loaded[bounds[name]])
+    progress("promote: the promotion gate")
     decisions = gate_candidates(candidates, config)
     names = pipeline.refused_agents(decisions)
     if names:

@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from rlv2 import figures, pipeline, sufficiency, sweeps, tracking
+from rlv2.console import progress
 from rlv2.domain import Agent, agent_spec
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -208,6 +209,7 @@ def run_search(
             results.append(
                 {"proposal": proposal, "config": config, "training": training, "metrics": metrics}
             )
+        progress(f"sweep {agent}: {len(results)} configurations scored")
         return [metrics["score"] for _, metrics in evaluated]
 
     sweeps.run_study(study, space, sweep.method, sweep.trials, base.replay.seed, evaluate)
