@@ -93,7 +93,8 @@ def add_ingest_command(subparsers: argparse._SubParsersAction) -> None:
         help="load a CSV, Parquet, DuckDB or PostgreSQL source into a contract table",
         description="Load one source into one table of the data contract (sql/schema.sql), "
         "in one transaction: valid rows are inserted, rows that break the contract are "
-        "quarantined, and the counts are printed (read = loaded + duplicates + quarantined).",
+        "quarantined, and the counts are printed (read = loaded + duplicates + quarantined). "
+        "It writes DuckDB only, so it takes no --tracking-uri.",
         epilog=INGEST_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -122,14 +122,14 @@ def plain(value: Any) -> Any:
     """``value`` as JSON-ready data: numbers, text, lists, objects; NaN and inf as null."""
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
+    if hasattr(value, "_asdict"):  # a NamedTuple
+        return plain(value._asdict())
     if isinstance(value, list | tuple | set | frozenset):
         return [plain(v) for v in value]
     if hasattr(value, "columns") and hasattr(value, "to_dict"):  # a DataFrame
         return plain(value.to_dict(orient="records"))
     if isinstance(value, datetime | date) or hasattr(value, "isoformat"):
         return value.isoformat()
-    if hasattr(value, "_asdict"):  # a NamedTuple
-        return plain(value._asdict())
     if hasattr(value, "__dataclass_fields__"):
         return plain({k: getattr(value, k) for k in value.__dataclass_fields__})
     if hasattr(value, "tolist"):  # numpy scalars and arrays, pandas Series

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import shutil
 import sys
 import threading
 from datetime import UTC, datetime
@@ -119,6 +118,11 @@ class Quiet:
             os.environ[key] = value
         self._redirect_handlers()
         logging.captureWarnings(True)
+        # warnings go to the log whatever handlers the root logger has (or lacks)
+        self._warnings = logging.getLogger("py.warnings")
+        self._warnings_state = (self._warnings.propagate, list(self._warnings.handlers))
+        self._warnings.propagate = False
+        self._warnings.handlers = [logging.StreamHandler(self.log)]
         sys.stderr = self.log  # type: ignore[assignment]
         if self.terminal.isatty():
             show_progress(self.terminal)
@@ -139,6 +143,7 @@ class Quiet:
             return
         sys.stderr = self.terminal
         logging.captureWarnings(False)
+        self._warnings.propagate, self._warnings.handlers = self._warnings_state
         for logger, index, handler in reversed(self._swapped):
             if index < len(logger.handlers):
                 logger.handlers[index] = handler
@@ -191,9 +196,12 @@ def progress(text: str) -> None:
     global _shown
     if _status is None:
         return
-    width = shutil.get_terminal_size((80, 20)).columns - 1
+    try:
+        width = os.get_terminal_size(_status.fileno()).columns or 80
+    except (OSError, ValueError):
+        width = 80
     with _status_lock:
-        _status.write("\r\x1b[K" + text[:width])
+        _status.write("\r\x1b[K" + text[: width - 1])
         _status.flush()
         _shown = True
 
