@@ -324,6 +324,9 @@ def _run(args: argparse.Namespace, quiet: console.Quiet) -> int:
     except _UsageError as error:
         print(error, file=terminal)
         return EXIT_USAGE
+    except BrokenPipeError:  # `rlv2 status --json | head`: the reader had enough
+        _silence_stdout()
+        return EXIT_FAILURE
     except ConfigError as error:  # a setting from the command line or a --config file
         _fail(quiet, f"{command}: error: {error}")
         return EXIT_USAGE
@@ -344,6 +347,14 @@ def _fail(quiet: console.Quiet, line: str) -> None:
         traceback.print_exc(file=quiet.terminal)
     console.clear_progress()
     print(line, file=quiet.terminal)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (a test's capture)
+        pass
 
 
 def _first_line(error: BaseException) -> str:
