@@ -655,16 +655,13 @@ def status_result(db: str | None, log: bool = False) -> dict[str, Any]:
     uri = tracking.configure()
     result: dict[str, Any] = {"tracking_uri": uri, "history": None}
     if db is not None and store.local_db_path(db).is_file():
+        found: dict[str, Any] = {"db": str(store.local_db_path(db).resolve())}
         try:
             first, last, n = check_history(db)
-        except ValueError:
-            first, last, n = None, None, 0
-        result["history"] = {
-            "db": str(store.local_db_path(db).resolve()),
-            "decisions": n,
-            "first": first,
-            "last": last,
-        }
+            found |= {"decisions": n, "first": first, "last": last}
+        except Exception as error:  # an unreadable history must not hide production's status
+            found["error"] = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        result["history"] = found
     result["agents"] = tracking.status()
     if log:
         result["log"] = tracking.promotion_log()
@@ -675,7 +672,9 @@ def status_lines(result: Mapping[str, Any]) -> list[str]:
     """``rlv2 status`` as text."""
     lines = [f"MLflow: {result['tracking_uri']}"]
     found = result.get("history")
-    if found:
+    if found and "error" in found:
+        lines.append(f"history: {found['db']}: {found['error']}")
+    elif found:
         lines.append(
             f"history: {found['db']}: {found['decisions']} decisions "
             f"{when(found['first'])} .. {when(found['last'])}"

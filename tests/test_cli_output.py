@@ -364,4 +364,5 @@ def test_train_and_sweep_print_json(demo_run):
     swept = rlv2("sweep", "--agent", "meta_strategy", "--alpha", "0.01,0.1", "--json", cwd=folder)
     assert swept.returncode == 0, swept.stderr
     found = json.loads(swept.stdout)["meta_strategy"]
-    assert len(found["configurations"]) == 2 and found["best"]["alpha"] in (0.01, 0.1)
+    assert {c["alpha"] for c in found["configurations"]} == {0.01, 0.1}
+    assert found["best"] in found["configurations"] and found["version"]
