@@ -311,7 +311,6 @@ def add_demo_data_command(subparsers: Any) -> None:
         "candles) and build a trade history on them: synthetic model forecasts and "
         "behaviour policy, real prices and outcomes. Everything goes through `rlv2 ingest`. "
         "It writes DuckDB only, so it takes no --tracking-uri.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_common_options(
         parser,
@@ -319,7 +318,7 @@ def add_demo_data_command(subparsers: Any) -> None:
         "directory; created if missing)",
         tracking=False,
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic parts")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic parts (default: 0)")
     parser.set_defaults(run=run_demo_data)
 
 
@@ -612,7 +611,6 @@ def add_rollback_command(subparsers: Any) -> None:
         description="Move the alias production of an agent back to the version under "
         "previous (the one it replaced), and record it in the promotion log. It reads "
         "the MLflow registry only, so it takes no --db.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("agent", choices=[a.value for a in Agent], help="the agent to roll back")
     parser.add_argument("--reason", default="", help="why, for the promotion log")
