@@ -13,7 +13,7 @@ from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from rlv2 import evidence, off_policy, pipeline, sufficiency, tracking
-from rlv2.console import progress
+from rlv2.console import progress, versions_text, when
 from rlv2.domain import Agent
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -169,7 +169,10 @@ def log_training(
         run_id = run.info.run_id
     tracking.set_run_tags(run_id, {f"version.{a}": v for a, v in versions.items() if v})
     mean_pnl = evaluation["holdout"]["mean_pnl_pct"]
-    print(f"MLflow run {run_id}: candidates {versions}; holdout mean pnl {mean_pnl:.4f}")
+    print(
+        f"MLflow run {run_id}: candidates {versions_text(versions)}; holdout mean pnl "
+        f"{mean_pnl:.4f}"
+    )
     return {"run_id": run_id, "versions": versions}
 
 
@@ -204,7 +207,10 @@ def nightly_retrain(
     path = db_path(db)
     tracking.configure()
     split = plan_split(path, config.holdout_fraction)
-    print(f"training {split.train_start} .. {split.holdout_start}, holdout .. {split.holdout_end}")
+    print(
+        f"training {when(split.train_start)} .. {when(split.holdout_start)}, holdout .. "
+        f"{when(split.holdout_end)}"
+    )
     progress("nightly: loading the history")
     train_f = load_window.submit(path, split.train_start, split.holdout_start, config)
     holdout_f = load_window.submit(path, split.holdout_start, split.holdout_end, config)

@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from rlv2 import figures, pipeline, sufficiency, sweeps, tracking
-from rlv2.console import progress
+from rlv2.console import progress, when
 from rlv2.domain import Agent, agent_spec
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -251,8 +251,8 @@ def sweep(
     val = load_window(path, val_start, split.holdout_start, config)
     train_all = load_window(path, split.train_start, split.holdout_start, config)
     print(
-        f"fit {split.train_start}..{val_start} ({fit.n_trades} trades), "
-        f"validation ..{split.holdout_start} ({val.n_trades}); holdout untouched"
+        f"fit {when(split.train_start)} .. {when(val_start)} ({fit.n_trades} trades), "
+        f"validation .. {when(split.holdout_start)} ({val.n_trades}); holdout untouched"
     )
     agents = list(Agent) if agent == "both" else [agent_spec(agent).agent]
     runner = make_task_runner(task_runner)

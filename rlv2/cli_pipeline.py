@@ -33,7 +33,7 @@ from rlv2.config import (
     settings,
     with_values,
 )
-from rlv2.console import clear_progress, progress
+from rlv2.console import clear_progress, progress, versions_text, when
 from rlv2.domain import Agent
 from rlv2.pipeline import TrainConfig
 from rlv2.sweeps import DIMENSIONS, SweepConfig
@@ -147,29 +147,6 @@ def emit_json(result: Any) -> None:
     """Print ``result`` as one JSON document on stdout."""
     clear_progress()
     print(json.dumps(plain(result), indent=2, allow_nan=False))
-
-
-def when(value: Any) -> str:
-    """A time as a person reads it: ``2018-12-26 00:00`` (UTC when it says so)."""
-    if value is None:
-        return "never"
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    if not isinstance(value, datetime):
-        return str(value)
-    zone = " UTC" if value.utcoffset() is not None and not value.utcoffset() else ""
-    return f"{value:%Y-%m-%d %H:%M}{zone}"
-
-
-def versions_text(versions: Mapping[str, Any]) -> str:
-    """``meta_strategy v1, position_sizing v1`` (or ``not registered``)."""
-    return ", ".join(
-        f"{agent} v{number}" if number else f"{agent} not registered"
-        for agent, number in versions.items()
-    )
 
 
 def _option_type(setting: Setting) -> Any:
@@ -318,7 +295,9 @@ def add_demo_data_command(subparsers: Any) -> None:
         "directory; created if missing)",
         tracking=False,
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic parts (default: 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the synthetic parts (default: 0)"
+    )
     parser.set_defaults(run=run_demo_data)
 
 

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -214,3 +215,33 @@ def clear_progress() -> None:
             _status.write("\r\x1b[K")
             _status.flush()
         _shown = False
+
+
+def when(value: Any) -> str:
+    """A time as a person reads it: ``2018-12-26 00:00`` (UTC when it says so)."""
+    if value is None:
+        return "never"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if not isinstance(value, datetime):
+        return str(value)
+    zone = " UTC" if value.utcoffset() is not None and not value.utcoffset() else ""
+    return f"{value:%Y-%m-%d %H:%M}{zone}"
+
+
+def versions_text(versions: Mapping[str, Any]) -> str:
+    """``meta_strategy v1, position_sizing v1`` (or ``not registered``)."""
+    return ", ".join(
+        f"{agent} v{number}" if number else f"{agent} not registered"
+        for agent, number in versions.items()
+    )
+
+
+def figures_text(figures: Mapping[str, Any]) -> str:
+    """``key 0.1234, key 2`` for a mapping of figures."""
+    return ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()
+    )
