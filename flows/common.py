@@ -27,6 +27,7 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from rlv2 import history, pipeline, store, tracking
+from rlv2.console import figures_text
 from rlv2.pipeline import AgentTraining, Split, TrainConfig
 
 DEFAULT_DB = "rlv2.duckdb"
@@ -154,7 +155,10 @@ def train_agent(
 ) -> AgentTraining:
     """Train one agent's Q-table on the training window (compiled kernel)."""
     result = pipeline.train_agent(agent, window, config, warm_start)
-    print(f"{agent}: {result.n_events} events x {config.epochs} epochs, {result.summary()}")
+    print(
+        f"{agent}: {result.n_events} events x {config.epochs} epochs, "
+        f"{figures_text(result.summary())}"
+    )
     return result
 
 

@@ -13,6 +13,7 @@ from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from rlv2 import evidence, off_policy, pipeline, sufficiency, tracking
+from rlv2.console import progress, versions_text, when
 from rlv2.domain import Agent
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -172,7 +173,10 @@ def log_training(
         run_id = run.info.run_id
     tracking.set_run_tags(run_id, {f"version.{a}": v for a, v in versions.items() if v})
     mean_pnl = evaluation["holdout"]["mean_pnl_pct"]
-    print(f"MLflow run {run_id}: candidates {versions}; holdout mean pnl {mean_pnl:.4f}")
+    print(
+        f"MLflow run {run_id}: candidates {versions_text(versions)}; holdout mean pnl "
+        f"{mean_pnl:.4f}"
+    )
     return {"run_id": run_id, "versions": versions}
 
 
@@ -207,7 +211,11 @@ def nightly_retrain(
     path = db_path(db)
     tracking.configure()
     split = plan_split(path, config.holdout_fraction)
-    print(f"training {split.train_start} .. {split.holdout_start}, holdout .. {split.holdout_end}")
+    print(
+        f"training {when(split.train_start)} .. {when(split.holdout_start)}, holdout .. "
+        f"{when(split.holdout_end)}"
+    )
+    progress("nightly: loading the history")
     train_f = load_window.submit(path, split.train_start, split.holdout_start, config)
     holdout_f = load_window.submit(path, split.holdout_start, split.holdout_end, config)
     production = {a: load_production(a, config)[1] for a in Agent}
@@ -217,9 +225,12 @@ def nightly_retrain(
     futures = {a: train_agent.submit(a, train, config, warm[a]) for a in Agent}
     trained = {a: f.result() for a, f in futures.items()}
     sufficiency.check_trained(trained.values(), config)
+    progress("nightly: evaluating on the holdout")
     evaluation = evaluate_holdout(trained, holdout, config, production)
     opinions = second_opinions(trained, holdout, config)
+    progress("nightly: drawing the figures")
     drawn = draw_training_figures(trained, train, holdout, config, production) if figures else {}
+    progress("nightly: logging to MLflow, registering the candidates")
     logged = log_training(
         "nightly-retrain",
         trained,
@@ -244,6 +255,7 @@ def nightly_retrain(
             for a in Agent
             if logged["versions"][a]
         }
+        progress("nightly: the promotion gate")
         result["decisions"] = gate_candidates(candidates, config)
     if figures:
         result["report"] = log_report(logged["run_id"])

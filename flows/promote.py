@@ -31,6 +31,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
 from rlv2 import history, off_policy, pipeline, store, tracking
+from rlv2.console import progress, when
 from rlv2.domain import Agent, agent_spec
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -238,10 +239,10 @@ def promote(
         label = f"{agent_spec(name).model_name} v{number}"
         bounds[name] = plan_holdout(path, label, windows, holdout_fraction)
         start, end = bounds[name]
-        grown = "" if end == windows.holdout_end else f" (recorded to {windows.holdout_end})"
+        grown = "" if end == windows.holdout_end else f" (recorded to {when(windows.holdout_end)})"
         print(
-            f"{label}: trained on {windows.train_start} .. {windows.train_end}; gated on its "
-            f"holdout {start} .. {end}{grown}"
+            f"{label}: trained on {when(windows.train_start)} .. {when(windows.train_end)}; "
+            f"gated on its holdout {when(start)} .. {when(end)}{grown}"
         )
     windows_loaded: dict[tuple[datetime, datetime], WindowData] = {}
     candidates = {}
@@ -249,6 +250,7 @@ def promote(
         if bounds[name] not in windows_loaded:
             windows_loaded[bounds[name]] = load_window(path, *bounds[name], config)
         candidates[name] = Candidate(number, q, windows_loaded[bounds[name]])
+    progress("promote: the promotion gate")
     decisions = gate_candidates(candidates, config)
     names = pipeline.refused_agents(decisions)
     if names:

@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from rlv2 import figures, pipeline, sufficiency, sweeps, tracking
+from rlv2.console import progress, when
 from rlv2.domain import Agent, agent_spec
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -212,6 +213,7 @@ def run_search(
             results.append(
                 {"proposal": proposal, "config": config, "training": training, "metrics": metrics}
             )
+        progress(f"sweep {agent}: {len(results)} configurations scored")
         return [metrics["score"] for _, metrics in evaluated]
 
     sweeps.run_study(study, space, sweep.method, sweep.trials, base.replay.seed, evaluate)
@@ -253,8 +255,8 @@ def sweep(
     val = load_window(path, val_start, split.holdout_start, config)
     train_all = load_window(path, split.train_start, split.holdout_start, config)
     print(
-        f"fit {split.train_start}..{val_start} ({fit.n_trades} trades), "
-        f"validation ..{split.holdout_start} ({val.n_trades}); holdout untouched"
+        f"fit {when(split.train_start)} .. {when(val_start)} ({fit.n_trades} trades), "
+        f"validation .. {when(split.holdout_start)} ({val.n_trades}); holdout untouched"
     )
     agents = list(Agent) if agent == "both" else [agent_spec(agent).agent]
     runner = make_task_runner(task_runner)

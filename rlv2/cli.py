@@ -12,13 +12,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
-from rlv2 import __version__, cli_pipeline, store
+from rlv2 import __version__, cli_pipeline, console, store
+from rlv2.cli_pipeline import add_common_options, emit_json
 from rlv2.config import ConfigError
 from rlv2.ingest import (
     CONTRACT_TABLES,
@@ -90,7 +93,8 @@ def add_ingest_command(subparsers: argparse._SubParsersAction) -> None:
         help="load a CSV, Parquet, DuckDB or PostgreSQL source into a contract table",
         description="Load one source into one table of the data contract (sql/schema.sql), "
         "in one transaction: valid rows are inserted, rows that break the contract are "
-        "quarantined, and the counts are printed (read = loaded + duplicates + quarantined).",
+        "quarantined, and the counts are printed (read = loaded + duplicates + quarantined). "
+        "It writes DuckDB only, so it takes no --tracking-uri.",
         epilog=INGEST_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -107,7 +111,12 @@ def add_ingest_command(subparsers: argparse._SubParsersAction) -> None:
         metavar="SOURCE",
         help="the source, as an option instead of the positional argument",
     )
-    _add_db_option(parser)
+    add_common_options(
+        parser,
+        db="the DuckDB database file (default: $RLV2_DB, else rlv2.duckdb in the working "
+        "directory; created if missing)",
+        tracking=False,
+    )
     parser.add_argument(
         "--table",
         required=True,
@@ -220,15 +229,21 @@ def run_ingest(args: argparse.Namespace) -> int:
     except IngestRefused as refused:
         if created:
             _remove_database(db_path)
-        _print_problems(refused.report, recorded=False)
-        print(f"rlv2 ingest: error: {refused}", file=sys.stderr)
+        if args.json:
+            emit_json({"db": db_path.resolve(), "refused": True, **vars(refused.report)})
+        else:
+            _print_problems(refused.report, recorded=False)
+        print(f"rlv2 ingest: error: {refused}", file=console.terminal())
         return EXIT_FAILURE
     except (IngestError, duckdb.Error) as error:
         if created:
             _remove_database(db_path)
-        print(f"rlv2 ingest: error: {error}", file=sys.stderr)
+        print(f"rlv2 ingest: error: {error}", file=console.terminal())
         return EXIT_FAILURE
-    _print_report(report, db_path)
+    if args.json:
+        emit_json({"db": db_path.resolve(), **vars(report)})
+    else:
+        _print_report(report, db_path)
     if report.rows_read and report.rows_quarantined == report.rows_read:
         # committed (the quarantine keeps every reason), but a load that loaded nothing
         # is a failure to whoever runs it in a script
@@ -236,7 +251,7 @@ def run_ingest(args: argparse.Namespace) -> int:
             f"rlv2 ingest: error: all {report.rows_read} rows of {report.source} were "
             f"quarantined, none loaded into {report.target_table} (SELECT * FROM quarantine "
             f"WHERE ingest_id = {report.ingest_id})",
-            file=sys.stderr,
+            file=console.terminal(),
         )
         return EXIT_FAILURE
     return EXIT_OK
@@ -249,11 +264,28 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 """The subcommands of ``rlv2``, registered in this order."""
 
 
+EPILOG = """\
+environment:
+  RLV2_DB              the DuckDB file of --db (default: rlv2.duckdb in the working directory)
+  MLFLOW_TRACKING_URI  the MLflow store of --tracking-uri (default:
+                       sqlite:///<working directory>/mlflow.db)
+  RLV2_LOG_FILE        where Prefect's and MLflow's logs go without -v (default: rlv2.log in
+                       the working directory; its path is printed when a command wrote to it)
+  PREFECT_API_URL      a Prefect server to run the flows on (default: a temporary one)
+
+Every subcommand takes -v (the libraries' logs and a failure's traceback on stderr) and
+--json (its result as one JSON document on stdout). Exit codes: 0 done, 1 failed, 2 usage
+error, 3 the promotion gate refused a candidate (train, promote).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``rlv2`` argument parser with every subcommand of :data:`COMMANDS`."""
     parser = _Parser(
         prog="rlv2",
         description="Batch trainer for the RL v2 tabular Q-learning agents.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"rlv2 {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -269,36 +301,83 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return args.run(args)
     except _UsageError as error:
         print(error, file=sys.stderr)
         return EXIT_USAGE
+    except SystemExit as exit_request:  # --help and --version
+        return exit_request.code if isinstance(exit_request.code, int) else EXIT_OK
+    quiet = console.Quiet(args.command, verbose=args.verbose)
+    with quiet, _tracking_uri(getattr(args, "tracking_uri", None)):
+        code = _run(args, quiet)
+    if code != EXIT_FAILURE:
+        quiet.note_log()
+    return code
+
+
+def _run(args: argparse.Namespace, quiet: console.Quiet) -> int:
+    """Run the parsed command; a failure is one line on the terminal (``-v``: with its
+    traceback)."""
+    command = f"rlv2 {args.command}"
+    terminal = quiet.terminal
+    try:
+        return args.run(args)
+    except _UsageError as error:
+        print(error, file=terminal)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `rlv2 status --json | head`: the reader had enough
+        _silence_stdout()
+        return EXIT_FAILURE
     except ConfigError as error:  # a setting from the command line or a --config file
-        print(f"rlv2 {argv_command(argv)}: error: {error}", file=sys.stderr)
+        _fail(quiet, f"{command}: error: {error}")
         return EXIT_USAGE
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         # Failures of the pipeline commands whose message names the file or parameter.
-        print(f"rlv2 {argv_command(argv)}: error: {error}", file=sys.stderr)
+        _fail(quiet, f"{command}: error: {_first_line(error)}")
         return EXIT_FAILURE
-    except SystemExit as exit_request:  # --help and --version
-        return exit_request.code if isinstance(exit_request.code, int) else EXIT_OK
+    except Exception as error:  # a failure nobody worded: its traceback goes to the log
+        traceback.print_exc(file=terminal if quiet.verbose else quiet.log)
+        where = "" if quiet.verbose else f" (traceback in {quiet.log.path}; -v shows it)"
+        _fail(quiet, f"{command}: error: {type(error).__name__}: {_first_line(error)}{where}")
+        return EXIT_FAILURE
 
 
-def argv_command(argv: Sequence[str] | None) -> str:
-    """The subcommand named on a command line, for error messages."""
-    words = list(sys.argv[1:] if argv is None else argv)
-    return next((w for w in words if not w.startswith("-")), "")
+def _fail(quiet: console.Quiet, line: str) -> None:
+    """Print a failure's one line (after its traceback with ``-v``)."""
+    if quiet.verbose and sys.exc_info()[0] is not None:
+        traceback.print_exc(file=quiet.terminal)
+    console.clear_progress()
+    print(line, file=quiet.terminal)
 
 
-def _add_db_option(parser: argparse.ArgumentParser) -> None:
-    """Add ``--db``, shared by the subcommands that open the database."""
-    parser.add_argument(
-        "--db",
-        default=os.environ.get("RLV2_DB", "rlv2.duckdb"),
-        metavar="PATH",
-        help="the DuckDB database file (default: $RLV2_DB, else rlv2.duckdb in the "
-        "working directory; created if missing)",
-    )
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (a test's capture)
+        pass
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message (MLflow's carry a server's whole answer)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextmanager
+def _tracking_uri(uri: str | None) -> Iterator[None]:
+    """``MLFLOW_TRACKING_URI`` set to ``--tracking-uri`` while the command runs."""
+    if uri is None:
+        yield
+        return
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def _remove_database(db_path: Path) -> None:
@@ -309,6 +388,7 @@ def _remove_database(db_path: Path) -> None:
 
 def _print_report(report: IngestReport, db_path: Path) -> None:
     """Print the counts of an ingest and the first quarantined rows."""
+    console.clear_progress()
     print(
         f"{report.source} -> {report.target_table} in {db_path} "
         f"(ingest {report.ingest_id}, sha256 {report.content_sha256[:12]})"

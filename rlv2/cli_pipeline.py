@@ -15,8 +15,11 @@ them.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from collections.abc import Mapping
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from rlv2.config import (
     settings,
     with_values,
 )
+from rlv2.console import clear_progress, progress, versions_text, when
 from rlv2.domain import Agent
 from rlv2.pipeline import TrainConfig
 from rlv2.sweeps import DIMENSIONS, SweepConfig
@@ -64,14 +68,85 @@ CONFIG_EPILOG = (
 """The epilog of the subcommands whose settings come from the config dataclasses."""
 
 
-def _db(parser: argparse.ArgumentParser) -> None:
+DB_HELP = (
+    "the DuckDB file with the history (default: $RLV2_DB, else rlv2.duckdb, the demo's, in "
+    "the working directory)"
+)
+"""Help of ``--db`` where the history is read."""
+TRACKING_HELP = (
+    "the MLflow tracking and registry store (default: $MLFLOW_TRACKING_URI, else "
+    "sqlite:///<cwd>/mlflow.db)"
+)
+"""Help of ``--tracking-uri``, the same in every subcommand."""
+
+
+def add_common_options(
+    parser: argparse.ArgumentParser, *, db: str | None = DB_HELP, tracking: bool = True
+) -> None:
+    """Add the options every subcommand shares: ``--db`` (help ``db``; None: none),
+    ``--tracking-uri`` (unless ``tracking`` is false), ``--json`` and ``-v``."""
+    if db is not None:
+        parser.add_argument(
+            "--db", default=os.environ.get("RLV2_DB", "rlv2.duckdb"), metavar="PATH", help=db
+        )
+    if tracking:
+        parser.add_argument("--tracking-uri", metavar="URI", help=TRACKING_HELP)
     parser.add_argument(
-        "--db",
-        default=os.environ.get("RLV2_DB", "rlv2.duckdb"),
-        metavar="PATH",
-        help="the DuckDB file with the history (default: $RLV2_DB, else rlv2.duckdb, the "
-        "demo's, in the working directory)",
+        "--json",
+        action="store_true",
+        help="print the result as one JSON document on stdout, and nothing else there",
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show Prefect's and MLflow's logs, libraries' warnings and a failure's traceback "
+        "on stderr (default: they go to $RLV2_LOG_FILE, else rlv2.log in the working "
+        "directory, whose path is printed)",
+    )
+
+
+def _db(parser: argparse.ArgumentParser) -> None:
+    """The options of a subcommand that reads the history and MLflow."""
+    add_common_options(parser)
+
+
+def say(*lines: str) -> None:
+    """Print a command's own lines on stdout (after erasing a progress line)."""
+    clear_progress()
+    for line in lines:
+        print(line)
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON-ready data: numbers, text, lists, objects; NaN and inf as null."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if hasattr(value, "_asdict"):  # a NamedTuple
+        return plain(value._asdict())
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(v) for v in value]
+    if hasattr(value, "columns") and hasattr(value, "to_dict"):  # a DataFrame
+        return plain(value.to_dict(orient="records"))
+    if isinstance(value, datetime | date) or hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "__dataclass_fields__"):
+        return plain({k: getattr(value, k) for k in value.__dataclass_fields__})
+    if hasattr(value, "tolist"):  # numpy scalars and arrays, pandas Series
+        return plain(value.tolist())
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    return str(getattr(value, "value", value))  # enums by value, anything else as text
+
+
+def emit_json(result: Any) -> None:
+    """Print ``result`` as one JSON document on stdout."""
+    clear_progress()
+    print(json.dumps(plain(result), indent=2, allow_nan=False))
 
 
 def _option_type(setting: Setting) -> Any:
@@ -159,22 +234,41 @@ def configs(args: argparse.Namespace) -> tuple[TrainConfig, SweepConfig]:
 
 
 def preflight(db: str | None) -> None:
-    """Fail before any flow (and its Prefect server) starts: ``db`` must be an existing
-    local file, and the MLflow store usable (``tracking.configure`` fails fast, one line
-    naming the URI). Then tie Prefect's temporary server to this process, so that a
-    killed ``rlv2`` leaves none behind (``rlv2.flows.lifetime``)."""
-    from rlv2 import store, tracking
+    """Fail before any flow (and its Prefect server) starts, in one line: ``db`` must be
+    an existing local file with decision points, and the MLflow store usable
+    (``tracking.configure`` fails fast, naming the URI). Then tie Prefect's temporary
+    server to this process, so that a killed ``rlv2`` leaves none behind
+    (``rlv2.flows.lifetime``)."""
+    if db is not None:
+        check_history(db)
+    from rlv2 import tracking  # MLflow takes a second to import: after the history's check
+
+    tracking.configure()
+    progress("starting Prefect")
     from rlv2.flows.lifetime import tie_temporary_server  # pyright: ignore[reportMissingImports]
 
-    if db is not None:
-        path = store.local_db_path(db)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"DuckDB file {path.resolve()} not found: run `rlv2 demo-data --db {db}` or "
-                "`rlv2 ingest`"
-            )
-    tracking.configure()
     tie_temporary_server()
+
+
+def check_history(db: str) -> tuple[Any, Any, int]:
+    """First and last decision time and the number of decisions of ``db``, or an error
+    naming what is missing (no file, no decisions)."""
+    from rlv2 import history, store
+
+    path = store.local_db_path(db)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"DuckDB file {path.resolve()} not found: run `rlv2 demo-data --db {db}` or "
+            "`rlv2 ingest`"
+        )
+    with store.connect(path, read_only=True) as con:
+        bounds = history.decision_bounds(con)
+    if bounds[2] < 2:
+        raise ValueError(
+            f"{path.resolve()}: {bounds[2]} decision points in table signals: nothing to "
+            "train on (load them with `rlv2 ingest --table signals`)"
+        )
+    return bounds
 
 
 def print_config(train: TrainConfig, search: SweepConfig | None = None) -> None:
@@ -192,23 +286,45 @@ def add_demo_data_command(subparsers: Any) -> None:
         help="build the demo trade history from real bars into the DuckDB file",
         description="Load the bundled real price bars (unless the database already has "
         "candles) and build a trade history on them: synthetic model forecasts and "
-        "behaviour policy, real prices and outcomes. Everything goes through `rlv2 ingest`.",
+        "behaviour policy, real prices and outcomes. Everything goes through `rlv2 ingest`. "
+        "It writes DuckDB only, so it takes no --tracking-uri.",
     )
-    _db(parser)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic parts")
+    add_common_options(
+        parser,
+        db="the DuckDB file to fill (default: $RLV2_DB, else rlv2.duckdb in the working "
+        "directory; created if missing)",
+        tracking=False,
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the synthetic parts (default: 0)"
+    )
     parser.set_defaults(run=run_demo_data)
+
+
+def demo_data(db: str, seed: int = 0) -> list[Any]:
+    """Build the demo history into ``db``; the ingest reports."""
+    from rlv2.demo import build_demo_database
+    from rlv2.demo_data import DemoConfig
+
+    return build_demo_database(db, DemoConfig(seed=seed))
+
+
+def demo_data_lines(reports: list[Any]) -> list[str]:
+    """One line per table loaded."""
+    return [
+        f"{Path(r.source).name:>18} -> {r.target_table:<9} read {r.rows_read} = loaded "
+        f"{r.rows_loaded} + duplicates {r.rows_duplicate} + quarantined {r.rows_quarantined}"
+        for r in reports
+    ]
 
 
 def run_demo_data(args: argparse.Namespace) -> int:
     """Carry out ``rlv2 demo-data``."""
-    from rlv2.demo import build_demo_database
-    from rlv2.demo_data import DemoConfig
-
-    for r in build_demo_database(args.db, DemoConfig(seed=args.seed)):
-        print(
-            f"{Path(r.source).name:>18} -> {r.target_table:<9} read {r.rows_read} = loaded "
-            f"{r.rows_loaded} + duplicates {r.rows_duplicate} + quarantined {r.rows_quarantined}"
-        )
+    reports = demo_data(args.db, args.seed)
+    if args.json:
+        emit_json({"db": str(Path(args.db).resolve()), "ingests": reports})
+    else:
+        say(*demo_data_lines(reports))
     return 0
 
 
@@ -247,58 +363,73 @@ def run_train(args: argparse.Namespace) -> int:
     result = nightly_retrain(
         db=args.db, config=config, warm_start=args.warm_start, promote=args.promote
     )
-    _print_training(result)
-    return _gate_exit(result.get("decisions", {}))
+    if args.json:
+        emit_json(result)
+    else:
+        say(*training_lines(result))
+    return _gate_exit(result.get("decisions", {}), show=not args.json)
 
 
-def _gate_exit(decisions: dict[str, dict[str, Any]]) -> int:
-    """``EXIT_REFUSED`` if the gate judged and refused a candidate, else 0."""
+def _gate_exit(decisions: dict[str, dict[str, Any]], *, show: bool = True) -> int:
+    """``EXIT_REFUSED`` if the gate judged and refused a candidate, else 0 (``show``:
+    say so on stdout)."""
     from rlv2.pipeline import refused_agents
 
     names = refused_agents(decisions)
     if names:
-        print(f"refused: {', '.join(names)} (exit {EXIT_REFUSED})")
+        if show:
+            say(f"refused: {', '.join(names)} (exit {EXIT_REFUSED})")
         return EXIT_REFUSED
     return 0
 
 
-def _print_training(result: dict[str, Any]) -> None:
-    print(f"\nMLflow run {result['run_id']}; candidates {result['versions']}")
+def training_lines(result: Mapping[str, Any]) -> list[str]:
+    """A nightly retrain's summary: run, windows, holdout figures, second opinions, gate."""
+    lines = [f"MLflow run {result['run_id']}: candidates {versions_text(result['versions'])}"]
+    split = result.get("split")
+    if split:
+        lines.append(
+            f"training {when(split['train_start'])} .. {when(split['holdout_start'])}, "
+            f"holdout .. {when(split['holdout_end'])}"
+        )
     hold, logged = result["holdout"], result["logged"]
-    print(f"{'holdout':<22}{'candidates':>12}{'logged':>12}")
+    lines.append(f"{'holdout':<22}{'candidates':>12}{'logged':>12}")
     for key in ("n_trades", "mean_pnl_pct", "sharpe", "max_drawdown_pct", "win_rate"):
-        print(f"{key:<22}{hold[key]:>12.4f}{logged[key]:>12.4f}")
+        lines.append(f"{key:<22}{hold[key]:>12.4f}{logged[key]:>12.4f}")
     for key in ("meta_mean_reward", "sizing_mean_reward"):
-        print(f"{key:<22}{hold[key]:>12.4f}{logged[key]:>12.4f}")
+        lines.append(f"{key:<22}{hold[key]:>12.4f}{logged[key]:>12.4f}")
     for agent, ips in result.get("ips", {}).items():
         alarm = ": DISAGREE (an alarm, not a gate)" if ips["ips_disagrees"] else ""
-        print(
+        lines.append(
             f"{agent} second opinion on {ips['ips.metric']}: simulated "
             f"{ips['ips.simulated']:.4f} vs SNIPS {ips.get('ips.snips', float('nan')):.4f} "
             f"± {ips.get('ips.se', float('nan')):.4f}{alarm}"
         )
-    _print_decisions(result.get("decisions", {}))
+    return lines + decision_lines(result.get("decisions", {}))
 
 
-def _print_decisions(decisions: dict[str, dict[str, Any]]) -> None:
+def decision_lines(decisions: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per gate decision (and its second opinion, when there is one)."""
+    lines = []
     for agent, d in decisions.items():
         if d.get("reason") == "already":
-            print(f"{agent}: v{d['version']} already in production")
+            lines.append(f"{agent}: v{d['version']} already in production")
             continue
         verdict = "PROMOTED" if d["promote"] else "refused"
-        print(
+        lines.append(
             f"{agent} v{d['version']}: {verdict} vs {d['champion']} on {d['metric']}: "
             f"{d['candidate_value']:.4f} vs {d['champion_value']:.4f}, diff {d['difference']:.4f} "
             f"CI [{d['ci_low']:.4f}, {d['ci_high']:.4f}] (n={d['n']}): {d['reason']}"
         )
         if "ips.metric" in d:
             alarm = ": DISAGREE (an alarm, not a gate)" if d["ips_disagrees"] else ""
-            print(
+            lines.append(
                 f"    second opinion on {d['ips.metric']}: simulated {d['ips.simulated']:.4f} vs "
                 f"SNIPS {d.get('ips.snips', float('nan')):.4f} ± "
                 f"{d.get('ips.se', float('nan')):.4f} ({d['ips.matched']} of {d['ips.n']} "
                 f"logged trades match){alarm}"
             )
+    return lines
 
 
 def add_sweep_command(subparsers: Any) -> None:
@@ -338,8 +469,50 @@ def run_sweep(args: argparse.Namespace) -> int:
     preflight(args.db)
     from rlv2.flows.sweep import sweep  # pyright: ignore[reportMissingImports]
 
-    sweep(db=args.db, config=config, search=search, agent=args.agent, task_runner=args.task_runner)
+    out = sweep(
+        db=args.db, config=config, search=search, agent=args.agent, task_runner=args.task_runner
+    )
+    if args.json:
+        emit_json(sweep_result(out))
+    else:
+        say(*sweep_lines(out))
     return 0
+
+
+SWEPT_COLUMNS = (*DIMENSIONS, "meta_weights", "sizing_weights")
+"""Columns of a sweep's table that hold a configuration's hyperparameters."""
+
+
+def sweep_result(out: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A sweep's result for ``--json``: per agent its run, registered version, best
+    configuration and every configuration's figures."""
+    return {
+        agent: {
+            "run_id": r["run_id"],
+            "version": r["version"],
+            "best": r["best"],
+            "configurations": r["table"],
+        }
+        for agent, r in out.items()
+    }
+
+
+def sweep_lines(out: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per agent: how many configurations, the best one's values and score."""
+    lines = []
+    for agent, r in out.items():
+        table, best = r["table"], r["best"]
+        if best is None:
+            lines.append(f"{agent}: the study has tried every configuration; nothing logged")
+            continue
+        varied = [c for c in SWEPT_COLUMNS if c in table and table[c].nunique() > 1]
+        values = ", ".join(f"{c} {best[c]}" for c in varied) or "the only configuration"
+        registered = f"registered v{r['version']}" if r["version"] else "not registered"
+        lines.append(
+            f"{agent}: {len(table)} configurations, best {values}: validation score "
+            f"{best['score']:.4f}; {registered} (MLflow run {r['run_id']})"
+        )
+    return lines
 
 
 def add_promote_command(subparsers: Any) -> None:
@@ -369,11 +542,19 @@ def add_promote_command(subparsers: Any) -> None:
 
 def run_promote(args: argparse.Namespace) -> int:
     """Carry out ``rlv2 promote``."""
+    from rlv2 import tracking
+
     config, _ = configs(args)
     if args.print_config:
         print_config(config)
         return 0
-    preflight(args.db)
+    if args.version is not None and args.agent == "both":
+        raise ValueError("--version needs a single --agent")
+    check_history(args.db)
+    tracking.configure()
+    if args.version is not None:
+        tracking.version_of(args.agent, args.version)  # a ValueError naming it if none
+    preflight(None)
     from rlv2.flows.promote import promote  # pyright: ignore[reportMissingImports]
 
     decisions = promote(
@@ -383,8 +564,11 @@ def run_promote(args: argparse.Namespace) -> int:
         config=config,
         holdout_fraction=config.holdout_fraction if _asks_for_holdout(args) else None,
     )
-    _print_decisions(decisions)
-    return _gate_exit(decisions)
+    if args.json:
+        emit_json(decisions)
+    else:
+        say(*decision_lines(decisions))
+    return _gate_exit(decisions, show=not args.json)
 
 
 def _asks_for_holdout(args: argparse.Namespace) -> bool:
@@ -404,10 +588,12 @@ def add_rollback_command(subparsers: Any) -> None:
         "rollback",
         help="move production back to the previous version",
         description="Move the alias production of an agent back to the version under "
-        "previous (the one it replaced), and record it in the promotion log.",
+        "previous (the one it replaced), and record it in the promotion log. It reads "
+        "the MLflow registry only, so it takes no --db.",
     )
     parser.add_argument("agent", choices=[a.value for a in Agent], help="the agent to roll back")
     parser.add_argument("--reason", default="", help="why, for the promotion log")
+    add_common_options(parser, db=None)
     parser.set_defaults(run=run_rollback)
 
 
@@ -417,7 +603,10 @@ def run_rollback(args: argparse.Namespace) -> int:
 
     tracking.configure()
     version = tracking.rollback(args.agent, reason=args.reason)
-    print(f"{args.agent}: production is now v{version.version}")
+    if args.json:
+        emit_json({"agent": args.agent, "production_version": int(version.version)})
+    else:
+        say(f"{args.agent}: production is now v{version.version}")
     return 0
 
 
@@ -426,33 +615,75 @@ def add_status_command(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "status",
         help="what is in production for each agent, since when, with which figures",
+        description="What is in production for each agent (from the MLflow registry), "
+        "since when, with the figures of the decision that promoted it, and the history "
+        "in --db (its decisions, when the file exists).",
     )
+    add_common_options(parser)
     parser.add_argument("--log", action="store_true", help="also list the promotion log")
     parser.set_defaults(run=run_status)
 
 
-def run_status(args: argparse.Namespace) -> int:
-    """Carry out ``rlv2 status``."""
-    from rlv2 import tracking
+def status_result(db: str | None, log: bool = False) -> dict[str, Any]:
+    """What ``rlv2 status`` reports: the store, the history's span, each agent's
+    production version and figures, and (``log``) the promotion log."""
+    from rlv2 import store, tracking
 
     uri = tracking.configure()
-    print(f"MLflow: {uri}")
-    for row in tracking.status():
+    result: dict[str, Any] = {"tracking_uri": uri, "history": None}
+    if db is not None and store.local_db_path(db).is_file():
+        found: dict[str, Any] = {"db": str(store.local_db_path(db).resolve())}
+        try:
+            first, last, n = check_history(db)
+            found |= {"decisions": n, "first": first, "last": last}
+        except Exception as error:  # an unreadable history must not hide production's status
+            found["error"] = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        result["history"] = found
+    result["agents"] = tracking.status()
+    if log:
+        result["log"] = tracking.promotion_log()
+    return result
+
+
+def status_lines(result: Mapping[str, Any]) -> list[str]:
+    """``rlv2 status`` as text."""
+    lines = [f"MLflow: {result['tracking_uri']}"]
+    found = result.get("history")
+    if found and "error" in found:
+        lines.append(f"history: {found['db']}: {found['error']}")
+    elif found:
+        lines.append(
+            f"history: {found['db']}: {found['decisions']} decisions "
+            f"{when(found['first'])} .. {when(found['last'])}"
+        )
+    for row in result["agents"]:
         production = row.get("production_version")
         if production is None:
-            print(f"{row['agent']}: nothing in production")
+            lines.append(f"{row['agent']}: nothing in production")
             continue
-        print(
-            f"{row['agent']}: production v{production} since {row.get('since')} "
-            f"(previous: {row.get('previous_version')})"
+        previous = row.get("previous_version")
+        lines.append(
+            f"{row['agent']}: production v{production} since {when(row.get('since'))} "
+            + (f"(previous v{previous})" if previous else "(no previous version)")
         )
         figures = row.get("figures") or {}
         for key in STATUS_FIGURES:
             if key in figures:
-                print(f"    {key}: {_short(figures[key])}")
-    if args.log:
-        log = tracking.promotion_log()
-        print(log.to_string(index=False) if not log.empty else "promotion log is empty")
+                shown = when(figures[key]) if key.startswith("holdout_") else _short(figures[key])
+                lines.append(f"    {key}: {shown}")
+    if "log" in result:
+        log = result["log"]
+        lines.append(log.to_string(index=False) if not log.empty else "promotion log is empty")
+    return lines
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Carry out ``rlv2 status``."""
+    result = status_result(args.db, args.log)
+    if args.json:
+        emit_json(result)
+    else:
+        say(*status_lines(result))
     return 0
 
 
@@ -508,25 +739,43 @@ DEMO_SWEEP = SweepConfig(alpha=(0.01, 0.1), gamma=(0.9, 0.99), epsilon=(0.1,))
 def run_demo(args: argparse.Namespace) -> int:
     """Carry out ``rlv2 demo``."""
     from rlv2 import tracking
+
+    config = from_options(args, TrainConfig, TrainConfig())
+    preflight(None)
     from rlv2.flows.nightly import nightly_retrain  # pyright: ignore[reportMissingImports]
     from rlv2.flows.promote import promote  # pyright: ignore[reportMissingImports]
     from rlv2.flows.sweep import sweep  # pyright: ignore[reportMissingImports]
 
-    config = from_options(args, TrainConfig, TrainConfig())
-    preflight(None)
-    print("== 1/4 demo history (bundled real bars, synthetic forecasts and behaviour)")
-    run_demo_data(argparse.Namespace(db=args.db, seed=0))
-    print("\n== 2/4 nightly retrain")
-    _print_training(nightly_retrain(db=args.db, config=config))
-    print("\n== 3/4 sweep (grid over α and γ, one replay_sweep pass per agent)")
-    sweep(db=args.db, config=config, search=DEMO_SWEEP)
-    print("\n== 4/4 promotion gate for the sweep's best candidates")
-    _print_decisions(promote(db=args.db))
-    print()
-    run_status(argparse.Namespace(log=False))
+    text = not args.json
+    if text:
+        say("== 1/4 demo history (bundled real bars, synthetic forecasts and behaviour)")
+    reports = demo_data(args.db)
+    if text:
+        say(*demo_data_lines(reports), "", "== 2/4 nightly retrain")
+    nightly = nightly_retrain(db=args.db, config=config)
+    if text:
+        say(*training_lines(nightly), "")
+        say("== 3/4 sweep (grid over α and γ, one replay_sweep pass per agent)")
+    searched = sweep(db=args.db, config=config, search=DEMO_SWEEP)
+    if text:
+        say(*sweep_lines(searched), "", "== 4/4 promotion gate for the sweep's best candidates")
+    decisions = promote(db=args.db)
+    status = status_result(None)
     uri = tracking.tracking_uri()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    print(f"\nOpen the MLflow UI: {mlflow_bin} ui --backend-store-uri {uri}")
+    ui = f"{Path(sys.executable).with_name('mlflow')} ui --backend-store-uri {uri}"
+    if text:
+        say(*decision_lines(decisions), "", *status_lines(status), "", f"Open the MLflow UI: {ui}")
+    else:
+        emit_json(
+            {
+                "history": reports,
+                "nightly": nightly,
+                "sweep": sweep_result(searched),
+                "promotion": decisions,
+                "status": status,
+                "mlflow_ui": ui,
+            }
+        )
     return 0
 
 
@@ -538,7 +787,7 @@ def add_report_command(subparsers: Any) -> None:
         description="Read a run back from MLflow (parameters, data window, metrics, every "
         "figure, the holdout table, the promotion decisions on the versions it registered "
         "with the gate's figures) and write it as one HTML file: images embedded, no "
-        "script, nothing fetched from the network.",
+        "script, nothing fetched from the network. It reads MLflow only, so it takes no --db.",
     )
     parser.add_argument("run_id", metavar="RUN_ID", help="the MLflow run (e.g. a nightly run)")
     parser.add_argument(
@@ -547,6 +796,7 @@ def add_report_command(subparsers: Any) -> None:
         metavar="FILE",
         help="where to write it (default: report-<run id>.html in the working directory)",
     )
+    add_common_options(parser, db=None)
     parser.set_defaults(run=run_report)
 
 
@@ -558,7 +808,10 @@ def run_report(args: argparse.Namespace) -> int:
     page = tracking.run_report(args.run_id)
     path = Path(args.output or f"report-{args.run_id}.html")
     path.write_text(page, encoding="utf-8")
-    print(f"report of run {args.run_id}: {path.resolve()} ({len(page) // 1024} KiB)")
+    if args.json:
+        emit_json({"run_id": args.run_id, "path": path.resolve(), "bytes": len(page)})
+    else:
+        say(f"report of run {args.run_id}: {path.resolve()} ({len(page) // 1024} KiB)")
     return 0
 
 

@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 
 import numba
 import numpy as np
-from arch.bootstrap import CircularBlockBootstrap, StationaryBootstrap, optimal_block_length
 from numpy.typing import NDArray
 
 from rlv2.actions import meta_space, sizing_space
@@ -199,6 +198,9 @@ def block_length(diff: NDArray[np.float64], method: Bootstrap) -> float:
     """
     if method is Bootstrap.IID or diff.size < MIN_BLOCK_TRADES:
         return 1.0
+    # imported here: arch takes seconds to import, and the CLI's checks run before any gate
+    from arch.bootstrap import optimal_block_length
+
     with np.errstate(divide="ignore", invalid="ignore"):  # undefined: handled below
         frame = optimal_block_length(diff)
     columns = [str(c) for c in frame.columns]  # stationary, circular
@@ -216,6 +218,8 @@ def _resampled_means(
     length = block_length(diff, method)
     if method is Bootstrap.IID:
         return _bootstrap_means(diff, n_boot, seed), length
+    from arch.bootstrap import CircularBlockBootstrap, StationaryBootstrap
+
     if method is Bootstrap.STATIONARY:
         # a mean block length is a real number (each block ends with p = 1 / length);
         # arch annotates it as int

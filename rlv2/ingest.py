@@ -48,6 +48,7 @@ from pathlib import Path
 import duckdb
 
 from rlv2 import store
+from rlv2.console import progress
 
 CONTRACT_TABLES: tuple[str, ...] = ("candles", "signals", "trades", "positions", "policy")
 """The tables a source can be loaded into, in the order they must be filled."""
@@ -321,6 +322,7 @@ def ingest(con: duckdb.DuckDBPyConnection, request: IngestRequest) -> IngestRepo
         raise IngestError(f"{source}: a source table applies to DuckDB and PostgreSQL sources")
     if source_format == "postgres":
         load_postgres_extension(con, source)
+    progress(f"ingest {source} -> {request.table}: reading")
     is_file = source_format in ("csv", "parquet")
     stream = _open_file(request.source) if is_file and not request.glob else None
     started_at = _utc_now()
@@ -374,6 +376,7 @@ def _stage_and_load(
     except BaseException:
         store.execute(con, "ingest_cleanup")
         raise
+    progress(f"ingest {source} -> {request.table}: checking the contract and loading")
     con.begin()
     try:
         try:

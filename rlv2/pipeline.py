@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rlv2 import history
+from rlv2.console import progress
 from rlv2.coverage import Coverage
 from rlv2.domain import Agent, Learner, ReplayMode, agent_spec, parse_enum
 from rlv2.evaluation import (
@@ -348,6 +349,7 @@ def train_agent(
     stats: list[ReplayStats] = []
     epsilon = config.replay.epsilon
     for epoch in range(config.epochs):
+        progress(f"training {spec.agent}: epoch {epoch + 1}/{config.epochs}")
         run_config = replace(
             config.replay, epsilon=epsilon, seed=stream_seed(config.replay.seed, epoch)
         )
@@ -366,6 +368,7 @@ def train_full_information(agent: Agent, window: WindowData, config: TrainConfig
     events: its reward per episode and ``|r - Q(s, a)|`` as the TD error (ε is 0).
     """
     spec = agent_spec(agent)
+    progress(f"training {spec.agent} (full-information learner)")
     events = kernel_inputs(
         agent, ReplayMode.EXPLORE, window.transitions, config.replay, window.inputs
     )
@@ -426,6 +429,7 @@ def train_agent_sweep(
     epsilon = np.asarray([float(h["epsilon"]) for h in hypers])
     per_config: list[list[ReplayStats]] = [[] for _ in range(k)]
     for epoch in range(config.epochs):
+        progress(f"sweep {spec.agent}: {k} configurations, epoch {epoch + 1}/{config.epochs}")
         seeds = [stream_seed(int(h["seed"]), epoch) for h in hypers]
         stats = replay_sweep(
             qs,
