@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from rlv2 import evidence, off_policy, pipeline, sufficiency, tracking
+from rlv2 import evidence, faults, off_policy, pipeline, sufficiency, tracking
 from rlv2.domain import Agent
 from rlv2.flows.common import (
     DEFAULT_CONFIG,
@@ -148,6 +148,7 @@ def log_training(
             tracking.log_curves(agent, **result.curves(pipeline.CURVE_POINTS))
             tracking.log_metrics({f"{agent}.{k}": v for k, v in result.summary().items()})
             tracking.log_q_table(agent, result.q, space)
+            faults.kill_point("logging")
             version = tracking.log_policy_model(
                 agent, result.q, space, tags={"learner": config.learner, **windows}
             )
@@ -213,6 +214,7 @@ def nightly_retrain(
     futures = {a: train_agent.submit(a, train, config, warm[a]) for a in Agent}
     trained = {a: f.result() for a, f in futures.items()}
     sufficiency.check_trained(trained.values(), config)
+    faults.kill_point("trained")
     evaluation = evaluate_holdout(trained, holdout, config, production)
     opinions = second_opinions(trained, holdout, config)
     drawn = draw_training_figures(trained, train, holdout, config, production) if figures else {}

@@ -74,7 +74,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature, infer_signature
@@ -82,7 +82,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema
 from numpy.typing import ArrayLike, NDArray
 
 import rlv2
-from rlv2 import report, serving
+from rlv2 import faults, report, serving
 from rlv2.domain import AGENT_SPECS, agent_spec
 from rlv2.processes import is_gone, this_process
 from rlv2.qlearning import greedy_policy
@@ -741,7 +741,13 @@ def _log_entry(
     agent: str, version: int | str, decision: str, figures: Mapping[str, Any]
 ) -> tuple[str, str]:
     """Write one promotion-log run (params, numeric metrics, tags); return its timestamp
-    and run id."""
+    and run id.
+
+    The tags that make the run an entry (``agent``, ``decision``, ...) are written last,
+    after every figure: a process killed while writing leaves a run that the log ignores
+    (``promotion_log`` reads runs with a ``decision`` tag only), so a rerun writes the
+    entry whole instead of taking a half-written one for it.
+    """
     timestamp = _now()
     client = MlflowClient()
     tags = {
@@ -750,12 +756,11 @@ def _log_entry(
         "version": str(version),
         "decision": decision,
         "timestamp": timestamp,
-        PROCESS_TAG: this_process(),
     }
     run = client.create_run(
         experiment_id(PROMOTION_EXPERIMENT),
         run_name=f"{agent}-v{version}-{decision}",
-        tags=tags,
+        tags={PROCESS_TAG: this_process()},
     )
     params = [Param(k, v) for k, v in flatten_params(figures).items()]
     metrics = [
@@ -764,6 +769,9 @@ def _log_entry(
         if isinstance(v, int | float | np.number) and not isinstance(v, bool)
     ]
     client.log_batch(run.info.run_id, metrics=metrics, params=params)
+    if decision == PROMOTED:
+        faults.kill_point("decision-log")
+    client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     client.set_terminated(run.info.run_id)
     return timestamp, run.info.run_id
 
@@ -874,10 +882,12 @@ def promote(
             record_decision(agent, candidate.version, refused)
             _log.warning("%s v%s: %s", candidate.name, candidate.version, reason)
             return STALE
+        faults.kill_point("registered")
         client = MlflowClient()
         if current is not None:
             client.set_registered_model_alias(candidate.name, PREVIOUS_ALIAS, current.version)
         client.set_registered_model_alias(candidate.name, PRODUCTION_ALIAS, candidate.version)
+        faults.kill_point("alias-moved")
         champion = {"champion_version": current.version} if current is not None else {}
         record_decision(agent, candidate.version, {**champion, **figures, "decision": PROMOTED})
         return PROMOTED
@@ -964,6 +974,8 @@ def promotion_log(agent: str | None = None, limit: int = 50) -> pd.DataFrame:
     rows = []
     for run in runs:
         tags = run.data.tags
+        if "decision" not in tags:  # an entry its writer did not finish (``_log_entry``)
+            continue
         rows.append(
             {
                 **run.data.params,
