@@ -59,7 +59,7 @@ import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
@@ -293,9 +293,34 @@ def fail_stale_runs() -> list[str]:
     return failed
 
 
-def _write_lock(purpose: str) -> AbstractContextManager[None]:
-    """The registry lock of the configured store (``rlv2.registry_lock``)."""
-    return registry_lock(mlflow.get_registry_uri(), purpose)
+class PermissionDenied(RuntimeError):
+    """The tracking server refused a registry write to this user (basic-auth permissions)."""
+
+
+DENIED_CODES = frozenset({"PERMISSION_DENIED", "UNAUTHENTICATED"})
+"""MLflow error codes of a server that refuses the user (403, 401)."""
+
+
+@contextmanager
+def _write_lock(purpose: str) -> Iterator[None]:
+    """The registry lock of the configured store (``rlv2.registry_lock``) for one write.
+
+    A server refusing the user (a shared deployment's permissions, README "A team's
+    shared deployment") raises :class:`PermissionDenied`, one line naming the user, the
+    store and the write, instead of MLflow's exception.
+    """
+    uri = mlflow.get_registry_uri()
+    try:
+        with registry_lock(uri, purpose):
+            yield
+    except MlflowException as error:
+        if error.error_code not in DENIED_CODES:
+            raise
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME") or "this user (no credentials)"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else error.error_code
+        raise PermissionDenied(
+            f"MLflow store {uri}: {user} may not {purpose} ({error.error_code}: {first})"
+        ) from None
 
 
 # --- runs and params ----------------------------------------------------------------------
