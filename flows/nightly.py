@@ -149,10 +149,7 @@ def log_training(
             tracking.log_metrics({f"{agent}.{k}": v for k, v in result.summary().items()})
             tracking.log_q_table(agent, result.q, space)
             faults.kill_point("logging")
-            version = tracking.log_policy_model(
-                agent, result.q, space, tags={"learner": config.learner, **windows}
-            )
-            versions[str(agent)] = None if version is None else str(version.version)
+            tracking.log_policy_model(agent, result.q, space, registered=False)
         comparison = evidence.holdout_table(_comparison(evaluation))
         tracking.log_table(comparison, "holdout_comparison.csv")
         tracking.log_metrics({f"holdout.{k}": evaluation["holdout"][k] for k in HOLDOUT_METRICS})
@@ -166,6 +163,14 @@ def log_training(
         )
         for name, figure in (figures or {}).items():
             tracking.log_figure(figure, name)
+        # registered only once every artifact is written: a run whose artifacts failed
+        # (a full disk) registers nothing
+        for agent, result in trained.items():
+            space = config.replay.state_space(agent)
+            version = tracking.log_policy_model(
+                agent, result.q, space, tags={"learner": config.learner, **windows}
+            )
+            versions[str(agent)] = None if version is None else str(version.version)
         run_id = run.info.run_id
     tracking.set_run_tags(run_id, {f"version.{a}": v for a, v in versions.items() if v})
     mean_pnl = evaluation["holdout"]["mean_pnl_pct"]

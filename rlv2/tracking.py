@@ -43,7 +43,18 @@ Crash safety of promotion
     first step, ``production`` still names the outgoing version (complete and valid); after
     the second, the promotion is done and the next gate run writes the missing log entry
     (``complete_promotion``). ``rollback`` likewise moves ``production`` before it removes
-    ``previous``.
+    ``previous``. A promotion-log entry's identifying tags are written after its figures,
+    so a half-written entry is never read as one. The kill points of ``rlv2.faults``
+    (test-only) prove a rerun repairs a ``kill -9`` at each of these steps.
+
+Failed artifact writes
+    A run whose artifacts cannot be written (a full disk) ends FAILED with one
+    :class:`ArtifactWriteFailed` line; the nightly registers its versions only after
+    every artifact of the run is written, so such a run registers nothing.
+
+Permissions
+    On a tracking server with basic-auth, a registry write refused to the user raises
+    :class:`PermissionDenied`, one line naming the user and the write.
 """
 
 from __future__ import annotations
@@ -179,6 +190,11 @@ PROBE_SECONDS = 5.0
 
 class StoreUnavailable(RuntimeError):
     """The MLflow store cannot be used: a missing folder, or a server that does not answer."""
+
+
+class ArtifactWriteFailed(RuntimeError):
+    """A run's artifacts could not be written (a full disk, a file too large): the run is
+    FAILED, and since versions are registered only after every artifact, none of it is."""
 
 
 # --- stores and experiments ---------------------------------------------------------------
@@ -423,17 +439,25 @@ def start_run(
     if key is not None:
         all_tags[RUN_KEY_TAG] = key
         resumed = find_run(key, experiment)
-    with mlflow.start_run(
-        run_id=resumed,
-        run_name=None if resumed else run_name,
-        experiment_id=experiment_id(experiment),
-        nested=nested,
-        tags=all_tags,
-    ) as run:
-        if resumed:
-            _log.info("resuming MLflow run %s (%s)", resumed, key)
-        mlflow.log_params(flatten_params(params))
-        yield run
+    run_id = resumed
+    try:
+        with mlflow.start_run(
+            run_id=resumed,
+            run_name=None if resumed else run_name,
+            experiment_id=experiment_id(experiment),
+            nested=nested,
+            tags=all_tags,
+        ) as run:
+            run_id = run.info.run_id
+            if resumed:
+                _log.info("resuming MLflow run %s (%s)", resumed, key)
+            mlflow.log_params(flatten_params(params))
+            yield run
+    except OSError as error:  # MLflow has marked the run FAILED on the way out
+        raise ArtifactWriteFailed(
+            f"MLflow run {run_id}: writing its artifacts failed ({error}); the run is "
+            "FAILED and nothing of it is registered"
+        ) from error
 
 
 def _active_run_id(what: str) -> str:

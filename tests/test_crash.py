@@ -131,3 +131,61 @@ def test_a_rerun_after_a_kill_leaves_the_registry_consistent(
     finally:
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+
+
+def _tiny_tmpfs_works(folder: Path) -> bool:
+    """Whether this host lets an unprivileged process mount a tmpfs in its own namespace."""
+    probe = subprocess.run(
+        ["unshare", "-rm", "mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux's unshare")
+def test_a_run_whose_artifacts_cannot_be_written_is_failed_and_registers_nothing(
+    demo_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The artifact store full (ENOSPC): ``mlartifacts/`` beside the SQLite store is a
+    64 KiB tmpfs, mounted in a mount namespace of the ``rlv2 train`` process alone."""
+    artifacts = tmp_path / "mlartifacts"
+    artifacts.mkdir()
+    if not _tiny_tmpfs_works(artifacts):
+        pytest.skip("this host does not let an unprivileged process mount a tmpfs")
+    db = tmp_path / "history.duckdb"
+    shutil.copy(demo_db, db)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    for key in ("MLFLOW_REGISTRY_URI", "PREFECT_API_URL", KILL_ENV):
+        env.pop(key, None)
+    rlv2 = str(Path(sys.executable).with_name("rlv2"))
+    mount_then_run = 'mount -t tmpfs -o size=64k tmpfs "$1" && shift && exec "$@"'
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", mount_then_run, "sh", str(artifacts)]
+        + [rlv2, "train", "--db", str(db), *LOOSE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("rlv2 train: error")]
+    assert len(errors) == 1, done.stderr  # one line says why
+    assert "No space left on device" in errors[0] and "the run is FAILED" in errors[0]
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    tracking.configure()
+    client = MlflowClient()
+    try:
+        runs = client.search_runs([tracking.experiment_id(tracking.EXPERIMENT)])
+        assert runs and {run.info.status for run in runs} == {"FAILED"}
+        for spec in AGENT_SPECS.values():
+            assert not client.search_model_versions(f"name = '{spec.model_name}'")
+        assert tracking.promotion_log().empty  # no gate ran, no alias moved
+        assert all(row["production_version"] is None for row in tracking.status())
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
