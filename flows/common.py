@@ -12,6 +12,7 @@ of logging a second one. Computing tasks (training, evaluation) are not retried.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -55,10 +56,16 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+"""A full disk, a file over its size limit, a quota reached: seconds do not cure them."""
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether an error (or one it was raised from) may pass if the I/O is tried again."""
     for cause in _chain(error):
         if isinstance(cause, DETERMINISTIC_OS_ERRORS):
+            return False
+        if isinstance(cause, OSError) and cause.errno in FULL_ERRNOS:
             return False
         if isinstance(cause, OSError | duckdb.IOException):  # OSError: network, timeouts
             return True

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from rlv2 import evidence, off_policy, pipeline, sufficiency, tracking
+from rlv2 import evidence, faults, off_policy, pipeline, sufficiency, tracking
 from rlv2.console import progress, versions_text, when
 from rlv2.domain import Agent
 from rlv2.flows.common import (
@@ -149,14 +149,10 @@ def log_training(
             tracking.log_curves(agent, **result.curves(pipeline.CURVE_POINTS))
             tracking.log_metrics({f"{agent}.{k}": v for k, v in result.summary().items()})
             tracking.log_q_table(agent, result.q, space)
-            version = tracking.log_policy_model(
-                agent,
-                result.q,
-                space,
-                tags={"learner": config.learner, **windows},
-                coverage=result.coverage,
+            faults.kill_point("logging")
+            tracking.log_policy_model(
+                agent, result.q, space, registered=False, coverage=result.coverage
             )
-            versions[str(agent)] = None if version is None else str(version.version)
         comparison = evidence.holdout_table(_comparison(evaluation))
         tracking.log_table(comparison, "holdout_comparison.csv")
         tracking.log_metrics({f"holdout.{k}": evaluation["holdout"][k] for k in HOLDOUT_METRICS})
@@ -170,6 +166,18 @@ def log_training(
         )
         for name, figure in (figures or {}).items():
             tracking.log_figure(figure, name)
+        # registered only once every artifact is written: a run whose artifacts failed
+        # (a full disk) registers nothing
+        for agent, result in trained.items():
+            space = config.replay.state_space(agent)
+            version = tracking.log_policy_model(
+                agent,
+                result.q,
+                space,
+                tags={"learner": config.learner, **windows},
+                coverage=result.coverage,
+            )
+            versions[str(agent)] = None if version is None else str(version.version)
         run_id = run.info.run_id
     tracking.set_run_tags(run_id, {f"version.{a}": v for a, v in versions.items() if v})
     mean_pnl = evaluation["holdout"]["mean_pnl_pct"]
@@ -225,6 +233,7 @@ def nightly_retrain(
     futures = {a: train_agent.submit(a, train, config, warm[a]) for a in Agent}
     trained = {a: f.result() for a, f in futures.items()}
     sufficiency.check_trained(trained.values(), config)
+    faults.kill_point("trained")
     progress("nightly: evaluating on the holdout")
     evaluation = evaluate_holdout(trained, holdout, config, production)
     opinions = second_opinions(trained, holdout, config)

@@ -45,7 +45,18 @@ Crash safety of promotion
     first step, ``production`` still names the outgoing version (complete and valid); after
     the second, the promotion is done and the next gate run writes the missing log entry
     (``complete_promotion``). ``rollback`` likewise moves ``production`` before it removes
-    ``previous``.
+    ``previous``. A promotion-log entry's identifying tags are written after its figures,
+    so a half-written entry is never read as one. The kill points of ``rlv2.faults``
+    (test-only) prove a rerun repairs a ``kill -9`` at each of these steps.
+
+Failed artifact writes
+    A run whose artifacts cannot be written (a full disk) ends FAILED with one
+    :class:`ArtifactWriteFailed` line; the nightly registers its versions only after
+    every artifact of the run is written, so such a run registers nothing.
+
+Permissions
+    On a tracking server with basic-auth, a registry write refused to the user raises
+    :class:`PermissionDenied`, one line naming the user and the write.
 """
 
 from __future__ import annotations
@@ -61,7 +72,7 @@ import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
@@ -76,7 +87,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature, infer_signature
@@ -84,7 +95,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema
 from numpy.typing import ArrayLike, NDArray
 
 import rlv2
-from rlv2 import report, serving
+from rlv2 import faults, report, serving
 from rlv2.coverage import Coverage
 from rlv2.domain import AGENT_SPECS, agent_spec
 from rlv2.processes import is_gone, this_process
@@ -182,6 +193,11 @@ PROBE_SECONDS = 5.0
 
 class StoreUnavailable(RuntimeError):
     """The MLflow store cannot be used: a missing folder, or a server that does not answer."""
+
+
+class ArtifactWriteFailed(RuntimeError):
+    """A run's artifacts could not be written (a full disk, a file too large): the run is
+    FAILED, and since versions are registered only after every artifact, none of it is."""
 
 
 # --- stores and experiments ---------------------------------------------------------------
@@ -296,9 +312,34 @@ def fail_stale_runs() -> list[str]:
     return failed
 
 
-def _write_lock(purpose: str) -> AbstractContextManager[None]:
-    """The registry lock of the configured store (``rlv2.registry_lock``)."""
-    return registry_lock(mlflow.get_registry_uri(), purpose)
+class PermissionDenied(RuntimeError):
+    """The tracking server refused a registry write to this user (basic-auth permissions)."""
+
+
+DENIED_CODES = frozenset({"PERMISSION_DENIED", "UNAUTHENTICATED"})
+"""MLflow error codes of a server that refuses the user (403, 401)."""
+
+
+@contextmanager
+def _write_lock(purpose: str) -> Iterator[None]:
+    """The registry lock of the configured store (``rlv2.registry_lock``) for one write.
+
+    A server refusing the user (a shared deployment's permissions, README "A team's
+    shared deployment") raises :class:`PermissionDenied`, one line naming the user, the
+    store and the write, instead of MLflow's exception.
+    """
+    uri = mlflow.get_registry_uri()
+    try:
+        with registry_lock(uri, purpose):
+            yield
+    except MlflowException as error:
+        if error.error_code not in DENIED_CODES:
+            raise
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME") or "this user (no credentials)"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else error.error_code
+        raise PermissionDenied(
+            f"MLflow store {uri}: {user} may not {purpose} ({error.error_code}: {first})"
+        ) from None
 
 
 # --- runs and params ----------------------------------------------------------------------
@@ -401,17 +442,25 @@ def start_run(
     if key is not None:
         all_tags[RUN_KEY_TAG] = key
         resumed = find_run(key, experiment)
-    with mlflow.start_run(
-        run_id=resumed,
-        run_name=None if resumed else run_name,
-        experiment_id=experiment_id(experiment),
-        nested=nested,
-        tags=all_tags,
-    ) as run:
-        if resumed:
-            _log.info("resuming MLflow run %s (%s)", resumed, key)
-        mlflow.log_params(flatten_params(params))
-        yield run
+    run_id = resumed
+    try:
+        with mlflow.start_run(
+            run_id=resumed,
+            run_name=None if resumed else run_name,
+            experiment_id=experiment_id(experiment),
+            nested=nested,
+            tags=all_tags,
+        ) as run:
+            run_id = run.info.run_id
+            if resumed:
+                _log.info("resuming MLflow run %s (%s)", resumed, key)
+            mlflow.log_params(flatten_params(params))
+            yield run
+    except OSError as error:  # MLflow has marked the run FAILED on the way out
+        raise ArtifactWriteFailed(
+            f"MLflow run {run_id}: writing its artifacts failed ({error}); the run is "
+            "FAILED and nothing of it is registered"
+        ) from error
 
 
 def _active_run_id(what: str) -> str:
@@ -767,7 +816,13 @@ def _log_entry(
     agent: str, version: int | str, decision: str, figures: Mapping[str, Any]
 ) -> tuple[str, str]:
     """Write one promotion-log run (params, numeric metrics, tags); return its timestamp
-    and run id."""
+    and run id.
+
+    The tags that make the run an entry (``agent``, ``decision``, ...) are written last,
+    after every figure: a process killed while writing leaves a run that the log ignores
+    (``promotion_log`` reads runs with a ``decision`` tag only), so a rerun writes the
+    entry whole instead of taking a half-written one for it.
+    """
     timestamp = _now()
     client = MlflowClient()
     tags = {
@@ -776,12 +831,11 @@ def _log_entry(
         "version": str(version),
         "decision": decision,
         "timestamp": timestamp,
-        PROCESS_TAG: this_process(),
     }
     run = client.create_run(
         experiment_id(PROMOTION_EXPERIMENT),
         run_name=f"{agent}-v{version}-{decision}",
-        tags=tags,
+        tags={PROCESS_TAG: this_process()},
     )
     params = [Param(k, v) for k, v in flatten_params(figures).items()]
     metrics = [
@@ -790,6 +844,9 @@ def _log_entry(
         if isinstance(v, int | float | np.number) and not isinstance(v, bool)
     ]
     client.log_batch(run.info.run_id, metrics=metrics, params=params)
+    if decision == PROMOTED:
+        faults.kill_point("decision-log")
+    client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     client.set_terminated(run.info.run_id)
     return timestamp, run.info.run_id
 
@@ -900,10 +957,12 @@ def promote(
             record_decision(agent, candidate.version, refused)
             _log.warning("%s v%s: %s", candidate.name, candidate.version, reason)
             return STALE
+        faults.kill_point("registered")
         client = MlflowClient()
         if current is not None:
             client.set_registered_model_alias(candidate.name, PREVIOUS_ALIAS, current.version)
         client.set_registered_model_alias(candidate.name, PRODUCTION_ALIAS, candidate.version)
+        faults.kill_point("alias-moved")
         champion = {"champion_version": current.version} if current is not None else {}
         record_decision(agent, candidate.version, {**champion, **figures, "decision": PROMOTED})
         return PROMOTED
@@ -990,6 +1049,8 @@ def promotion_log(agent: str | None = None, limit: int = 50) -> pd.DataFrame:
     rows = []
     for run in runs:
         tags = run.data.tags
+        if "decision" not in tags:  # an entry its writer did not finish (``_log_entry``)
+            continue
         rows.append(
             {
                 **run.data.params,

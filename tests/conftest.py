@@ -1,9 +1,18 @@
-"""Shared fixtures: a demo DuckDB history built once from the bundled real bars."""
+"""Shared fixtures: a demo DuckDB history built once from the bundled real bars, MLflow
+stores (SQLite, and a basic-auth tracking server on loopback)."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -93,3 +102,95 @@ def mlflow_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
         mlflow.end_run()
     mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
     mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    """A running ``mlflow server --app-name basic-auth`` on loopback and its admin."""
+
+    uri: str
+    admin: tuple[str, str]
+    folder: Path
+
+    def env(self, user: str, password: str) -> dict[str, str]:
+        """This process's environment less MLflow settings, as ``user`` of the server."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        return {
+            **env,
+            "MLFLOW_TRACKING_URI": self.uri,
+            "MLFLOW_TRACKING_USERNAME": user,
+            "MLFLOW_TRACKING_PASSWORD": password,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
+
+
+MLFLOW_SERVER_START_SECONDS = 180.0
+"""How long a test waits for ``mlflow server`` to answer (seconds; slow on a busy host)."""
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """``mlflow server --app-name basic-auth`` on a free loopback port, its stores in a
+    temporary folder, the venv's bin/ first on PATH; stopped after the session."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    admin = ("admin", "admin-" + secrets.token_hex(8))
+    (folder / "auth.ini").write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{folder}/auth.db\n"
+        f"admin_username = {admin[0]}\n"
+        f"admin_password = {admin[1]}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
+        MLFLOW_AUTH_CONFIG_PATH=str(folder / "auth.ini"),
+    )
+    command = [
+        str(bin_dir / "mlflow"),
+        "server",
+        "--app-name",
+        "basic-auth",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{folder}/mlflow.db",
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+    ]
+    log = (folder / "server.log").open("w")
+    process = subprocess.Popen(
+        command, env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + MLFLOW_SERVER_START_SECONDS
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"mlflow server did not start: {(folder / 'server.log').read_text()}"
+                    ) from None
+                time.sleep(0.5)
+        yield MlflowServer(uri, admin, folder)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # the server and its uvicorn worker
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -493,6 +494,8 @@ def test_only_transient_io_errors_are_transient():
     assert not is_transient(ValueError("db: 0 decision points in table signals"))
     assert not is_transient(FileNotFoundError("missing.duckdb"))
     assert not is_transient(MlflowException("bad param", error_code=INVALID_PARAMETER_VALUE))
+    for full in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):  # seconds do not empty a disk
+        assert not is_transient(OSError(full, os.strerror(full)))
 
 
 def test_a_value_error_is_not_retried_and_a_transient_error_is(prefect_harness):

@@ -23,6 +23,7 @@ from rlv2 import registry_lock, tracking
 from rlv2.actions import sizing_space
 from rlv2.registry_lock import LOCK_MODEL, RegistryBusy
 from rlv2.states import SIZING_STATE_SPACE
+from tests.conftest import MlflowServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -308,3 +309,26 @@ def test_the_gate_rerun_records_a_promotion_killed_after_the_alias_moved(
     assert log.iloc[0]["champion_version"] == 1
     [after] = [row for row in tracking.status() if row["agent"] == agent]
     assert after["figures"]["decision"] == "promoted"
+
+
+@pytest.mark.server
+def test_the_lease_on_a_tracking_server_admits_one_holder_and_expires(
+    mlflow_auth_server: MlflowServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = mlflow_auth_server.uri
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", mlflow_auth_server.admin[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", mlflow_auth_server.admin[1])
+    client = MlflowClient(uri, uri)
+    assert registry_lock.sqlite_path(uri) is None  # an http store takes the lease
+    _exclusive(lambda: registry_lock.registry_lock(uri, "test", wait_seconds=60))
+    assert LOCK_MODEL not in [m.name for m in client.search_registered_models()]
+    with registry_lock.registry_lock(uri, "holder"):
+        assert client.get_registered_model(LOCK_MODEL).tags["owner"].endswith("(holder)")
+    monkeypatch.setattr(registry_lock, "LEASE_SECONDS", -1.0)  # a holder that died
+    abandoned = registry_lock._lease(uri, "dead", 60)
+    abandoned.__enter__()
+    with registry_lock._lease(uri, "next", 5):
+        assert client.get_registered_model(LOCK_MODEL).tags["owner"].endswith("(next)")
+    abandoned.__exit__(None, None, None)  # its lease was broken: it removes nothing
+    assert LOCK_MODEL not in [m.name for m in client.search_registered_models()]
+    assert not [m.name for m in client.search_registered_models() if "stale" in m.name]
