@@ -240,13 +240,13 @@ def block_length(diff: NDArray[np.float64], method: Bootstrap) -> float:
     return float(math.ceil(length)) if method is Bootstrap.CIRCULAR else length
 
 
-def hac_bandwidth(diff: NDArray[np.float64]) -> float:
+def hac_bandwidth(diff: NDArray[np.float64], floor: float = BANDWIDTH_FLOOR) -> float:
     """The Newey-West bandwidth for ``diff``, in trades: the larger of Politis and White's
-    circular block length (the Bartlett kernel's own rule, unrounded) and
-    ``BANDWIDTH_FLOOR`` x sqrt(n), kept within ``[1, n]``."""
+    circular block length (the Bartlett kernel's own rule, unrounded) and ``floor`` x
+    sqrt(n), kept within ``[1, n]``."""
     n = diff.size
     estimate = _politis_white(diff, "circular") if n >= MIN_BLOCK_TRADES else math.nan
-    floor = BANDWIDTH_FLOOR * math.sqrt(n)
+    floor = floor * math.sqrt(n)
     length = max(estimate, floor) if math.isfinite(estimate) else floor
     return float(min(max(length, 1.0), float(n)))
 
@@ -289,19 +289,21 @@ def fixed_b_critical_value(b: float, quantile: float) -> float:
     return float(value)
 
 
-def hac_interval(diff: NDArray[np.float64], confidence: float) -> MeanInterval:
+def hac_interval(
+    diff: NDArray[np.float64], confidence: float, floor: float = BANDWIDTH_FLOOR
+) -> MeanInterval:
     """The ``confidence`` t interval of the mean of ``diff`` (in time order) with Newey and
     West's long-run variance and Kiefer and Vogelsang's fixed-b critical value.
 
     ``mean +- c * sqrt(lrv / n)``: ``lrv`` is ``bartlett_long_run_variance`` at
-    ``hac_bandwidth``, ``c`` the ``(1 + confidence) / 2`` quantile of the statistic with
-    that bandwidth as a share of n (``fixed_b_critical_value``), which counts the
+    ``hac_bandwidth`` (with ``floor``), ``c`` the ``(1 + confidence) / 2`` quantile of
+    the statistic with that bandwidth as a share of n (``fixed_b_critical_value``), which counts the
     long-run variance's own estimation error (a wide bandwidth estimates it from few
     independent stretches, so the critical value grows with it). ``block_length`` is the
     bandwidth; ``effective_n`` is n x variance / long-run variance.
     """
     n = diff.size
-    bandwidth = hac_bandwidth(diff)
+    bandwidth = hac_bandwidth(diff, floor)
     lrv = bartlett_long_run_variance(diff, bandwidth)
     mean = float(np.mean(diff))
     half = fixed_b_critical_value(bandwidth / n, (1.0 + confidence) / 2.0) * math.sqrt(lrv / n)
