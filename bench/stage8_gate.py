@@ -1,9 +1,10 @@
 """Stage 8: the promotion gate's false promotions and power, on planted histories.
 
 Not a timing stage (one row times a gate decision); it measures what issue 13 asks of
-the gate, for every resampling of ``rlv2.evaluation.Bootstrap`` (``iid`` is the original
-gate) and, as a diagnostic, the percentile interval of the stationary bootstrap's own
-resamples. The README's figures come from here (``--stages 8``, full sizes).
+the gate, for every interval of ``rlv2.evaluation.Bootstrap`` (``newey-west`` the
+default, ``iid`` the original gate) and, as a diagnostic, the percentile interval of the
+stationary bootstrap's own resamples. The README's figures come from here (``--stages
+8``, full sizes).
 
 False promotions. No-edge planted histories (``PlantedConfig(no_edge=True)``: every model
 a coin flip, its correctness persisting over ``error_run_length`` = 10, 20 or 33 of a

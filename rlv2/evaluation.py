@@ -3,8 +3,9 @@
 Metrics of a simulated run (``rlv2.replay.SimulationResult``): total and mean pnl per
 trade, Sharpe of per-trade pnl, max drawdown of the equity curve, win rate, mean reward
 per agent, action distribution and the share of state-action pairs visited. The
-promotion gate compares two policies on the same decisions with a paired block
-bootstrap that respects the order of the trades, then holds a winner to guardrails on
+promotion gate compares two policies on the same decisions with an interval of the mean
+difference that respects the order of the trades (a Newey-West t interval with fixed-b
+critical values, or a block bootstrap), then holds a winner to guardrails on
 the figures a person reads: mean pnl per trade and max drawdown.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from statistics import NormalDist
 from typing import Any, NamedTuple
 
 import numba
@@ -30,6 +32,19 @@ METRICS = ("pnl_pct", "meta_reward", "sizing_reward")
 MIN_BLOCK_TRADES = 11
 """Fewest trades whose block length can be estimated: the estimate needs about
 ``sqrt(n) + 6`` autocorrelations of the differences. Fewer are resampled one by one."""
+BANDWIDTH_FLOOR = 1.3
+"""The Newey-West bandwidth is at least this times sqrt(n) trades: Lazarus, Lewis, Stock
+and Watson's (2018) rule of thumb for HAR inference, a floor under the data-driven
+estimate, which is short whenever a persistent component hides under heavy-tailed noise."""
+KIEFER_VOGELSANG = (
+    (0.90, (1.2816, 1.3040, 0.5135, -0.3386)),
+    (0.95, (1.6449, 2.1859, 0.3142, -0.3427)),
+    (0.975, (1.9600, 2.9694, 0.4160, -0.5324)),
+    (0.99, (2.3263, 4.1277, 0.2456, -0.4052)),
+)
+"""Kiefer and Vogelsang's (2005) fixed-b critical values of the Bartlett-kernel t statistic:
+the ``q`` quantile is ``c0 + c1 b + c2 b^2 + c3 b^3`` for the bandwidth ``b`` as a share of
+the sample (c0 is the normal quantile)."""
 
 
 def max_drawdown_pct(equity: NDArray[np.float64], initial: float = INITIAL_EQUITY) -> float:
@@ -78,11 +93,18 @@ def visited_share(q: NDArray[np.float64]) -> float:
 
 
 class Bootstrap(StrEnum):
-    """How the promotion gate resamples the per-trade differences for its interval."""
+    """How the promotion gate builds the interval of the mean per-trade difference."""
+
+    NEWEY_WEST = "newey-west"
+    """Not a resampling: the t interval of the mean with Newey and West's (Bartlett)
+    long-run variance, its bandwidth the larger of Politis and White's estimate and
+    ``BANDWIDTH_FLOOR`` x sqrt(n), read with Kiefer and Vogelsang's fixed-b critical
+    values (the default; ``hac_interval``)."""
 
     STATIONARY = "stationary"
     """Politis and Romano's stationary bootstrap: blocks of geometrically distributed
-    length, their mean chosen from the data (the default)."""
+    length, their mean chosen from the data (the default until the gate measured too
+    many false promotions with it: README, the promotion gate)."""
     CIRCULAR = "circular"
     """Blocks of one length chosen from the data, wrapping from the end to the start."""
     IID = "iid"
@@ -96,7 +118,7 @@ class MeanInterval(NamedTuple):
     low: float
     high: float
     block_length: float
-    """Mean length of the resampled blocks (1 for ``iid``)."""
+    """Mean length of the resampled blocks (1 for ``iid``; ``newey-west``: its bandwidth)."""
     effective_n: float
     """How many independent trades would give the mean the spread the bootstrap found
     (see ``bootstrap_interval``)."""
@@ -121,7 +143,8 @@ class PromotionDecision:
     bootstrap: str
     """The resampling of the interval (``Bootstrap``)."""
     block_length: float
-    """Mean block length the bootstrap used (1: trades resampled one by one)."""
+    """Mean block length the bootstrap used (1: trades resampled one by one;
+    ``newey-west``: the bandwidth of its long-run variance, in trades)."""
     effective_n: float
     """Effective number of independent trades behind the interval (``bootstrap_interval``)."""
     guardrail: str
@@ -187,6 +210,17 @@ def paired_differences(
     return cand_values[in_cand] - champ_values[in_champ]
 
 
+def _politis_white(diff: NDArray[np.float64], column: str) -> float:
+    """Politis and White's estimate (``optimal_block_length``'s ``column``), NaN if undefined."""
+    # imported here: arch takes seconds to import, and the CLI's checks run before any gate
+    from arch.bootstrap import optimal_block_length
+
+    with np.errstate(divide="ignore", invalid="ignore"):  # undefined: NaN, handled by callers
+        frame = optimal_block_length(diff)
+    columns = [str(c) for c in frame.columns]  # stationary, circular
+    return float(frame.to_numpy(dtype=np.float64)[0, columns.index(column)])
+
+
 def block_length(diff: NDArray[np.float64], method: Bootstrap) -> float:
     """The block length ``method`` resamples ``diff`` with, estimated from ``diff`` itself.
 
@@ -194,27 +228,96 @@ def block_length(diff: NDArray[np.float64], method: Bootstrap) -> float:
     error of the bootstrap's variance of the mean (``arch.bootstrap.optimal_block_length``:
     its ``stationary`` column is a mean length, its ``circular`` one is rounded up),
     kept within ``[1, n]``; 1 for ``iid``, under ``MIN_BLOCK_TRADES`` trades, and where
-    the estimate is undefined (no spread).
+    the estimate is undefined (no spread). ``newey-west``: its bandwidth
+    (``hac_bandwidth``).
     """
+    if method is Bootstrap.NEWEY_WEST:
+        return hac_bandwidth(diff)
     if method is Bootstrap.IID or diff.size < MIN_BLOCK_TRADES:
         return 1.0
-    # imported here: arch takes seconds to import, and the CLI's checks run before any gate
-    from arch.bootstrap import optimal_block_length
-
-    with np.errstate(divide="ignore", invalid="ignore"):  # undefined: handled below
-        frame = optimal_block_length(diff)
-    columns = [str(c) for c in frame.columns]  # stationary, circular
-    estimate = float(frame.to_numpy(dtype=np.float64)[0, columns.index(method.value)])
+    estimate = _politis_white(diff, method.value)
     if not math.isfinite(estimate):
         return 1.0
     length = min(max(estimate, 1.0), float(diff.size))
     return float(math.ceil(length)) if method is Bootstrap.CIRCULAR else length
 
 
+def hac_bandwidth(diff: NDArray[np.float64], floor: float = BANDWIDTH_FLOOR) -> float:
+    """The Newey-West bandwidth for ``diff``, in trades: the larger of Politis and White's
+    circular block length (the Bartlett kernel's own rule, unrounded) and ``floor`` x
+    sqrt(n), kept within ``[1, n]``."""
+    n = diff.size
+    estimate = _politis_white(diff, "circular") if n >= MIN_BLOCK_TRADES else math.nan
+    floor = floor * math.sqrt(n)
+    length = max(estimate, floor) if math.isfinite(estimate) else floor
+    return float(min(max(length, 1.0), float(n)))
+
+
+def bartlett_long_run_variance(diff: NDArray[np.float64], bandwidth: float) -> float:
+    """Newey and West's long-run variance of ``diff``: ``g0 + 2 sum_{k < M} (1 - k / M) gk``
+    with ``gk`` the autocovariances (over n) of the demeaned series, ``M = bandwidth``;
+    never negative."""
+    n = diff.size
+    centred = np.asarray(diff, dtype=np.float64) - float(np.mean(diff))
+    size = 1 << (2 * n - 1).bit_length()  # zero-padded: the FFT's products are not circular
+    spectrum = np.fft.rfft(centred, size)
+    autocov = np.fft.irfft(spectrum * np.conj(spectrum), size)[:n] / n
+    lags = np.arange(1, min(math.ceil(bandwidth), n))
+    return float(autocov[0] + 2.0 * np.sum((1.0 - lags / bandwidth) * autocov[lags]))
+
+
+def fixed_b_critical_value(b: float, quantile: float) -> float:
+    """The ``quantile`` of the Bartlett-kernel t statistic with bandwidth ``b`` x n under
+    fixed-b asymptotics (Kiefer and Vogelsang 2005, ``KIEFER_VOGELSANG``).
+
+    Between (and beyond) their tabulated quantiles, each polynomial coefficient is
+    interpolated (extrapolated) linearly in the normal quantile, from 0 at the median.
+    """
+    if not 0.5 <= quantile < 1.0:
+        raise ValueError(f"quantile={quantile} must be in [0.5, 1)")
+    z = NormalDist().inv_cdf(quantile)
+    knots = np.asarray([0.0, *(row[1][0] for row in KIEFER_VOGELSANG)], dtype=np.float64)
+    value = z
+    for power in (1, 2, 3):
+        coefficient = np.asarray(
+            [0.0, *(row[1][power] for row in KIEFER_VOGELSANG)], dtype=np.float64
+        )
+        if z <= knots[-1]:
+            c = float(np.interp(z, knots, coefficient).item())
+        else:
+            slope = (coefficient[-1] - coefficient[-2]) / (knots[-1] - knots[-2])
+            c = float(coefficient[-1] + slope * (z - knots[-1]))
+        value += c * b**power
+    return float(value)
+
+
+def hac_interval(
+    diff: NDArray[np.float64], confidence: float, floor: float = BANDWIDTH_FLOOR
+) -> MeanInterval:
+    """The ``confidence`` t interval of the mean of ``diff`` (in time order) with Newey and
+    West's long-run variance and Kiefer and Vogelsang's fixed-b critical value.
+
+    ``mean +- c * sqrt(lrv / n)``: ``lrv`` is ``bartlett_long_run_variance`` at
+    ``hac_bandwidth`` (with ``floor``), ``c`` the ``(1 + confidence) / 2`` quantile of
+    the statistic with that bandwidth as a share of n (``fixed_b_critical_value``), which counts the
+    long-run variance's own estimation error (a wide bandwidth estimates it from few
+    independent stretches, so the critical value grows with it). ``block_length`` is the
+    bandwidth; ``effective_n`` is n x variance / long-run variance.
+    """
+    n = diff.size
+    bandwidth = hac_bandwidth(diff, floor)
+    lrv = bartlett_long_run_variance(diff, bandwidth)
+    mean = float(np.mean(diff))
+    half = fixed_b_critical_value(bandwidth / n, (1.0 + confidence) / 2.0) * math.sqrt(lrv / n)
+    effective_n = n * float(np.var(diff)) / lrv if lrv > 0.0 else float(n)
+    return MeanInterval(mean - half, mean + half, bandwidth, effective_n)
+
+
 def _resampled_means(
     diff: NDArray[np.float64], method: Bootstrap, n_boot: int, seed: int
 ) -> tuple[NDArray[np.float64], float]:
-    """The means of ``n_boot`` resamples of ``diff`` by ``method``, and its block length."""
+    """The means of ``n_boot`` resamples of ``diff`` by ``method``, and its block length
+    (``newey-west``: the circular block bootstrap at its bandwidth, for the chart)."""
     length = block_length(diff, method)
     if method is Bootstrap.IID:
         return _bootstrap_means(diff, n_boot, seed), length
@@ -225,7 +328,7 @@ def _resampled_means(
         # arch annotates it as int
         sampler = StationaryBootstrap(length, diff, seed=seed)  # pyright: ignore[reportArgumentType]
     else:
-        sampler = CircularBlockBootstrap(int(length), diff, seed=seed)
+        sampler = CircularBlockBootstrap(math.ceil(length), diff, seed=seed)
     return sampler.apply(np.mean, n_boot)[:, 0], length
 
 
@@ -233,10 +336,12 @@ def bootstrap_means(
     diff: NDArray[np.float64],
     n_boot: int,
     seed: int,
-    method: Bootstrap | str = Bootstrap.STATIONARY,
+    method: Bootstrap | str = Bootstrap.NEWEY_WEST,
 ) -> NDArray[np.float64]:
     """The resampled means the gate's interval is read from (``bootstrap_interval``, same
-    arguments, same draws): what its chart shows."""
+    arguments, same draws): what its chart shows. ``newey-west`` reads no resamples: its
+    chart shows the circular block bootstrap at its bandwidth, whose variance of the mean
+    is, up to edge terms, the Bartlett long-run variance over n (Kunsch 1989)."""
     method = parse_enum(Bootstrap, str(method), "bootstrap")
     return _resampled_means(diff, method, n_boot, seed)[0]
 
@@ -244,12 +349,13 @@ def bootstrap_means(
 def bootstrap_interval(
     diff: NDArray[np.float64],
     *,
-    method: Bootstrap = Bootstrap.STATIONARY,
+    method: Bootstrap = Bootstrap.NEWEY_WEST,
     n_boot: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> MeanInterval:
-    """Bootstrap interval of the mean of ``diff`` (in time order), resampled by ``method``.
+    """Interval of the mean of ``diff`` (in time order) by ``method``: ``newey-west`` is
+    ``hac_interval`` (``n_boot`` and ``seed`` unused); the others resample, as follows.
 
     A block bootstrap resamples runs of consecutive differences (``block_length``), so a
     difference that persists over many trades (a model wrong for weeks) counts as the
@@ -283,6 +389,8 @@ def bootstrap_interval(
     if float(np.ptp(diff)) == 0.0:
         value = float(diff[0])
         return MeanInterval(value, value, 1.0, float(n))
+    if method is Bootstrap.NEWEY_WEST:
+        return hac_interval(diff, confidence)
     means, length = _resampled_means(diff, method, n_boot, seed)
     tail = (1.0 - confidence) / 2.0 * 100.0
     q_low, q_high = (float(x) for x in np.percentile(means, [tail, 100.0 - tail]))
@@ -338,7 +446,7 @@ def compare_policies(
     confidence: float = 0.95,
     seed: int = 0,
     champion_name: str = "production",
-    bootstrap: Bootstrap | str = Bootstrap.STATIONARY,
+    bootstrap: Bootstrap | str = Bootstrap.NEWEY_WEST,
     pnl_tolerance: float = math.inf,
     drawdown_tolerance: float = math.inf,
 ) -> PromotionDecision:

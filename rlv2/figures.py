@@ -661,7 +661,7 @@ direction (-1: the candidate may be that much lower, +1: that much higher)."""
 
 
 def gate(evidence: GateEvidence) -> Figure:
-    """The gate's evidence: the bootstrap distribution of the mean difference with its
+    """The gate's evidence: the resampled distribution of the mean difference with its
     interval, the margin and zero; the guardrail figures of both policies side by side."""
     d = evidence.decision
     fig = _figure(13, 5.5)
@@ -676,7 +676,12 @@ def gate(evidence: GateEvidence) -> Figure:
             bins=min(60, max(10, means.size // 30)),
             color=SKY,
             alpha=0.8,
-            label=f"bootstrap means ({means.size:,} resamples)",
+            label=(
+                # newey-west reads no resamples: these show the spread its variance stands for
+                f"circular block bootstrap at its bandwidth ({means.size:,} resamples)"
+                if d.get("bootstrap") == "newey-west"
+                else f"bootstrap means ({means.size:,} resamples)"
+            ),
         )
     low, high = float(d.get("ci_low", 0.0)), float(d.get("ci_high", 0.0))
     ax.axvspan(low, high, color=BLUE, alpha=0.12, label=f"interval [{low:.4g}, {high:.4g}]")

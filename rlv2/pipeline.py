@@ -85,11 +85,12 @@ class TrainConfig:
     """Bootstrap resamples of the gate's confidence interval."""
     confidence: float = 0.95
     """Confidence level of the gate's interval."""
-    bootstrap: str = "stationary"
-    """How the gate's interval resamples the per-trade differences, in time order:
-    ``stationary`` (blocks of random length, their mean estimated from the data),
-    ``circular`` (blocks of one estimated length) or ``iid`` (trade by trade: the original
-    gate, which promotes too often when differences persist)."""
+    bootstrap: str = "newey-west"
+    """How the gate builds the interval of the per-trade differences, in time order:
+    ``newey-west`` (a t interval with a long-run variance and fixed-b critical values),
+    or a resampling: ``stationary`` (blocks of random length, their mean estimated from
+    the data), ``circular`` (blocks of one estimated length) or ``iid`` (trade by trade:
+    the original gate, which promotes too often when differences persist)."""
     pnl_tolerance: float = 0.0
     """Guardrail: refuse a candidate whose mean pnl per holdout trade (pnl_pct, percent of
     margin) is more than this below the champion's, whatever its metric says (inf: off)."""

@@ -105,10 +105,12 @@ def decision_rows(decision: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("trades compared", _number(decision.get("n", ""), 10)),
         ]
     if "bootstrap" in decision:
+        # newey-west resamples nothing: its block_length is the long-run variance's bandwidth
+        span = "bandwidth" if decision["bootstrap"] == "newey-west" else "mean block"
         rows.append(
             (
                 "bootstrap",
-                f"{decision['bootstrap']}, mean block {_number(decision.get('block_length'), 3)}"
+                f"{decision['bootstrap']}, {span} {_number(decision.get('block_length'), 3)}"
                 f" trades, effective n {_number(decision.get('effective_n'), 4)}",
             )
         )

@@ -9,9 +9,12 @@ import pytest
 
 from rlv2.evaluation import (
     Bootstrap,
+    bartlett_long_run_variance,
     bootstrap_interval,
     bootstrap_means,
     compare_policies,
+    fixed_b_critical_value,
+    hac_interval,
     max_drawdown_pct,
     per_trade_sharpe,
     policy_metrics,
@@ -131,12 +134,13 @@ def test_persistent_zero_mean_differences_are_refused_near_the_nominal_rate():
     # i.i.d. one, so an i.i.d. interval is 3 times too narrow and promotes about 25 % of
     # the time instead of the one-sided 2.5 % of a 95 % interval
     rng = np.random.default_rng(7)
-    promoted = {Bootstrap.STATIONARY: 0, Bootstrap.IID: 0}
+    promoted = {Bootstrap.NEWEY_WEST: 0, Bootstrap.STATIONARY: 0, Bootstrap.IID: 0}
     for replicate in range(100):
         diff = ar1(rng, 400, 0.8)
         for method in promoted:
             interval = bootstrap_interval(diff, method=method, n_boot=500, seed=replicate)
             promoted[method] += interval.low > 0.0
+    assert promoted[Bootstrap.NEWEY_WEST] <= 8, promoted
     assert promoted[Bootstrap.STATIONARY] <= 8, promoted
     assert promoted[Bootstrap.IID] >= 15, promoted
 
@@ -146,8 +150,8 @@ def test_a_clear_gain_is_promoted_and_the_decision_records_the_dependence():
     base = rng.normal(0.0, 1.0, 400)
     gain = 0.6 + ar1(rng, 400, 0.8)  # long-run sd 3 / sqrt(400) = 0.15: 4 sd above 0
     d = compare_policies(run(base + gain), run(base), metric="pnl_pct")
-    assert d.promote and d.bootstrap == "stationary" and d.guardrail == ""
-    assert d.block_length > 3.0  # the data asked for blocks, not single trades
+    assert d.promote and d.bootstrap == "newey-west" and d.guardrail == ""
+    assert d.block_length >= 1.3 * math.sqrt(400)  # the bandwidth, at least its floor
     assert 400 / 20 < d.effective_n < 400 / 3  # true value 400 / 9 = 44
     iid = compare_policies(run(base + gain), run(base), metric="pnl_pct", bootstrap="iid")
     assert iid.block_length == 1.0 and iid.effective_n == pytest.approx(400, rel=0.15)
@@ -174,11 +178,83 @@ def test_the_interval_is_read_from_the_resamples_the_chart_shows():
         means = bootstrap_means(diff, 400, 5, method)
         interval = bootstrap_interval(diff, method=method, n_boot=400, seed=5)
         low, high = np.percentile(means, [2.5, 97.5])
-        if method is Bootstrap.IID:  # the original gate: percentile
+        if method is Bootstrap.NEWEY_WEST:  # no resamples: the chart's are the circular
+            # bootstrap's at its bandwidth, their spread near the t interval's standard error
+            se = (
+                (interval.high - interval.low)
+                / 2
+                / fixed_b_critical_value(interval.block_length / diff.size, 0.975)
+            )
+            assert float(np.std(means)) == pytest.approx(se, rel=0.35)
+        elif method is Bootstrap.IID:  # the original gate: percentile
             assert (interval.low, interval.high) == pytest.approx((low, high))
         else:  # basic: reflected about the mean
             m = float(diff.mean())
             assert (interval.low, interval.high) == pytest.approx((2 * m - high, 2 * m - low))
+
+
+def test_the_fixed_b_critical_values_are_kiefer_and_vogelsangs_and_hold_their_level():
+    # b -> 0: the normal quantile; at a tabulated quantile, their polynomial
+    assert fixed_b_critical_value(0.0, 0.975) == pytest.approx(1.95996, abs=1e-4)
+    assert fixed_b_critical_value(0.5, 0.975) == pytest.approx(
+        1.96 + 2.9694 * 0.5 + 0.4160 * 0.25 - 0.5324 * 0.125, abs=1e-3
+    )
+    # between the tabulated quantiles, monotone in both the quantile and b
+    assert fixed_b_critical_value(0.2, 0.96) > fixed_b_critical_value(0.2, 0.95)
+    assert fixed_b_critical_value(0.3, 0.96) > fixed_b_critical_value(0.2, 0.96)
+    with pytest.raises(ValueError, match="quantile"):
+        fixed_b_critical_value(0.1, 1.0)
+    # i.i.d. data read with a wide bandwidth: the normal quantile rejects far too often, the
+    # fixed-b one about its nominal 2.5 % one-sided
+    rng = np.random.default_rng(21)
+    n, bandwidth = 200, 80.0
+    t = []
+    for _ in range(1500):
+        x = rng.normal(size=n)
+        t.append(x.mean() / math.sqrt(bartlett_long_run_variance(x, bandwidth) / n))
+    t = np.asarray(t)
+    assert np.mean(t > 1.96) > 0.06
+    assert 0.01 < np.mean(t > fixed_b_critical_value(bandwidth / n, 0.975)) < 0.045
+
+
+def test_the_bartlett_long_run_variance_is_the_weighted_autocovariance_sum():
+    x = np.random.default_rng(2).normal(size=50).cumsum()
+    e = x - x.mean()
+    m = 7.5
+    expected = e @ e / 50 + 2 * sum((1 - k / m) * (e[:-k] @ e[k:]) / 50 for k in range(1, 8))
+    assert bartlett_long_run_variance(x, m) == pytest.approx(expected)
+    assert bartlett_long_run_variance(x, 1.0) == pytest.approx(np.var(x))
+
+
+def test_no_edge_persistent_heavy_tailed_differences_like_stage_8s_are_refused():
+    # what the gate meets on stage 8's "one model" nulls (README, the promotion gate),
+    # without the pipeline: 665 heavy-tailed trades (Student t, 3 degrees of freedom)
+    # and, under them, which model is right persisting (a sign redrawn every 12 trades on
+    # average, about the decay of those nulls' autocorrelations in trade order)
+    rng = np.random.default_rng(13)
+    promoted = {Bootstrap.NEWEY_WEST: 0, Bootstrap.IID: 0}
+    replicates = 300
+    for _ in range(replicates):
+        sign = np.where(rng.random(665) < 1 / 12, rng.choice([-1.0, 1.0], 665), 0.0)
+        sign[0] = rng.choice([-1.0, 1.0])
+        runs = np.maximum.accumulate(np.where(sign != 0, np.arange(665), 0))
+        diff = sign[runs] * np.abs(rng.standard_t(3, 665)) * 0.65 + rng.standard_t(3, 665)
+        for method in promoted:
+            promoted[method] += bootstrap_interval(diff, method=method, n_boot=200).low > 0
+    assert promoted[Bootstrap.NEWEY_WEST] / replicates <= 0.05, promoted  # measured 4.3 %
+    assert promoted[Bootstrap.IID] / replicates >= 0.08, promoted  # measured 12 %
+
+
+def test_the_newey_west_interval_is_the_t_interval_its_decision_records():
+    diff = ar1(np.random.default_rng(17), 300, 0.5) + 0.2
+    interval = hac_interval(diff, 0.9)
+    half = (interval.high - interval.low) / 2
+    lrv = bartlett_long_run_variance(diff, interval.block_length)
+    c = fixed_b_critical_value(interval.block_length / 300, 0.95)
+    assert half == pytest.approx(c * math.sqrt(lrv / 300))
+    assert interval.low + half == pytest.approx(diff.mean())
+    assert interval.effective_n == pytest.approx(300 * np.var(diff) / lrv)
+    assert bootstrap_interval(diff, confidence=0.9) == interval  # the default
 
 
 def guarded(candidate: SimulationResult, champion: SimulationResult, **tolerances: float):
@@ -229,7 +305,7 @@ def test_both_guardrails_are_named_and_none_applies_to_a_loser_or_by_default():
 
 def test_the_guardrail_tolerances_are_settings_of_the_training_config():
     config = TrainConfig()
-    assert (config.bootstrap, config.pnl_tolerance) == ("stationary", 0.0)
+    assert (config.bootstrap, config.pnl_tolerance) == ("newey-west", 0.0)
     assert TrainConfig(drawdown_tolerance=math.inf).drawdown_tolerance == math.inf
     for bad in ({"pnl_tolerance": -0.1}, {"drawdown_tolerance": math.nan}):
         with pytest.raises(ValueError, match="must be >= 0"):

@@ -162,12 +162,18 @@ def test_the_gate_chart_shows_the_gates_own_differences_and_bootstrap(run):
         agent, holdout, config, trained[agent].q, production[agent], None
     )
     decision = compare_policies(
-        candidate, champion, metric="meta_reward", n_boot=500, seed=3, champion_name="p"
+        candidate,
+        champion,
+        metric="meta_reward",
+        n_boot=500,
+        seed=3,
+        champion_name="p",
+        bootstrap="stationary",
     )
     diff = paired_differences(candidate, champion, "meta_reward")
     assert diff.size == decision.n
     assert float(diff.mean()) == pytest.approx(decision.difference)
-    means = bootstrap_means(diff, 500, 3)  # the gate's stationary block bootstrap
+    means = bootstrap_means(diff, 500, 3, "stationary")  # a resampling gate's own draws
     q_low, q_high = np.percentile(means, [2.5, 97.5])
     mean = float(diff.mean())  # the basic interval: the error's skew on the right side
     assert (2 * mean - q_high, 2 * mean - q_low) == pytest.approx(
