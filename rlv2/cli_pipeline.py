@@ -34,7 +34,7 @@ from rlv2.config import (
     with_values,
 )
 from rlv2.console import clear_progress, progress, versions_text, when
-from rlv2.domain import Agent
+from rlv2.domain import Agent, agent_spec
 from rlv2.pipeline import TrainConfig
 from rlv2.sweeps import DIMENSIONS, SweepConfig
 
@@ -542,8 +542,6 @@ def add_promote_command(subparsers: Any) -> None:
 
 def run_promote(args: argparse.Namespace) -> int:
     """Carry out ``rlv2 promote``."""
-    from rlv2 import tracking
-
     config, _ = configs(args)
     if args.print_config:
         print_config(config)
@@ -551,6 +549,10 @@ def run_promote(args: argparse.Namespace) -> int:
     if args.version is not None and args.agent == "both":
         raise ValueError("--version needs a single --agent")
     check_history(args.db)
+    if args.version is not None:
+        _check_version(args.agent, args.version)
+    from rlv2 import tracking  # seconds to import (MLflow): after the quick checks
+
     tracking.configure()
     if args.version is not None:
         tracking.version_of(args.agent, args.version)  # a ValueError naming it if none
@@ -569,6 +571,16 @@ def run_promote(args: argparse.Namespace) -> int:
     else:
         say(*decision_lines(decisions))
     return _gate_exit(decisions, show=not args.json)
+
+
+def _check_version(agent: str, version: str) -> None:
+    """A ValueError naming the version if the registry plainly lacks it, before MLflow loads."""
+    from rlv2 import registry_probe
+
+    name = agent_spec(agent).model_name
+    uri = registry_probe.store_uri()
+    if registry_probe.version_known(uri, name, version) is False:
+        raise ValueError(f"{name}: no version {version} in the registry {uri}")
 
 
 def _asks_for_holdout(args: argparse.Namespace) -> bool:

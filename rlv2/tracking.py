@@ -95,7 +95,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema
 from numpy.typing import ArrayLike, NDArray
 
 import rlv2
-from rlv2 import faults, report, serving
+from rlv2 import faults, registry_probe, report, serving
 from rlv2.coverage import Coverage
 from rlv2.domain import AGENT_SPECS, agent_spec
 from rlv2.processes import is_gone, this_process
@@ -205,9 +205,7 @@ class ArtifactWriteFailed(RuntimeError):
 
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store ``<cwd>/mlflow.db``."""
-    return (
-        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
-    )
+    return registry_probe.store_uri()
 
 
 def _sqlite_artifact_location(uri: str, experiment: str) -> str | None:

@@ -146,8 +146,30 @@ def test_a_missing_version_fails_in_one_line_before_prefect(tmp_path, demo_db):
     )
     assert done.returncode == cli.EXIT_FAILURE and done.stdout.strip() == "[]"
     assert done.stderr.strip().splitlines() == [
-        "rlv2 promote: error: rlv2-meta-strategy: no version 99 in the registry"
+        "rlv2 promote: error: rlv2-meta-strategy: no version 99 in the registry "
+        f"sqlite:///{tmp_path}/mlflow.db"
     ]
+    # answered without importing MLflow (seconds), from the store read directly
+    quick = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PROBE.replace("'prefect'", "'mlflow'"),
+            "promote",
+            "--db",
+            str(demo_db),
+            "--agent",
+            "meta_strategy",
+            "--version",
+            "99",
+        ],
+        cwd=tmp_path,
+        env=env_for(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert quick.returncode == cli.EXIT_FAILURE and quick.stdout.strip() == "[]"
     both = probe(tmp_path, "promote", "--db", str(demo_db), "--version", "99")
     assert both.stderr.strip().splitlines() == [
         "rlv2 promote: error: --version needs a single --agent"
