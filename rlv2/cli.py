@@ -24,6 +24,7 @@ from rlv2.ingest import (
     CONTRACT_TABLES,
     REPORTED_PROBLEMS,
     SOURCE_FORMATS,
+    EmptySource,
     IngestError,
     IngestRefused,
     IngestReport,
@@ -217,6 +218,12 @@ def run_ingest(args: argparse.Namespace) -> int:
     try:
         with store.connect(db_path) as con:
             report = ingest(con, request)
+    except EmptySource as empty:
+        if created:
+            _remove_database(db_path)
+        # a source with no rows is no failure (as a header-only CSV), but say so
+        print(f"rlv2 ingest: {empty}", file=sys.stderr)
+        return EXIT_OK
     except IngestRefused as refused:
         if created:
             _remove_database(db_path)
@@ -229,6 +236,11 @@ def run_ingest(args: argparse.Namespace) -> int:
         print(f"rlv2 ingest: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     _print_report(report, db_path)
+    if not report.rows_read:
+        print(
+            f"rlv2 ingest: {report.source} is empty: no data rows, nothing loaded",
+            file=sys.stderr,
+        )
     if report.rows_read and report.rows_quarantined == report.rows_read:
         # committed (the quarantine keeps every reason), but a load that loaded nothing
         # is a failure to whoever runs it in a script

@@ -34,8 +34,12 @@ CREATE TYPE IF NOT EXISTS weight_action_enum AS ENUM ('WEIGHT_UP', 'WEIGHT_DOWN'
 -- quarantined); there is no PRIMARY KEY index, because DuckDB maintains one row by row and
 -- that alone made a bulk load of bars about four times slower (bench stage 5).
 CREATE TABLE IF NOT EXISTS candles (
-    -- Instrument, as the trading system names it (e.g. 'BTCUSDT'); no surrounding blanks.
-    symbol VARCHAR NOT NULL CHECK (symbol <> '' AND symbol = trim(symbol)),
+    -- Instrument, as the trading system names it (e.g. 'BTCUSDT'); no blanks around it
+    -- (spaces, tabs, Unicode spaces) and no control character ('\x07BTC', 'BT\nC'), in every
+    -- table: a database made before this rule has only the blanks' CHECK, and the ingest
+    -- holds every row to the whole rule either way (ingest_symbol_problem).
+    symbol VARCHAR NOT NULL
+        CHECK (symbol <> '' AND NOT regexp_matches(symbol, '\p{Cc}|^[\s\p{Z}]|[\s\p{Z}]$')),
     -- Time stamp of the bar, UTC. rlv2 treats a bar as known at decision time t when
     -- ts <= t (no look-ahead), so stamp bars by their close time. Sources that label bars
     -- by their opening time (both bundled files) can be loaded as published as long as
@@ -61,7 +65,8 @@ CREATE TABLE IF NOT EXISTS signals (
     -- Time the signal was generated, UTC.
     ts TIMESTAMP NOT NULL,
     -- Instrument the forecast is for.
-    symbol VARCHAR NOT NULL CHECK (symbol <> '' AND symbol = trim(symbol)),
+    symbol VARCHAR NOT NULL
+        CHECK (symbol <> '' AND NOT regexp_matches(symbol, '\p{Cc}|^[\s\p{Z}]|[\s\p{Z}]$')),
     -- Model that emitted the forecast.
     model model_enum NOT NULL,
     -- Forecast direction: +1 long, -1 short.
@@ -85,7 +90,8 @@ CREATE TABLE IF NOT EXISTS trades (
     -- Execution (entry) time, UTC.
     ts TIMESTAMP NOT NULL,
     -- Instrument traded.
-    symbol VARCHAR NOT NULL CHECK (symbol <> '' AND symbol = trim(symbol)),
+    symbol VARCHAR NOT NULL
+        CHECK (symbol <> '' AND NOT regexp_matches(symbol, '\p{Cc}|^[\s\p{Z}]|[\s\p{Z}]$')),
     -- Position side: +1 long, -1 short.
     side TINYINT NOT NULL CHECK (side IN (-1, 1)),
     -- Entry price.
