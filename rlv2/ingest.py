@@ -49,8 +49,16 @@ import duckdb
 
 from rlv2 import store
 
-CONTRACT_TABLES: tuple[str, ...] = ("candles", "signals", "trades", "positions", "policy")
-"""The tables a source can be loaded into, in the order they must be filled."""
+CONTRACT_TABLES: tuple[str, ...] = (
+    "candles",
+    "signals",
+    "trades",
+    "positions",
+    "policy",
+    "account",
+)
+"""The tables a source can be loaded into, in the order they must be filled (``account``,
+the optional recorded equity, stands alone)."""
 
 SOURCE_FORMATS: tuple[str, ...] = ("csv", "parquet", "duckdb", "postgres")
 """The kinds of source :func:`ingest` reads."""
@@ -74,6 +82,7 @@ TIME_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "trades": ("ts",),
     "positions": ("closed_ts",),
     "policy": ("ts",),
+    "account": ("ts",),
 }
 """Each table's timestamp columns, held to [earliest, latest) (:class:`IngestRequest`)."""
 PRICE_COLUMNS: Mapping[str, tuple[str, ...]] = {

@@ -216,10 +216,24 @@ EXPECTED_PROBLEMS = {
         (5, "ts"): "rows 5, 6 give this key different values",
         (6, "ts"): "rows 5, 6 give this key different values",
     },
+    "account": {
+        (2, "equity"): "equity must be finite and > 0, got 0.0",
+        (3, "equity"): "cannot parse 'abc' as a number",
+        (4, "ts"): "missing value",
+        (5, "ts"): "rows 5, 6 give this key different values",
+        (6, "ts"): "rows 5, 6 give this key different values",
+        (9, "equity"): "equity must be finite and > 0, got -inf",
+    },
 }
 """Per table: (source_row, column) of each quarantine row -> a part of its reason."""
 
-EXPECTED_DUPLICATES = {"candles": [8], "signals": [11], "trades": [14], "positions": [10]}
+EXPECTED_DUPLICATES = {
+    "candles": [8],
+    "signals": [11],
+    "trades": [14],
+    "positions": [10],
+    "account": [7],
+}
 """Per table: the source rows that repeat an earlier row of the fixture."""
 
 

@@ -136,6 +136,7 @@ def test_apply_schema_is_idempotent(con):
         "trades",
         "positions",
         "policy",
+        "account",
         "ingest_log",
         "ingest_lock",
         "quarantine",

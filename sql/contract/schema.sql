@@ -18,7 +18,7 @@
 --     is converted by rlv2.store.apply_schema (schema_ids_to_text.sql), which every
 --     `rlv2 ingest` runs.
 --   * Ingest the tables in the order candles, signals, trades, positions, policy: a trade
---     needs its signal stored first, a position its trade.
+--     needs its signal stored first, a position its trade. account (optional) stands alone.
 
 -- Market regime, and the meta agent's strategy family named after it (rlv2.domain.Regime).
 CREATE TYPE IF NOT EXISTS regime_enum AS ENUM ('TREND', 'RANGE', 'BREAKOUT', 'MEAN_REVERSION');
@@ -150,6 +150,21 @@ CREATE TABLE IF NOT EXISTS policy (
     enable_rl BOOLEAN NOT NULL
 );
 
+-- account: the live system's own equity, when it records it (optional: a database with no
+-- rows here, or without this table, uses rlv2's account model, SPEC C). The equity in
+-- force at time t is that of the latest row with ts <= t, after every event at or before
+-- it; rlv2 reads it at each close (as of the close's time) for the account features
+-- (account health, equity-curve slope) and at a window's start for the simulated
+-- holdout's starting account (sql/features/account_equity_at.sql). Any currency: rlv2
+-- uses ratios only, in units of the first recorded equity (= 100).
+CREATE TABLE IF NOT EXISTS account (
+    -- Time the equity was recorded, UTC.
+    ts TIMESTAMP PRIMARY KEY,
+    -- The account's equity then (balance with realised pnl, in the system's currency),
+    -- finite and > 0.
+    equity DOUBLE NOT NULL CHECK (isfinite(equity) AND equity > 0)
+);
+
 -- Numbers the ingests.
 CREATE SEQUENCE IF NOT EXISTS ingest_id_seq START 1;
 
@@ -165,7 +180,9 @@ CREATE TABLE IF NOT EXISTS ingest_log (
         CHECK (source_format IN ('csv', 'parquet', 'duckdb', 'postgres')),
     -- The contract table loaded.
     target_table VARCHAR NOT NULL
-        CHECK (target_table IN ('candles', 'signals', 'trades', 'positions', 'policy')),
+        CHECK (
+            target_table IN ('candles', 'signals', 'trades', 'positions', 'policy', 'account')
+        ),
     -- Content fingerprint: sha256 of a file's bytes (what `sha256sum FILE` prints); for a
     -- table source, of its rows as staged (one JSON object a line, in source order).
     content_sha256 VARCHAR NOT NULL CHECK (regexp_full_match(content_sha256, '[0-9a-f]{64}')),
