@@ -348,6 +348,14 @@ def policy_faults(row: Row) -> set[Fault]:
     return faults
 
 
+def account_faults(row: Row) -> set[Fault]:
+    """A time and an equity finite and > 0."""
+    faults: set[Fault] = set()
+    _bound(faults, "ts", _read(row, faults, "ts", _timestamp))
+    _rule(faults, "equity", _read(row, faults, "equity", float), _is_price)
+    return faults
+
+
 LEFT_TO_INGESTION: Mapping[str, set[Fault]] = {
     "candles": {("volume", "unreadable")},
     "signals": set(),
@@ -360,6 +368,7 @@ LEFT_TO_INGESTION: Mapping[str, set[Fault]] = {
     },
     "positions": {("closed_ts", "rule")},
     "policy": set(),
+    "account": set(),
 }
 """The faults the schema cannot see: it reads an unreadable value of a nullable column as
 NULL, and states the rules between a row's symbol or time and its parent's in comments.
@@ -370,6 +379,7 @@ for _table, _bounded in {
     "trades": ("ts", "entry_price"),
     "positions": ("closed_ts", "exit_price"),
     "policy": ("ts",),
+    "account": ("ts",),
 }.items():
     LEFT_TO_INGESTION[_table].update((column, "bound") for column in _bounded)
 
@@ -575,6 +585,16 @@ def _policy_row(i: int, c: dict[str, str]) -> Row:
     return {"ts": _stamp(NEW_AT + timedelta(minutes=i), c["ts"]), "enable_rl": c["enable_rl"]}
 
 
+ACCOUNT: Pools = {
+    "ts": STAMP,
+    "equity": (["1000", "25000.5", " 1e4 ", "1e-3"], ["0", "-0", "-5", "NaN", "inf", "x", ""]),
+}
+
+
+def _account_row(i: int, c: dict[str, str]) -> Row:
+    return {"ts": _stamp(NEW_AT + timedelta(minutes=i), c["ts"]), "equity": c["equity"]}
+
+
 @dataclass(frozen=True)
 class Case:
     """A contract table: how its rows are drawn, their faults, and the column that keys it."""
@@ -611,6 +631,7 @@ CASES: dict[str, Case] = {
     ),
     "positions": Case(POSITIONS, _positions_row, positions_faults, "trade_id", _identifier),
     "policy": Case(POLICY, _policy_row, policy_faults, "ts", _timestamp),
+    "account": Case(ACCOUNT, _account_row, account_faults, "ts", _timestamp),
 }
 
 
