@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
 
 from rlv2.account import account_after_closes
@@ -305,8 +306,14 @@ def recorded_equity_at(
     (the account model then gives it)."""
     if not has_recorded_equity(con):
         return None
-    micros = np.asarray(times).astype("datetime64[us]").astype(np.int64).tolist()
-    rows = _fetch(con, sql_text("account_equity_at"), {"times_us": micros})
+    at = np.asarray(times).astype("datetime64[us]")
+    con.register("account_times_arrow", pa.table({"t": at, "i": np.arange(at.size)}))
+    try:
+        con.execute(sql_text("account_times_load"))
+        rows = _fetch(con, sql_text("account_equity_at"), {})
+    finally:
+        con.unregister("account_times_arrow")
+        con.execute(sql_text("account_times_drop"))
     scale = config.initial_equity
     return (
         np.asarray(rows["equity_ratio"], np.float64) * scale,
