@@ -128,6 +128,7 @@ def log_training(
         "holdout_trades": holdout.n_trades,
         "train_trades_incomplete": train.n_incomplete,
         "holdout_trades_incomplete": holdout.n_incomplete,
+        "account_equity": "recorded" if holdout.recorded_equity else "model",
         **tracking.provenance(db),
     }
     key = run_key("log_training")

@@ -89,6 +89,18 @@ def _equity_kernel(
         out[k, 1] = equity / peak
 
 
+@_jit
+def _recorded_kernel(
+    equity: NDArray[np.float64],
+    peak: NDArray[np.float64],
+    initial_equity: float,
+    out: NDArray[np.float64],
+) -> None:
+    for k in range(equity.size):
+        out[k, 0] = equity[k]
+        out[k, 1] = equity[k] / max(initial_equity, peak[k], equity[k])
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _trailing_kernel(pnl: NDArray[np.float64], window: int, out: NDArray[np.float64]) -> None:
     equity = out[:, 0]
@@ -104,9 +116,20 @@ ACCOUNT_COLUMNS = ("equity", "account_health", "winrate", "sharpe_signal", "equi
 
 
 def account_after_closes(
-    pnl_pct: NDArray[np.float64], initial_equity: float, margin_fraction: float, window: int
+    pnl_pct: NDArray[np.float64],
+    initial_equity: float,
+    margin_fraction: float,
+    window: int,
+    recorded: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
 ) -> dict[str, NDArray[np.float64]]:
-    """Account features after each closed trade of ``pnl_pct`` (in close order)."""
+    """Account features after each closed trade of ``pnl_pct`` (in close order).
+
+    ``recorded``, when the live system recorded its equity: (equity, peak) after each
+    close, the equity then and the highest recorded up to then (in units where the first
+    recorded is ``initial_equity``), used instead of the model's compounding: health is
+    equity over that peak, the slope is over the recorded equity. Win rate and Sharpe
+    come from ``pnl_pct`` either way.
+    """
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     pnl = np.ascontiguousarray(pnl_pct, dtype=np.float64)
@@ -115,6 +138,13 @@ def account_after_closes(
     out = np.empty((pnl.size, len(ACCOUNT_COLUMNS)), np.float64)
     # the equity curve is a running product (one pass in order); each trailing window
     # then depends only on it, so those run in parallel
-    _equity_kernel(pnl, float(initial_equity), float(margin_fraction), out)
+    if recorded is None:
+        _equity_kernel(pnl, float(initial_equity), float(margin_fraction), out)
+    else:
+        equity, peak = (np.ascontiguousarray(a, dtype=np.float64) for a in recorded)
+        for values in (equity, peak):
+            if values.shape != pnl.shape or not np.all(np.isfinite(values) & (values > 0)):
+                raise ValueError("recorded equity and peak must be finite and > 0, one per close")
+        _recorded_kernel(equity, peak, float(initial_equity), out)
     _trailing_kernel(pnl, int(window), out)
     return {name: out[:, i].copy() for i, name in enumerate(ACCOUNT_COLUMNS)}

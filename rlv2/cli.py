@@ -27,6 +27,7 @@ from rlv2.ingest import (
     CONTRACT_TABLES,
     REPORTED_PROBLEMS,
     SOURCE_FORMATS,
+    EmptySource,
     IngestError,
     IngestRefused,
     IngestReport,
@@ -201,10 +202,43 @@ def add_ingest_command(subparsers: argparse._SubParsersAction) -> None:
 
 def run_ingest(args: argparse.Namespace) -> int:
     """Carry out ``rlv2 ingest``: load the source, print the counts."""
+    request = _ingest_request(args)
+    db_path = store.local_db_path(args.db)
+    created = not db_path.exists()
+    try:
+        with store.connect(db_path) as con:
+            report = ingest(con, request)
+    except EmptySource as empty:
+        if created:
+            _remove_database(db_path)
+        # a source with no rows is no failure (as a header-only CSV), but say so
+        if args.json:
+            emit_json({"db": db_path.resolve(), "empty": True, "message": str(empty)})
+        print(f"rlv2 ingest: {empty}", file=console.terminal())
+        return EXIT_OK
+    except IngestRefused as refused:
+        if created:
+            _remove_database(db_path)
+        if args.json:
+            emit_json({"db": db_path.resolve(), "refused": True, **vars(refused.report)})
+        else:
+            _print_problems(refused.report, recorded=False)
+        print(f"rlv2 ingest: error: {refused}", file=console.terminal())
+        return EXIT_FAILURE
+    except (IngestError, duckdb.Error) as error:
+        if created:
+            _remove_database(db_path)
+        print(f"rlv2 ingest: error: {error}", file=console.terminal())
+        return EXIT_FAILURE
+    return _ingest_outcome(args, report, db_path)
+
+
+def _ingest_request(args: argparse.Namespace) -> IngestRequest:
+    """The ingest the options ask for (a usage error naming what is wrong)."""
     if (args.source is None) == (args.source_option is None):
         raise _UsageError("rlv2 ingest: error: give SOURCE either as argument or as --source")
     try:
-        request = IngestRequest(
+        return IngestRequest(
             source=args.source if args.source is not None else args.source_option,
             table=args.table,
             source_format=args.source_format,
@@ -221,29 +255,19 @@ def run_ingest(args: argparse.Namespace) -> int:
         )
     except IngestError as error:
         raise _UsageError(f"rlv2 ingest: error: {error}") from None
-    db_path = store.local_db_path(args.db)
-    created = not db_path.exists()
-    try:
-        with store.connect(db_path) as con:
-            report = ingest(con, request)
-    except IngestRefused as refused:
-        if created:
-            _remove_database(db_path)
-        if args.json:
-            emit_json({"db": db_path.resolve(), "refused": True, **vars(refused.report)})
-        else:
-            _print_problems(refused.report, recorded=False)
-        print(f"rlv2 ingest: error: {refused}", file=console.terminal())
-        return EXIT_FAILURE
-    except (IngestError, duckdb.Error) as error:
-        if created:
-            _remove_database(db_path)
-        print(f"rlv2 ingest: error: {error}", file=console.terminal())
-        return EXIT_FAILURE
+
+
+def _ingest_outcome(args: argparse.Namespace, report: IngestReport, db_path: Path) -> int:
+    """Print a committed ingest's counts; exit 1 if every row read was quarantined."""
     if args.json:
         emit_json({"db": db_path.resolve(), **vars(report)})
     else:
         _print_report(report, db_path)
+    if not report.rows_read:
+        print(
+            f"rlv2 ingest: {report.source} is empty: no data rows, nothing loaded",
+            file=console.terminal(),
+        )
     if report.rows_read and report.rows_quarantined == report.rows_read:
         # committed (the quarantine keeps every reason), but a load that loaded nothing
         # is a failure to whoever runs it in a script

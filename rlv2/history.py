@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
 
 from rlv2.account import account_after_closes
@@ -25,7 +26,7 @@ from rlv2.market import asof_bars, simple_returns, window_features
 from rlv2.outcomes import WEIGHT_SCALES, account_equity, position_notional
 from rlv2.records import MODEL_COLUMNS, AccountStart, Bars, Transitions
 from rlv2.states import NEUTRAL_WINRATE, FeatureConfig
-from rlv2.store import sql_text
+from rlv2.store import has_account, sql_text
 
 EARLIEST = datetime(1900, 1, 1)
 LATEST = datetime(2200, 1, 1)
@@ -129,7 +130,11 @@ def _account_columns(
     """
     closes = _fetch(con, sql_text("account_closes"), {})
     acct = account_after_closes(
-        closes["pnl_pct"], config.initial_equity, config.margin_fraction, config.winrate_window
+        closes["pnl_pct"],
+        config.initial_equity,
+        config.margin_fraction,
+        config.winrate_window,
+        recorded_equity_at(con, closes["closed_ts"], config),
     )
     # a neutral row 0 (no close yet) and a NaN row 1 (no close of this trade) ahead of
     # the closes, so that every lookup is one take
@@ -284,13 +289,47 @@ def load_transitions(
     return _transitions(con, load_bars(con) if bars is None else bars, start, end, config)
 
 
+def has_recorded_equity(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the live system recorded its equity: the optional ``account`` table has rows."""
+    if not has_account(con):
+        return False
+    row = con.execute(sql_text("account_recorded_rows")).fetchone()
+    return bool(row and row[0])
+
+
+def recorded_equity_at(
+    con: duckdb.DuckDBPyConnection, times: NDArray[Any], config: FeatureConfig
+) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """The recorded equity in force at each of ``times``, and the highest recorded up to
+    then (``sql/features/account_equity_at.sql``, an as-of join), in units where the first
+    recorded equity is ``config.initial_equity``; None when the live system recorded none
+    (the account model then gives it)."""
+    if not has_recorded_equity(con):
+        return None
+    at = np.asarray(times).astype("datetime64[us]")
+    con.register("account_times_arrow", pa.table({"t": at, "i": np.arange(at.size)}))
+    try:
+        con.execute(sql_text("account_times_load"))
+        rows = _fetch(con, sql_text("account_equity_at"), {})
+    finally:
+        con.unregister("account_times_arrow")
+        con.execute(sql_text("account_times_drop"))
+    scale = config.initial_equity
+    return (
+        np.asarray(rows["equity_ratio"], np.float64) * scale,
+        np.asarray(rows["peak_ratio"], np.float64) * scale,
+    )
+
+
 def account_start(
     con: duckdb.DuckDBPyConnection, at: datetime | None, config: FeatureConfig | None = None
 ) -> AccountStart:
     """The logged account at ``at``: equity, peak, latest closes and the positions open.
 
     Closes known at ``at`` are those before it and those at it of trades entered before
-    it, as for a decision's account state. None: a fresh account.
+    it, as for a decision's account state. None: a fresh account. Where the live system
+    recorded its equity (the ``account`` table), the equity is the recorded one: at ``at``,
+    after each known close, and at each open position's entry (its margin).
     """
     config = config or FeatureConfig()
     if at is None:
@@ -303,14 +342,24 @@ def account_start(
         .sum()
     )
     pnl = closes["pnl_pct"][:known].astype(np.float64)
-    equity = account_equity(pnl, config.initial_equity, config.margin_fraction)
     recent = slice(max(0, known - config.winrate_window), known)
     opened = _fetch(con, sql_text("account_open_at"), {"at": at})
-    # each open position's margin is a fraction of the equity it opened on: the equity
-    # after the closes known at its entry
     entry = opened["entry_ts"].astype("datetime64[ns]")
-    before_entry = np.searchsorted(closes["closed_ts"][:known], entry, side="left")
-    at_entry = np.r_[config.initial_equity, equity][before_entry]
+    recorded = recorded_equity_at(con, np.r_[closes["closed_ts"][:known], entry, when], config)
+    if recorded is None:
+        equity = account_equity(pnl, config.initial_equity, config.margin_fraction)
+        # each open position's margin is a fraction of the equity it opened on: the equity
+        # after the closes known at its entry
+        before_entry = np.searchsorted(closes["closed_ts"][:known], entry, side="left")
+        at_entry = np.r_[config.initial_equity, equity][before_entry]
+        now = float(equity[-1]) if known else config.initial_equity
+        peak = max(config.initial_equity, float(equity.max()) if known else 0.0, now)
+    else:
+        # the live system's equity: after each known close, at each open position's
+        # entry, and at ``at`` itself (what the account holds when the window starts)
+        values, peaks = recorded
+        equity, at_entry, now = values[:known], values[known:-1], float(values[-1])
+        peak = max(config.initial_equity, now, float(peaks[-1]))
     notional = np.asarray(
         [
             position_notional(s, float(WEIGHT_SCALES[w]), lev, config.margin_fraction * e)
@@ -325,8 +374,8 @@ def account_start(
         dtype=np.float64,
     )
     return AccountStart(
-        equity=float(equity[-1]) if known else config.initial_equity,
-        peak=float(max(config.initial_equity, equity.max())) if known else config.initial_equity,
+        equity=now,
+        peak=peak,
         recent_pnl=pnl[recent],
         recent_equity=equity[recent],
         open_close_ts=opened["closed_ts"].astype("datetime64[ns]"),

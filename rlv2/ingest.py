@@ -50,8 +50,16 @@ import duckdb
 from rlv2 import store
 from rlv2.console import progress
 
-CONTRACT_TABLES: tuple[str, ...] = ("candles", "signals", "trades", "positions", "policy")
-"""The tables a source can be loaded into, in the order they must be filled."""
+CONTRACT_TABLES: tuple[str, ...] = (
+    "candles",
+    "signals",
+    "trades",
+    "positions",
+    "policy",
+    "account",
+)
+"""The tables a source can be loaded into, in the order they must be filled (``account``,
+the optional recorded equity, stands alone)."""
 
 SOURCE_FORMATS: tuple[str, ...] = ("csv", "parquet", "duckdb", "postgres")
 """The kinds of source :func:`ingest` reads."""
@@ -75,6 +83,7 @@ TIME_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "trades": ("ts",),
     "positions": ("closed_ts",),
     "policy": ("ts",),
+    "account": ("ts",),
 }
 """Each table's timestamp columns, held to [earliest, latest) (:class:`IngestRequest`)."""
 PRICE_COLUMNS: Mapping[str, tuple[str, ...]] = {
@@ -145,6 +154,8 @@ class IngestRequest:
             raise IngestError(f"earliest {self.earliest} must be before latest {self.latest}")
         if not self.max_price > 0:  # also refuses NaN
             raise IngestError(f"max_price={self.max_price} must be > 0")
+        if self.symbol is not None and (problem := symbol_problem(self.symbol)):
+            raise IngestError(f"--symbol: {problem}")
 
     strict: bool = False
     """Whether any row to quarantine refuses the whole source: the ingest then rolls back
@@ -208,6 +219,30 @@ class IngestReport:
                 f"{self.rows_loaded} + duplicate {self.rows_duplicate} + quarantined "
                 f"{self.rows_quarantined} = {counted}"
             )
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""The characters of Unicode category Cc, as ``\\p{Cc}`` in ``ingest_symbol_problem``."""
+_BLANK_AROUND = re.compile(r"^\s|\s$")
+
+
+def symbol_problem(symbol: str) -> str | None:
+    """What is wrong with a symbol, as ``ingest_symbol_problem`` (ingest_setup.sql) says it."""
+    if _CONTROL.search(symbol):
+        return f"symbol {json.dumps(symbol)} contains a control character"
+    if not symbol.strip():
+        return "symbol is blank"
+    if _BLANK_AROUND.search(symbol):
+        return f"symbol {json.dumps(symbol, ensure_ascii=False)} has blanks around it"
+    return None
+
+
+class EmptySource(IngestError):
+    """A source file of 0 bytes: nothing to read, nothing loaded or recorded."""
+
+
+MAX_LINE_SIZE = 2_000_000
+"""DuckDB's limit on one CSV record in bytes (its default), given to ``read_csv``."""
 
 
 def detect_format(source: str, source_format: str | None = None) -> str:
@@ -325,6 +360,9 @@ def ingest(con: duckdb.DuckDBPyConnection, request: IngestRequest) -> IngestRepo
     progress(f"ingest {source} -> {request.table}: reading")
     is_file = source_format in ("csv", "parquet")
     stream = _open_file(request.source) if is_file and not request.glob else None
+    if stream is not None and Path(request.source).stat().st_size == 0:
+        stream.close()
+        raise EmptySource(f"{source} is empty (0 bytes): nothing loaded, nothing recorded")
     started_at = _utc_now()
     # A file's sha256 is computed on a thread while DuckDB reads and loads the file; the
     # file is closed once the thread is done.
@@ -696,20 +734,47 @@ def _stage(
     store.execute(con, "ingest_setup")
     try:
         if source_format == "csv":
-            store.execute(
-                con, "ingest_read_csv", {"path": request.source, "header": request.header}
-            )
+            params = {"path": request.source, "header": request.header}
+            store.execute(con, "ingest_read_csv", {**params, "max_line_size": MAX_LINE_SIZE})
             store.execute(con, "ingest_rejected_csv", {"header": request.header})
         elif source_format == "parquet":
             store.execute(con, "ingest_read_parquet", {"path": request.source})
         else:
             _stage_attached(con, request, source_format)
     except duckdb.Error as error:
-        raise IngestError(
-            f"cannot read {source} as {source_format}: {_first_line(error)}"
-        ) from None
+        too_long = _too_long_record(request, source_format)
+        cause = too_long if too_long is not None else _first_line(error)
+        raise IngestError(f"cannot read {source} as {source_format}: {cause}") from None
     (rejected,) = _fetch_one(store.execute(con, "ingest_rejected_count"))
     store.execute(con, "ingest_source_renumbered" if rejected else "ingest_source")
+
+
+def _too_long_record(request: IngestRequest, source_format: str) -> str | None:
+    """Name the first CSV record over :data:`MAX_LINE_SIZE` by its line in the file, if any.
+
+    DuckDB's own message numbers the line within its read buffer ("CSV Error on Line: 1"),
+    so the file is scanned here, on this error path only. A record runs on over line
+    breaks inside double quotes; it is numbered by the line it starts on.
+    """
+    if source_format != "csv" or request.glob:
+        return None
+    try:
+        with open(request.source, "rb") as lines:
+            line_no, start, size, quoted = 0, 0, 0, False
+            for line in lines:
+                line_no += 1
+                if not quoted:
+                    start, size = line_no, 0
+                size += len(line.rstrip(b"\r\n")) + (1 if quoted else 0)
+                quoted ^= line.count(b'"') % 2 == 1
+                if size > MAX_LINE_SIZE:
+                    return (
+                        f"the record on line {start} is longer than {MAX_LINE_SIZE:,} bytes, "
+                        "the most a CSV record may hold; nothing was loaded"
+                    )
+    except OSError:
+        return None
+    return None
 
 
 def _stage_attached(

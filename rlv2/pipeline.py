@@ -256,6 +256,9 @@ class WindowData:
     """Traded decisions (closed inside the window) with their counterfactual paths."""
     n_incomplete: int = 0
     """Traded decisions left out of ``inputs`` because some model gave no signal on them."""
+    recorded_equity: bool = False
+    """Whether the account's equity is the live system's recorded one (the ``account``
+    table), not the account model's (SPEC C)."""
 
     @property
     def n_trades(self) -> int:
@@ -278,7 +281,8 @@ def load_window(
     loaded = history.load_window(con, start, end, config)
     account = history.account_start(con, start, config)
     inputs, n_incomplete = prepare_inputs(loaded.transitions, loaded.bars, end, config, account)
-    return WindowData(start, end, loaded.transitions, loaded.bars, inputs, n_incomplete)
+    recorded = history.has_recorded_equity(con)
+    return WindowData(start, end, loaded.transitions, loaded.bars, inputs, n_incomplete, recorded)
 
 
 class AgentTraining(NamedTuple):

@@ -35,6 +35,7 @@ WINDOW_PARAMS = (
     ("holdout_trades", "holdout trades"),
     ("train_trades_incomplete", "training trades left out (a model gave no signal)"),
     ("holdout_trades_incomplete", "holdout trades left out (a model gave no signal)"),
+    ("account_equity", "the account's equity: recorded by the live system, or the model"),
     ("db.path", "history database"),
     ("db.fingerprint", "its fingerprint"),
     ("git.commit", "code (git commit)"),

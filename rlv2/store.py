@@ -149,27 +149,33 @@ def apply_schema(con: duckdb.DuckDBPyConnection, *, in_transaction: bool = False
     a database made by an earlier contract up to it.
 
     A database whose ``signal_id`` / ``trade_id`` are still BIGINT gets text ids, each id
-    its integer's text (``schema_ids_*.sql``), and one made before the per-agent
-    propensities gets those columns (``schema_upgrade.sql``). The id conversion runs in
-    a transaction of its own, so that a failure changes nothing; pass ``in_transaction``
-    when the caller has one open (DuckDB nests none), and it runs in that one.
+    its integer's text (``schema_ids_*.sql``); one whose ``ingest_log`` predates the
+    ``account`` table gets a log that admits it (``schema_log_*.sql``, rows kept); one
+    made before the per-agent propensities gets those columns (``schema_upgrade.sql``).
+    A rebuild runs in a transaction of its own, so that a failure changes nothing; pass
+    ``in_transaction`` when the caller has one open (DuckDB nests none), and it runs in that one.
     """
     # first: schema.sql does not even run on BIGINT ids (DuckDB binds the REFERENCES of
     # a CREATE TABLE IF NOT EXISTS whose table exists, and refuses BIGINT to VARCHAR)
     if execute(con, "schema_ids_numeric").fetchone() != (0,):
-        _convert_ids_to_text(con, in_transaction=in_transaction)
+        _rebuild(con, "schema_ids_stash", "schema_ids_restore", in_transaction=in_transaction)
+    if execute(con, "schema_log_old").fetchone() != (0,):
+        _rebuild(con, "schema_log_stash", "schema_log_restore", in_transaction=in_transaction)
     execute(con, "schema")
     execute(con, "schema_upgrade")
 
 
-def _convert_ids_to_text(con: duckdb.DuckDBPyConnection, *, in_transaction: bool) -> None:
-    """Rebuild signals, trades and positions with VARCHAR ids, keeping their rows."""
+def _rebuild(
+    con: duckdb.DuckDBPyConnection, stash: str, restore: str, *, in_transaction: bool
+) -> None:
+    """Rebuild tables as ``schema.sql`` states them now, keeping their rows: ``stash``
+    sets them aside and drops them, ``restore`` puts the rows back."""
     if not in_transaction:
         con.begin()
     try:
-        execute(con, "schema_ids_stash")
+        execute(con, stash)
         execute(con, "schema")
-        execute(con, "schema_ids_restore")
+        execute(con, restore)
     except BaseException:
         if not in_transaction:
             con.rollback()
@@ -188,5 +194,13 @@ def fingerprint(db_path: str | PathLike[str]) -> str:
     """
     with connect(db_path, read_only=True) as con:
         rows = execute(con, "contract_digest").fetchall()
+        if has_account(con):
+            rows += execute(con, "contract_digest_account").fetchall()
     lines = "".join(f"{table} {count} {digest}\n" for table, count, digest in rows)
     return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def has_account(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database has the optional ``account`` table (recorded equity)."""
+    row = execute(con, "contract_has_account").fetchone()
+    return bool(row and row[0])

@@ -55,7 +55,18 @@ def schema_before_per_agent_propensities() -> str:
     end = schema.index(");", start)
     old = schema[:start].rstrip().removesuffix(",") + "\n" + schema[end:]
     assert "meta_action_prob" not in old and "sizing_action_prob" not in old
-    return old
+    return without_account(old)
+
+
+def without_account(schema: str) -> str:
+    """``schema`` as it was before the optional account table (its ingest_log's CHECK
+    listed five target tables)."""
+    start = schema.index("-- account: the live system's own equity")
+    end = schema.index(");", start) + len(");")
+    old = schema[:start] + schema[end:]
+    today = "'policy', 'account')"
+    assert old.count(today) == 1
+    return old.replace(today, "'policy')")
 
 
 BIGINT_IDS = {

@@ -216,10 +216,24 @@ EXPECTED_PROBLEMS = {
         (5, "ts"): "rows 5, 6 give this key different values",
         (6, "ts"): "rows 5, 6 give this key different values",
     },
+    "account": {
+        (2, "equity"): "equity must be finite and > 0, got 0.0",
+        (3, "equity"): "cannot parse 'abc' as a number",
+        (4, "ts"): "missing value",
+        (5, "ts"): "rows 5, 6 give this key different values",
+        (6, "ts"): "rows 5, 6 give this key different values",
+        (9, "equity"): "equity must be finite and > 0, got -inf",
+    },
 }
 """Per table: (source_row, column) of each quarantine row -> a part of its reason."""
 
-EXPECTED_DUPLICATES = {"candles": [8], "signals": [11], "trades": [14], "positions": [10]}
+EXPECTED_DUPLICATES = {
+    "candles": [8],
+    "signals": [11],
+    "trades": [14],
+    "positions": [10],
+    "account": [7],
+}
 """Per table: the source rows that repeat an earlier row of the fixture."""
 
 
@@ -1045,3 +1059,145 @@ def test_a_source_path_is_taken_literally_unless_glob_is_asked_for(tmp_path, cap
     assert "read 2 = loaded 1 + duplicates 1" in capsys.readouterr().out
     with store.connect(db, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM candles").fetchone() == (2,)
+
+
+BAD_SYMBOLS = {
+    " BTC": 'symbol " BTC" has blanks around it',
+    "BTC ": 'symbol "BTC " has blanks around it',
+    "\x07BTC": 'symbol "\\u0007BTC" contains a control character',
+    "BT\nC": 'symbol "BT\\nC" contains a control character',
+    "\tBTC": 'symbol "\\tBTC" contains a control character',
+}
+"""Symbols the contract refuses, and the reason each is quarantined with."""
+
+
+def _candle_rows(symbols):
+    """One valid bar per symbol, an hour apart, as dicts of text."""
+    return [
+        {
+            "symbol": symbol,
+            "ts": f"2024-01-01 {hour:02d}:00:00",
+            "open": "100",
+            "high": "110",
+            "low": "95",
+            "close": "105",
+            "volume": "1",
+        }
+        for hour, symbol in enumerate(symbols)
+    ]
+
+
+def _quarantined_symbols(db, ingest_id):
+    """(source_row, column, reason) of one ingest's quarantine rows."""
+    with store.connect(db, read_only=True) as con:
+        return con.execute(
+            "SELECT source_row, column_name, reason FROM quarantine WHERE ingest_id = ? "
+            "ORDER BY source_row",
+            [ingest_id],
+        ).fetchall()
+
+
+def test_symbols_with_control_characters_or_blanks_are_quarantined_on_every_road(tmp_path, capsys):
+    symbols = ["BTC", *BAD_SYMBOLS]
+    expected = [(i + 2, "symbol", reason) for i, reason in enumerate(BAD_SYMBOLS.values())]
+    rows = _candle_rows(symbols)
+    # a CSV (the streamed road refuses it, the staged road names each)
+    source = tmp_path / "bars.csv"
+    with open(source, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    db = tmp_path / "csv.duckdb"
+    with store.connect(db) as con:
+        report = ingest(con, IngestRequest(source=str(source), table="candles"))
+    assert (report.rows_loaded, report.rows_quarantined, report.streamed) == (1, 5, False)
+    assert _quarantined_symbols(db, report.ingest_id) == expected
+    # a Parquet file
+    parquet = tmp_path / "bars.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    db = tmp_path / "parquet.duckdb"
+    with store.connect(db) as con:
+        report = ingest(con, IngestRequest(source=str(parquet), table="candles"))
+    assert _quarantined_symbols(db, report.ingest_id) == expected
+    # a table of another DuckDB file, into signals and trades
+    other = tmp_path / "live.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE TABLE bars AS SELECT * FROM read_parquet(?)", [str(parquet)])
+        con.execute(
+            "CREATE TABLE forecasts AS SELECT 'S' || row_number() OVER () AS signal_id, ts, "
+            "symbol, 'XGB' AS model, 1 AS direction, 0.5 AS confidence, "
+            "'TREND' AS predicted_regime FROM bars"
+        )
+    db = tmp_path / "table.duckdb"
+    with store.connect(db) as con:
+        for table, source_table in [("candles", "bars"), ("signals", "forecasts")]:
+            request = IngestRequest(source=str(other), table=table, source_table=source_table)
+            report = ingest(con, request)
+            assert (report.rows_loaded, report.rows_quarantined) == (1, 5)
+    assert _quarantined_symbols(db, report.ingest_id) == expected
+    with store.connect(db) as con:  # a trade cannot carry a bad symbol either
+        assert con.execute("SELECT symbol FROM signals").fetchall() == [("BTC",)]
+        trade = tmp_path / "trades.csv"
+        trade.write_text(
+            "trade_id,signal_id,ts,symbol,side,entry_price,size_multiplier,leverage,"
+            "portfolio_exposure,strategy,weight_action\n"
+            "T1,S1,2024-01-01 00:00:00,BTC\x07,1,100,1.0,1,0.1,TREND,WEIGHT_UP\n"
+        )
+        report = ingest(con, IngestRequest(source=str(trade), table="trades"))
+    assert ("symbol", 'symbol "BTC\\u0007" contains a control character') in [
+        row[1:] for row in _quarantined_symbols(db, report.ingest_id)
+    ]
+    # a constant symbol is refused before anything is read (a usage error)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("ts,open,high,low,close\n")
+    for symbol in [" BTC", "BTC\x07"]:
+        args = ["ingest", "--db", str(tmp_path / "c.duckdb"), str(header_only)]
+        assert main([*args, "--table", "candles", "--symbol", symbol]) == 2
+        assert "--symbol: symbol" in capsys.readouterr().err
+    assert not (tmp_path / "c.duckdb").exists()
+
+
+def test_an_empty_file_is_reported_as_empty_in_one_line_naming_it(tmp_path, capsys):
+    db = tmp_path / "h.duckdb"
+    zero = tmp_path / "zero.csv"
+    zero.write_bytes(b"")
+    zero_parquet = tmp_path / "zero.parquet"
+    zero_parquet.write_bytes(b"")
+    for source in (zero, zero_parquet):
+        assert main(["ingest", "--db", str(db), "--table", "candles", str(source)]) == 0
+        err = capsys.readouterr().err.strip()
+        assert err == f"rlv2 ingest: {source} is empty (0 bytes): nothing loaded, nothing recorded"
+        assert not db.exists()  # nothing created, nothing recorded
+    header_only = _policy_csv(tmp_path / "header.csv")
+    assert main(["ingest", "--db", str(db), "--table", "policy", str(header_only)]) == 0
+    captured = capsys.readouterr()
+    assert "read 0 = loaded 0 + duplicates 0 + quarantined 0" in captured.out
+    assert captured.err.strip() == (
+        f"rlv2 ingest: {header_only} is empty: no data rows, nothing loaded"
+    )
+    assert _table_counts(db) == (0, 1, 0)
+
+
+def test_a_field_too_large_for_the_reader_is_reported_at_its_real_line(tmp_path, capsys):
+    db = tmp_path / "h.duckdb"
+    good = _policy_csv(tmp_path / "good.csv", "true")
+    assert main(["ingest", "--db", str(db), "--table", "policy", str(good)]) == 0
+    before = table_counts(db)
+    big = "x" * 3_000_000
+    header = "symbol,ts,open,high,low,close,volume\n"
+    bars = "".join(f"BTC,2024-01-01 {h:02d}:00:00,100,110,95,105,1\n" for h in range(5))
+    plain = tmp_path / "plain.csv"  # the 3 MB field on line 7 (a header, 5 bars, then it)
+    plain.write_text(header + bars + f"{big},2024-01-01 06:00:00,100,110,95,105,1\n" + bars)
+    # a quoted field with line breaks before it: the big record starts on line 10
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text(
+        header + '"B\nT\nC",2024-01-02 00:00:00,100,110,95,105,1\n' + bars[:-1] + "\n"
+        f'"{big}\n{big}",2024-01-01 06:00:00,100,110,95,105,1\n'
+    )
+    for source, line in [(plain, 7), (quoted, 10)]:
+        assert main(["ingest", "--db", str(db), "--table", "candles", str(source)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        assert str(source) in err
+        assert f"the record on line {line} is longer than 2,000,000 bytes" in err
+        assert table_counts(db) == before

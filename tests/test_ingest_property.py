@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 import tempfile
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -196,6 +197,23 @@ def _read(row: Row, faults: set[Fault], column: str, parse: Any, nullable: bool 
         return None
 
 
+_SYMBOL_FORMS = ("has blanks around it", "contains a control character")
+"""How the reason of a symbol's own rule ends: its fault kind is 'form', which the schema
+states, unlike the rule between a trade's symbol and its signal's."""
+
+
+def _symbol(row: Row, faults: set[Fault]) -> Any:
+    """The symbol as written (not stripped); a 'form' fault with blanks around it or a
+    control character, a missing one when blank throughout."""
+    text = row["symbol"]
+    if not text.strip():
+        faults.add(("symbol", "missing"))
+        return None
+    if text != text.strip() or any(unicodedata.category(c) == "Cc" for c in text):
+        faults.add(("symbol", "form"))
+    return text
+
+
 def _rule(faults: set[Fault], column: str, value: Any, holds: Callable[[Any], bool]) -> None:
     """A fault on ``column`` if its value was read and breaks the rule."""
     if value is not None and not holds(value):
@@ -224,7 +242,7 @@ def _is_sign(value: int) -> bool:
 def candles_faults(row: Row) -> set[Fault]:
     """Prices finite and > 0, volume finite and >= 0 or blank, high and low bound the bar."""
     faults: set[Fault] = set()
-    _read(row, faults, "symbol", str)
+    _symbol(row, faults)
     _bound(faults, "ts", _read(row, faults, "ts", _timestamp))
     prices = [_read(row, faults, column, float) for column in ("open", "high", "low", "close")]
     volume = _read(row, faults, "volume", float, nullable=True)
@@ -250,7 +268,7 @@ def signals_faults(row: Row) -> set[Fault]:
     signal_id = _read(row, faults, "signal_id", _identifier)
     ts = _read(row, faults, "ts", _timestamp)
     _bound(faults, "ts", ts)
-    symbol = _read(row, faults, "symbol", str)
+    symbol = _symbol(row, faults)
     model = _read(row, faults, "model", _label(Model))
     direction = _read(row, faults, "direction", _integer)
     confidence = _read(row, faults, "confidence", float)
@@ -270,7 +288,7 @@ def trades_faults(row: Row) -> set[Fault]:
     signal_id = _read(row, faults, "signal_id", _identifier)
     ts = _read(row, faults, "ts", _timestamp)
     _bound(faults, "ts", ts)
-    symbol = _read(row, faults, "symbol", str)
+    symbol = _symbol(row, faults)
     _rule(faults, "side", _read(row, faults, "side", _integer), _is_sign)
     entry_price = _read(row, faults, "entry_price", float)
     _rule(faults, "entry_price", entry_price, _is_price)
@@ -330,6 +348,14 @@ def policy_faults(row: Row) -> set[Fault]:
     return faults
 
 
+def account_faults(row: Row) -> set[Fault]:
+    """A time and an equity finite and > 0."""
+    faults: set[Fault] = set()
+    _bound(faults, "ts", _read(row, faults, "ts", _timestamp))
+    _rule(faults, "equity", _read(row, faults, "equity", float), _is_price)
+    return faults
+
+
 LEFT_TO_INGESTION: Mapping[str, set[Fault]] = {
     "candles": {("volume", "unreadable")},
     "signals": set(),
@@ -342,6 +368,7 @@ LEFT_TO_INGESTION: Mapping[str, set[Fault]] = {
     },
     "positions": {("closed_ts", "rule")},
     "policy": set(),
+    "account": set(),
 }
 """The faults the schema cannot see: it reads an unreadable value of a nullable column as
 NULL, and states the rules between a row's symbol or time and its parent's in comments.
@@ -352,6 +379,7 @@ for _table, _bounded in {
     "trades": ("ts", "entry_price"),
     "positions": ("closed_ts", "exit_price"),
     "policy": ("ts",),
+    "account": ("ts",),
 }.items():
     LEFT_TO_INGESTION[_table].update((column, "bound") for column in _bounded)
 
@@ -415,7 +443,10 @@ ID = (
 """How a source may write an identifier (a format of the number), or not. Any text is an
 id, so the forms other than the number's own text name no stored row: a trade whose
 signal_id is '+10000' follows no stored signal."""
-SYMBOL = (["BTCUSDT", "ETHUSDT", " BTCUSDT "], ["", "  "])
+SYMBOL = (
+    ["BTCUSDT", "ETHUSDT"],
+    ["", "  ", " BTCUSDT ", "ETHUSDT\t", "\x07BTCUSDT", "BTC\x1fUSDT"],
+)
 SIGN = (["1", "-1", "+1", "-1.0", " 1 "], ["0", "2", "-2", "300", "0.5", "up", "", "9" * 20])
 PRICE = (["42000", "1e-3", " 7.5 ", "+1E4"], ["0", "-1", "NaN", "inf", "-inf", "abc", "", "1e308"])
 MODEL = (["XGB", "lgbm", " NHITS ", "PatchTST"], ["GPT", ""])
@@ -481,7 +512,7 @@ TRADES: Pools = {
     "trade_id": ID,
     "signal": (["open"], ["followed", "missing"]),
     "signal_id": ID,
-    "symbol": (["same", "padded"], ["other", "blank"]),
+    "symbol": (["same"], ["padded", "control", "other", "blank"]),
     "when": WHEN,
     "ts": STAMP,
     "side": SIGN,
@@ -510,6 +541,7 @@ def _trades_row(i: int, c: dict[str, str]) -> Row:
     symbol = {
         "same": signal.symbol,
         "padded": f" {signal.symbol} ",
+        "control": f"{signal.symbol}\x07",
         "other": SYMBOLS[(i + 1) % 2],
         "blank": "",
     }[c["symbol"]]
@@ -553,6 +585,16 @@ def _policy_row(i: int, c: dict[str, str]) -> Row:
     return {"ts": _stamp(NEW_AT + timedelta(minutes=i), c["ts"]), "enable_rl": c["enable_rl"]}
 
 
+ACCOUNT: Pools = {
+    "ts": STAMP,
+    "equity": (["1000", "25000.5", " 1e4 ", "1e-3"], ["0", "-0", "-5", "NaN", "inf", "x", ""]),
+}
+
+
+def _account_row(i: int, c: dict[str, str]) -> Row:
+    return {"ts": _stamp(NEW_AT + timedelta(minutes=i), c["ts"]), "equity": c["equity"]}
+
+
 @dataclass(frozen=True)
 class Case:
     """A contract table: how its rows are drawn, their faults, and the column that keys it."""
@@ -589,6 +631,7 @@ CASES: dict[str, Case] = {
     ),
     "positions": Case(POSITIONS, _positions_row, positions_faults, "trade_id", _identifier),
     "policy": Case(POLICY, _policy_row, policy_faults, "ts", _timestamp),
+    "account": Case(ACCOUNT, _account_row, account_faults, "ts", _timestamp),
 }
 
 
@@ -656,7 +699,13 @@ def _judge(con: duckdb.DuckDBPyConnection, table: str, rows: list[Row]) -> Judge
     for source_row, column, reason in con.execute(
         "SELECT source_row, column_name, reason FROM ingest_rule_hits"
     ).fetchall():
-        kind = "bound" if "outside the sane range" in reason else "rule"
+        kind = (
+            "bound"
+            if "outside the sane range" in reason
+            else "form"
+            if reason.startswith("symbol ") and reason.endswith(_SYMBOL_FORMS)
+            else "rule"
+        )
         judged.named[source_row].add((column, kind))
     judged.typed_values = _typed(con, "ingest_typed", quoted)
     for source_row in range(1, len(rows) + 1):

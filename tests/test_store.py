@@ -136,6 +136,7 @@ def test_apply_schema_is_idempotent(con):
         "trades",
         "positions",
         "policy",
+        "account",
         "ingest_log",
         "ingest_lock",
         "quarantine",
@@ -285,3 +286,37 @@ def test_a_database_must_be_a_local_file(db):
         store.local_db_path(db)
     with pytest.raises(ValueError, match="must be a local file path"):
         store.connect(db)
+
+
+def test_a_log_made_before_the_account_table_is_rebuilt_with_its_rows(
+    tmp_path, schema_of_first_release
+):
+    """Its CHECK listed five target tables; DuckDB alters no CHECK, so the log and the
+    quarantine are rebuilt, every row kept, and an ingest into account then commits."""
+    path = tmp_path / "first.duckdb"
+    with store.connect(path) as old:
+        old.execute(schema_of_first_release)
+        old.execute(
+            "INSERT INTO ingest_log VALUES (nextval('ingest_id_seq'), 'p.csv', 'csv', "
+            "'policy', repeat('a', 64), '{}', 1, 0, 0, 1, '2024-01-01', '2024-01-01')"
+        )
+        old.execute(
+            "INSERT INTO quarantine VALUES (1, 'p.csv', 1, 'policy', 'ts', 'missing value', "
+            "'{}', '2024-01-01')"
+        )
+    with store.connect(path) as con:
+        assert con.execute(store.sql_text("schema_log_old")).fetchone() == (1,)
+        store.apply_schema(con)
+        assert con.execute(store.sql_text("schema_log_old")).fetchone() == (0,)
+        assert con.execute("SELECT ingest_id, target_table FROM ingest_log").fetchall() == [
+            (1, "policy")
+        ]
+        assert con.execute("SELECT reason FROM quarantine").fetchall() == [("missing value",)]
+        con.execute(
+            "INSERT INTO ingest_log VALUES (nextval('ingest_id_seq'), 'a.csv', 'csv', "
+            "'account', repeat('a', 64), '{}', 0, 0, 0, 0, '2024-01-01', '2024-01-01')"
+        )
+        with pytest.raises(duckdb.ConstraintException):  # the references hold again
+            con.execute(
+                "INSERT INTO quarantine VALUES (99, 'x', 1, 'account', NULL, 'r', '{}', now())"
+            )

@@ -18,7 +18,7 @@
 --     is converted by rlv2.store.apply_schema (schema_ids_to_text.sql), which every
 --     `rlv2 ingest` runs.
 --   * Ingest the tables in the order candles, signals, trades, positions, policy: a trade
---     needs its signal stored first, a position its trade.
+--     needs its signal stored first, a position its trade. account (optional) stands alone.
 
 -- Market regime, and the meta agent's strategy family named after it (rlv2.domain.Regime).
 CREATE TYPE IF NOT EXISTS regime_enum AS ENUM ('TREND', 'RANGE', 'BREAKOUT', 'MEAN_REVERSION');
@@ -34,8 +34,12 @@ CREATE TYPE IF NOT EXISTS weight_action_enum AS ENUM ('WEIGHT_UP', 'WEIGHT_DOWN'
 -- quarantined); there is no PRIMARY KEY index, because DuckDB maintains one row by row and
 -- that alone made a bulk load of bars about four times slower (bench stage 5).
 CREATE TABLE IF NOT EXISTS candles (
-    -- Instrument, as the trading system names it (e.g. 'BTCUSDT'); no surrounding blanks.
-    symbol VARCHAR NOT NULL CHECK (symbol <> '' AND symbol = trim(symbol)),
+    -- Instrument, as the trading system names it (e.g. 'BTCUSDT'); no blanks around it
+    -- (spaces, tabs, Unicode spaces) and no control character ('\x07BTC', 'BT\nC'), in every
+    -- table: a database made before this rule has only the blanks' CHECK, and the ingest
+    -- holds every row to the whole rule either way (ingest_symbol_problem).
+    symbol VARCHAR NOT NULL
+        CHECK (symbol <> '' AND NOT regexp_matches(symbol, '\p{Cc}|^[\s\p{Z}]|[\s\p{Z}]$')),
     -- Time stamp of the bar, UTC. rlv2 treats a bar as known at decision time t when
     -- ts <= t (no look-ahead), so stamp bars by their close time. Sources that label bars
     -- by their opening time (both bundled files) can be loaded as published as long as
@@ -61,7 +65,8 @@ CREATE TABLE IF NOT EXISTS signals (
     -- Time the signal was generated, UTC.
     ts TIMESTAMP NOT NULL,
     -- Instrument the forecast is for.
-    symbol VARCHAR NOT NULL CHECK (symbol <> '' AND symbol = trim(symbol)),
+    symbol VARCHAR NOT NULL
+        CHECK (symbol <> '' AND NOT regexp_matches(symbol, '\p{Cc}|^[\s\p{Z}]|[\s\p{Z}]$')),
     -- Model that emitted the forecast.
     model model_enum NOT NULL,
     -- Forecast direction: +1 long, -1 short.
@@ -85,7 +90,8 @@ CREATE TABLE IF NOT EXISTS trades (
     -- Execution (entry) time, UTC.
     ts TIMESTAMP NOT NULL,
     -- Instrument traded.
-    symbol VARCHAR NOT NULL CHECK (symbol <> '' AND symbol = trim(symbol)),
+    symbol VARCHAR NOT NULL
+        CHECK (symbol <> '' AND NOT regexp_matches(symbol, '\p{Cc}|^[\s\p{Z}]|[\s\p{Z}]$')),
     -- Position side: +1 long, -1 short.
     side TINYINT NOT NULL CHECK (side IN (-1, 1)),
     -- Entry price.
@@ -144,6 +150,21 @@ CREATE TABLE IF NOT EXISTS policy (
     enable_rl BOOLEAN NOT NULL
 );
 
+-- account: the live system's own equity, when it records it (optional: a database with no
+-- rows here, or without this table, uses rlv2's account model, SPEC C). The equity in
+-- force at time t is that of the latest row with ts <= t, after every event at or before
+-- it; rlv2 reads it at each close (as of the close's time) for the account features
+-- (account health, equity-curve slope) and at a window's start for the simulated
+-- holdout's starting account (sql/features/account_equity_at.sql). Any currency: rlv2
+-- uses ratios only, in units of the first recorded equity (= 100).
+CREATE TABLE IF NOT EXISTS account (
+    -- Time the equity was recorded, UTC.
+    ts TIMESTAMP PRIMARY KEY,
+    -- The account's equity then (balance with realised pnl, in the system's currency),
+    -- finite and > 0.
+    equity DOUBLE NOT NULL CHECK (isfinite(equity) AND equity > 0)
+);
+
 -- Numbers the ingests.
 CREATE SEQUENCE IF NOT EXISTS ingest_id_seq START 1;
 
@@ -159,7 +180,9 @@ CREATE TABLE IF NOT EXISTS ingest_log (
         CHECK (source_format IN ('csv', 'parquet', 'duckdb', 'postgres')),
     -- The contract table loaded.
     target_table VARCHAR NOT NULL
-        CHECK (target_table IN ('candles', 'signals', 'trades', 'positions', 'policy')),
+        CHECK (
+            target_table IN ('candles', 'signals', 'trades', 'positions', 'policy', 'account')
+        ),
     -- Content fingerprint: sha256 of a file's bytes (what `sha256sum FILE` prints); for a
     -- table source, of its rows as staged (one JSON object a line, in source order).
     content_sha256 VARCHAR NOT NULL CHECK (regexp_full_match(content_sha256, '[0-9a-f]{64}')),

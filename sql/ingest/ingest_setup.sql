@@ -7,6 +7,23 @@
 -- (trim also removes Unicode spaces) and cast again. Whenever the plain cast succeeds, the
 -- trimmed cast gives the same value, so the result is that of the trimmed cast alone.
 CREATE OR REPLACE TEMP MACRO ingest_text(value) AS nullif(trim(value), '');
+-- A symbol is taken as written, not trimmed: ' BTC' is not BTC but a value to quarantine
+-- (ingest_symbol_problem), as is one with a control character ('\x07BTC', 'BT\nC'). A
+-- value that is blank throughout is missing (NULL). Both roads (staged and streamed) use
+-- these, and so does the check of a constant --symbol (rlv2.ingest.symbol_problem).
+CREATE OR REPLACE TEMP MACRO ingest_symbol(value) AS
+    CASE WHEN ingest_text(value) IS NOT NULL THEN value END;
+-- What is wrong with a symbol, quoted as JSON so that the character shows; NULL: nothing.
+-- Blanks are Unicode spaces and ASCII whitespace (trim() alone misses a tab).
+CREATE OR REPLACE TEMP MACRO ingest_symbol_problem(value) AS
+    CASE
+        WHEN regexp_matches(value, '\p{Cc}')
+            THEN format('symbol {} contains a control character', to_json(value))
+        WHEN regexp_matches(value, '^[\s\p{Z}]|[\s\p{Z}]$')
+            THEN format('symbol {} has blanks around it', to_json(value))
+    END;
+CREATE OR REPLACE TEMP MACRO ingest_is_symbol(value) AS
+    value IS NOT NULL AND ingest_symbol_problem(value) IS NULL;
 CREATE OR REPLACE TEMP MACRO ingest_double(value) AS
     coalesce(TRY_CAST(value AS DOUBLE), TRY_CAST(trim(value) AS DOUBLE));
 -- A plain cast would round '2.5' to 3; only integral spellings ('7', '+1', '7.0') parse.

@@ -11,7 +11,7 @@ CREATE OR REPLACE TEMP TABLE ingest_checked AS
 WITH typed AS (
     SELECT
         source_row,
-        ingest_text(symbol) AS symbol,
+        ingest_symbol(symbol) AS symbol,
         ingest_timestamp(ts, $ts_format) AS ts,
         ingest_double(open) AS open,
         ingest_double(high) AS high,
@@ -24,7 +24,7 @@ WITH typed AS (
 SELECT
     typed.* EXCLUDE (volume_text),
     CASE
-        WHEN typed.symbol IS NOT NULL
+        WHEN ingest_is_symbol(typed.symbol)
             AND typed.ts IS NOT NULL
             AND ingest_is_price(typed.open)
             AND ingest_is_price(typed.high)

@@ -31,4 +31,8 @@ WHERE high >= low AND high < greatest(open, close)
 UNION ALL
 SELECT source_row, 'low', format('low {} is above open {} or close {}', low, open, close)
 FROM finite_bars
-WHERE high >= low AND low > least(open, close);
+WHERE high >= low AND low > least(open, close)
+UNION ALL
+SELECT source_row, 'symbol', ingest_symbol_problem(symbol)
+FROM ingest_typed
+WHERE ingest_symbol_problem(symbol) IS NOT NULL;

@@ -9,7 +9,7 @@ WITH typed AS (
     SELECT
         source_row,
         {
-            'symbol': ingest_text(symbol),
+            'symbol': ingest_symbol(symbol),
             'ts': ingest_timestamp(ts, $ts_format),
             'open': ingest_double(open),
             'high': ingest_double(high),

@@ -11,7 +11,7 @@ typed AS (
         source_row,
         ingest_text(signal_id) AS signal_id,
         ingest_timestamp(ts, $ts_format) AS ts,
-        ingest_text(symbol) AS symbol,
+        ingest_symbol(symbol) AS symbol,
         TRY_CAST(ingest_label(model) AS model_enum) AS model,
         ingest_integer(direction) AS direction,
         ingest_double(confidence) AS confidence,
@@ -27,7 +27,7 @@ SELECT
     CASE
         WHEN typed.signal_id IS NOT NULL
             AND typed.ts IS NOT NULL
-            AND typed.symbol IS NOT NULL
+            AND ingest_is_symbol(typed.symbol)
             AND typed.model IS NOT NULL
             AND ingest_is_sign(typed.direction)
             AND ingest_is_unit_interval(typed.confidence)

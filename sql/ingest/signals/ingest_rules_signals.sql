@@ -29,4 +29,8 @@ JOIN (
     WHERE signal_id IS NOT NULL
     GROUP BY symbol, ts, model
     HAVING count(DISTINCT signal_id) > 1
-) AS clash USING (symbol, ts, model);
+) AS clash USING (symbol, ts, model)
+UNION ALL
+SELECT source_row, 'symbol', ingest_symbol_problem(symbol)
+FROM ingest_typed
+WHERE ingest_symbol_problem(symbol) IS NOT NULL;

@@ -8,7 +8,7 @@ WITH typed AS (
         {
             'signal_id': ingest_text(signal_id),
             'ts': ingest_timestamp(ts, $ts_format),
-            'symbol': ingest_text(symbol),
+            'symbol': ingest_symbol(symbol),
             'model': TRY_CAST(ingest_label(model) AS model_enum),
             'direction': ingest_integer(direction),
             'confidence': ingest_double(confidence),

@@ -5,7 +5,8 @@
 -- ({types}): the same parser as the cast in ingest_double (DuckDB's TryDoubleCast, which
 -- skips ASCII blanks), and a value it cannot read fails the read instead of being NULL.
 -- symbol and ts are read as text and parsed by the macros of ingest_setup.sql, as in
--- ingest_checked_candles.sql; a missing required value fails its NOT NULL, and a broken
+-- ingest_checked_candles.sql (a symbol with blanks around it or a control character is
+-- made NULL); a missing required value fails its NOT NULL, and a broken
 -- rule one of the table's CHECKs, which state the rules of ingest_rules_candles.sql. Keys
 -- are checked after the insert (ingest_streamed_check.sql). Returns the count inserted.
 -- {columns}: symbol and ts as VARCHAR, the prices and volume as DOUBLE, each from its
@@ -14,7 +15,7 @@
 -- Parameters: $path, $header, $ts_format.
 INSERT INTO candles BY NAME
 SELECT
-    ingest_text(mapped.symbol) AS symbol,
+    CASE WHEN ingest_is_symbol(mapped.symbol) THEN mapped.symbol END AS symbol,
     ingest_timestamp(mapped.ts, $ts_format) AS ts,
     mapped.open,
     mapped.high,

@@ -12,7 +12,7 @@ typed AS (
         ingest_text(trade_id) AS trade_id,
         ingest_text(signal_id) AS signal_id,
         ingest_timestamp(ts, $ts_format) AS ts,
-        ingest_text(symbol) AS symbol,
+        ingest_symbol(symbol) AS symbol,
         ingest_integer(side) AS side,
         ingest_double(entry_price) AS entry_price,
         ingest_double(size_multiplier) AS size_multiplier,
@@ -40,7 +40,7 @@ SELECT
         WHEN typed.trade_id IS NOT NULL
             AND typed.signal_id IS NOT NULL
             AND typed.ts IS NOT NULL
-            AND typed.symbol IS NOT NULL
+            AND ingest_is_symbol(typed.symbol)
             AND ingest_is_sign(typed.side)
             AND ingest_is_price(typed.entry_price)
             AND ingest_is_size_multiplier(typed.size_multiplier)

@@ -72,4 +72,8 @@ JOIN (
     WHERE trade_id IS NOT NULL
     GROUP BY signal_id
     HAVING count(DISTINCT trade_id) > 1
-) AS clash USING (signal_id);
+) AS clash USING (signal_id)
+UNION ALL
+SELECT source_row, 'symbol', ingest_symbol_problem(symbol)
+FROM ingest_typed
+WHERE ingest_symbol_problem(symbol) IS NOT NULL;

@@ -9,7 +9,7 @@ WITH typed AS (
             'trade_id': ingest_text(trade_id),
             'signal_id': ingest_text(signal_id),
             'ts': ingest_timestamp(ts, $ts_format),
-            'symbol': ingest_text(symbol),
+            'symbol': ingest_symbol(symbol),
             'side': ingest_integer(side),
             'entry_price': ingest_double(entry_price),
             'size_multiplier': ingest_double(size_multiplier),
