@@ -38,6 +38,10 @@ class LearnerScore:
     """(candidate − behaviour) / (best fixed − behaviour)."""
     follows_good: float
     """Share of holdout trades whose greedy model is the planted good one (NaN: none)."""
+    planted_trades: int = 0
+    """Holdout trades in a regime with a planted good model (``follows_good``'s base)."""
+    followed_trades: int = 0
+    """Of those, the trades whose greedy model is the planted good one."""
 
     @property
     def beats_best_fixed(self) -> bool:
@@ -88,4 +92,6 @@ def score_learner(
         best_fixed=best,
         captured_share=(candidate["meta_mean_reward"] - base) / (best - base),
         follows_good=float(np.mean(models[planted] == good[planted])) if planted.any() else np.nan,
+        planted_trades=int(planted.sum()),
+        followed_trades=int(np.sum(models[planted] == good[planted])),
     )

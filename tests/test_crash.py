@@ -63,6 +63,7 @@ def test_an_unknown_kill_point_is_an_error_and_an_unset_one_does_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.server  # each `rlv2 train` starts a temporary Prefect server on loopback
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_a_rerun_after_a_kill_leaves_the_registry_consistent(
@@ -143,6 +144,7 @@ def _tiny_tmpfs_works(folder: Path) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.server  # each `rlv2 train` starts a temporary Prefect server on loopback
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux's unshare")
 def test_a_run_whose_artifacts_cannot_be_written_is_failed_and_registers_nothing(
     demo_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -67,6 +67,10 @@ def test_the_greedy_action_follows_the_good_model(scores):
         # overall good model: 94.9 % there, the shortfall the README's table reports.
         floor = 0.94 if name.startswith("regime") else 0.95
         assert s[default].follows_good >= floor, (name, s[default])
+    # the figure: the share of all holdout trades (with a planted good model)
+    planted = sum(s[default].planted_trades for s in scores.values())
+    followed = sum(s[default].followed_trades for s in scores.values())
+    assert planted > 0 and followed / planted >= 0.95, (followed, planted)
 
 
 def test_a_state_dependent_edge_beats_the_best_fixed_action(scores):
