@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
+
+from rlv2.console import terminal
 
 KILL_ENV = "RLV2_KILL_AT"
 """Environment variable naming the kill point at which the process kills itself."""
@@ -32,5 +33,6 @@ def kill_point(point: str) -> None:
     if point not in KILL_POINTS:
         raise ValueError(f"kill point {point!r}: not one of {', '.join(KILL_POINTS)}")
     if os.environ.get(KILL_ENV) == point:
-        print(f"{KILL_ENV}: killed at {point}", file=sys.stderr, flush=True)
+        # on the terminal, not the quiet CLI's log: the test reads it there
+        print(f"{KILL_ENV}: killed at {point}", file=terminal(), flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
