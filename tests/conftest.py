@@ -162,6 +162,9 @@ def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlf
         PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
         MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
         MLFLOW_AUTH_CONFIG_PATH=str(folder / "auth.ini"),
+        # no job runners (huey consumers): nothing here runs server-side jobs, and they
+        # took most of the server's start-up
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
     )
     command = [
         str(bin_dir / "mlflow"),
