@@ -230,8 +230,17 @@ def test_progress_rewrites_one_line_on_a_tty(tmp_path, monkeypatch):
             console.progress("training meta_strategy: epoch 1/20")
             console.progress("training meta_strategy: epoch 2/20")
         monkeypatch.undo()
-    shown = os.read(master, 4096).decode()
+    chunks = []
+    while True:  # a pty hands its bytes over in pieces; EIO once the writer side is closed
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
     os.close(master)
+    shown = b"".join(chunks).decode()
     assert shown == (
         "\r\x1b[Ktraining meta_strategy: epoch 1/20\r\x1b[Ktraining meta_strategy: epoch 2/20"
         "\r\x1b[K"
