@@ -48,6 +48,8 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from rlv2.registry_probe import sqlite_path
+
 LOCK_MODEL = "rlv2-registry-lock"
 """Registered model whose existence is the lease of a store other than SQLite."""
 LOCK_SUFFIX = ".rlv2-lock"
@@ -71,15 +73,6 @@ def owner_label(purpose: str = "") -> str:
     thread = threading.current_thread().name
     label = f"{socket.gethostname()} pid {os.getpid()} {thread}"
     return f"{label} ({purpose})" if purpose else label
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (None for other stores or in memory)."""
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix):
-        return None
-    path = uri[len(prefix) :].split("?", 1)[0]
-    return None if path in ("", ":memory:") else Path(path).resolve()
 
 
 @contextmanager

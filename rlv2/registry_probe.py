@@ -30,6 +30,15 @@ def store_uri() -> str:
     )
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for other stores or in memory)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    path = uri[len(prefix) :].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path).resolve()
+
+
 def version_known(uri: str, model: str, version: str | int) -> bool | None:
     """Whether ``model`` has version ``version`` in the registry at ``uri``; None: can't tell."""
     if uri.startswith("sqlite:///"):
@@ -40,10 +49,9 @@ def version_known(uri: str, model: str, version: str | int) -> bool | None:
 
 
 def _sqlite_version_known(uri: str, model: str, version: str) -> bool | None:
-    path = uri[len("sqlite:///") :].split("?", 1)[0]
-    if path in ("", ":memory:"):
+    db_file = sqlite_path(uri)
+    if db_file is None:
         return None
-    db_file = Path(path).resolve()
     if not db_file.is_file():
         return False  # no store, so no version (the store is not created here)
     try:

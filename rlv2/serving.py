@@ -85,7 +85,7 @@ from rlv2.actions import meta_space, sizing_space
 from rlv2.coverage import Coverage
 from rlv2.domain import Agent, Model, Strategy, WeightAction, agent_spec
 from rlv2.qlearning import greedy_policy
-from rlv2.registry_lock import sqlite_path
+from rlv2.registry_probe import sqlite_path
 from rlv2.states import FEATURE_RANGES, Feature, StateSpace
 
 PRODUCTION_ALIAS = "production"

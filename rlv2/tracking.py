@@ -100,7 +100,8 @@ from rlv2.coverage import Coverage
 from rlv2.domain import AGENT_SPECS, agent_spec
 from rlv2.processes import is_gone, this_process
 from rlv2.qlearning import greedy_policy
-from rlv2.registry_lock import registry_lock, sqlite_path
+from rlv2.registry_lock import registry_lock
+from rlv2.registry_probe import sqlite_path
 from rlv2.serving import (
     DIGEST_KEY,
     MODEL_CODE_LOCK,
