@@ -1,8 +1,8 @@
 """Stage 8: the promotion gate's false promotions and power, on planted histories.
 
 Not a timing stage (one row times a gate decision); it measures what issue 13 asks of
-the gate, for every interval of ``rlv2.evaluation.Bootstrap`` (``newey-west`` the
-default, ``iid`` the original gate) and, as a diagnostic, the percentile interval of the
+the gate, for every interval of ``rlv2.evaluation.Bootstrap`` (``newey-west-symbols``
+the default, ``iid`` the original gate) and, as a diagnostic, the percentile interval of the
 stationary bootstrap's own resamples. The README's figures come from here (``--stages
 8``, full sizes).
 
@@ -119,9 +119,13 @@ def null_pairs(
 
 
 def judge(
-    candidate: SimulationResult, champion: SimulationResult, config: pipeline.TrainConfig
+    candidate: SimulationResult,
+    champion: SimulationResult,
+    config: pipeline.TrainConfig,
+    groups: NDArray[np.int64],
 ) -> dict[str, bool]:
-    """Whether each resampling promotes the candidate on the meta reward, guardrails off."""
+    """Whether each resampling promotes the candidate on the meta reward, guardrails off
+    (``groups``: each decision's symbol code)."""
     out = {}
     for method in Bootstrap:
         decision = compare_policies(
@@ -133,6 +137,7 @@ def judge(
             confidence=config.confidence,
             seed=config.replay.seed,
             bootstrap=method,
+            groups=groups,
         )
         out[method.value] = decision.promote
         if method is Bootstrap.STATIONARY:
@@ -171,7 +176,8 @@ def false_promotions(config: BenchConfig, result: StageResult, tmp: Path) -> Non
             if candidate.equity.size < 2 or min(candidate.equity.min(), champion.equity.min()) <= 0:
                 skipped += 1  # bust: the gate refuses it before any comparison
                 continue
-            for method, verdict in judge(candidate, champion, train_config).items():
+            verdicts = judge(candidate, champion, train_config, holdout.decision_symbols())
+            for method, verdict in verdicts.items():
                 promoted[(kind, method, run_length)].append(verdict)
     default = train_config.bootstrap
     for kind in ("by state", "one model"):
@@ -264,7 +270,12 @@ def time_gate(result: StageResult, tmp: Path) -> None:
     for method in Bootstrap:
         timing = time_call(
             lambda m=method: compare_policies(
-                candidate, champion, metric="meta_reward", bootstrap=m, n_boot=config.n_boot
+                candidate,
+                champion,
+                metric="meta_reward",
+                bootstrap=m,
+                n_boot=config.n_boot,
+                groups=holdout.decision_symbols(),
             ),
             repeat=3,
             allocation=False,

@@ -78,7 +78,9 @@ def explain_decision(
     entries = tracking.decisions_of(agent, version)
     log_run = str(entries[0]["run_id"]) if entries else None
     runs = evidence.gate_runs(agent, holdout, config, candidate_q, champion_q, partner_q)
-    chart = figures.gate(evidence.gate_evidence(agent, runs, config, decision))
+    chart = figures.gate(
+        evidence.gate_evidence(agent, runs, config, decision, holdout.decision_symbols())
+    )
     link = None
     if log_run is not None:
         tracking.log_figure(chart, "gate", run_id=log_run)

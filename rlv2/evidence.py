@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from rlv2 import figures
 from rlv2.actions import meta_space
 from rlv2.domain import Agent, agent_spec
-from rlv2.evaluation import bootstrap_means, paired_differences, policy_metrics
+from rlv2.evaluation import bootstrap_means, paired_differences, paired_groups, policy_metrics
 from rlv2.figures import EquityCurve, GateEvidence
 from rlv2.pipeline import AgentTraining, TrainConfig, WindowData
 from rlv2.replay import SimulationResult, evaluate_policies, kernel_inputs
@@ -128,14 +128,17 @@ def gate_evidence(
     runs: tuple[SimulationResult, SimulationResult],
     config: TrainConfig,
     decision: Mapping[str, Any],
+    groups: NDArray[np.int64] | None = None,
 ) -> GateEvidence:
     """What the gate's chart shows: the per-trade differences, their bootstrap and both
-    runs' metrics, for the decision the gate made on ``runs``."""
+    runs' metrics, for the decision the gate made on ``runs`` (``groups``: each
+    decision's symbol code, ``WindowData.decision_symbols``)."""
     candidate, champion = runs
     metric = agent_spec(agent).reward_metric if config.metric == "reward" else config.metric
     diff = paired_differences(candidate, champion, metric)
+    trade_groups = paired_groups(candidate, champion, groups)
     means = (
-        bootstrap_means(diff, config.n_boot, config.replay.seed, config.bootstrap)
+        bootstrap_means(diff, config.n_boot, config.replay.seed, config.bootstrap, trade_groups)
         if diff.size
         else diff
     )

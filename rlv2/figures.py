@@ -680,6 +680,9 @@ def gate(evidence: GateEvidence) -> Figure:
                 # newey-west reads no resamples: these show the spread its variance stands for
                 f"circular block bootstrap at its bandwidth ({means.size:,} resamples)"
                 if d.get("bootstrap") == "newey-west"
+                else "circular block bootstrap of the symbol-weighted differences at its "
+                f"bandwidth ({means.size:,} resamples)"
+                if d.get("bootstrap") == "newey-west-symbols"
                 else f"bootstrap means ({means.size:,} resamples)"
             ),
         )
@@ -699,6 +702,14 @@ def gate(evidence: GateEvidence) -> Figure:
         lw=2,
         label=f"observed difference {float(d.get('difference', 0.0)):.4g}",
     )
+    if d.get("bootstrap") == "newey-west-symbols" and "estimate" in d:
+        ax.axvline(  # the interval is centred on this one, not on the plain mean
+            float(d["estimate"]),
+            color=BLUE,
+            lw=1.5,
+            ls="-.",
+            label=f"symbol-weighted difference {float(d['estimate']):.4g}",
+        )
     ax.set_xlabel(f"mean difference, candidate − {champion} ({METRIC_UNITS.get(metric, metric)})")
     ax.set_ylabel("resamples (count)")
     ax.legend(loc="upper left", fontsize=8)

@@ -96,6 +96,11 @@ def decision_rows(decision: Mapping[str, Any]) -> list[tuple[str, str]]:
                 f"{_number(decision.get('champion_value'))}",
             ),
             ("difference", _number(decision["difference"])),
+            *(
+                [("symbol-weighted difference", _number(decision["estimate"]))]
+                if decision.get("bootstrap") == "newey-west-symbols" and "estimate" in decision
+                else []
+            ),
             (
                 f"interval ({_number(float(decision.get('confidence', 0.95)) * 100, 3)} %)"
                 if "confidence" in decision
@@ -107,7 +112,7 @@ def decision_rows(decision: Mapping[str, Any]) -> list[tuple[str, str]]:
         ]
     if "bootstrap" in decision:
         # newey-west resamples nothing: its block_length is the long-run variance's bandwidth
-        span = "bandwidth" if decision["bootstrap"] == "newey-west" else "mean block"
+        span = "bandwidth" if str(decision["bootstrap"]).startswith("newey-west") else "mean block"
         rows.append(
             (
                 "bootstrap",
