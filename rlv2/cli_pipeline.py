@@ -416,10 +416,16 @@ def decision_lines(decisions: Mapping[str, Mapping[str, Any]]) -> list[str]:
             lines.append(f"{agent}: v{d['version']} already in production")
             continue
         verdict = "PROMOTED" if d["promote"] else "refused"
+        # the symbol gate's interval is about the weighted mean, not the plain difference
+        weighted = (
+            f", symbol-weighted {d['estimate']:.4f}"
+            if d.get("bootstrap") == "newey-west-symbols" and "estimate" in d
+            else ""
+        )
         lines.append(
             f"{agent} v{d['version']}: {verdict} vs {d['champion']} on {d['metric']}: "
-            f"{d['candidate_value']:.4f} vs {d['champion_value']:.4f}, diff {d['difference']:.4f} "
-            f"CI [{d['ci_low']:.4f}, {d['ci_high']:.4f}] (n={d['n']}): {d['reason']}"
+            f"{d['candidate_value']:.4f} vs {d['champion_value']:.4f}, diff {d['difference']:.4f}"
+            f"{weighted} CI [{d['ci_low']:.4f}, {d['ci_high']:.4f}] (n={d['n']}): {d['reason']}"
         )
         if "ips.metric" in d:
             alarm = ": DISAGREE (an alarm, not a gate)" if d["ips_disagrees"] else ""
