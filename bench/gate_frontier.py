@@ -30,7 +30,6 @@ from bench.stage8_gate import (
     POWER_SEEDS,
     RUN_LENGTHS,
     _windows,
-    null_pairs,
 )
 from rlv2 import pipeline
 from rlv2.demo import build_planted_database
@@ -42,6 +41,7 @@ from rlv2.evaluation import (
     paired_groups,
     symbol_hac_interval,
 )
+from rlv2.measure import no_edge_pairs
 from rlv2.planted import PlantedConfig
 from rlv2.replay import SimulationResult
 
@@ -78,7 +78,7 @@ def null_differences(histories: range, tmp: Path) -> Series:
         build_planted_database(path, planted)
         _, holdout = _windows(path)
         path.unlink()
-        pairs = null_pairs(holdout, config, np.random.default_rng(i))
+        pairs = no_edge_pairs(holdout, config, np.random.default_rng(i))
         for j, (kind, candidate, champion) in enumerate(pairs):
             if candidate.equity.size < 2 or min(candidate.equity.min(), champion.equity.min()) <= 0:
                 continue  # bust: the gate refuses it before any comparison (as stage 8)

@@ -46,10 +46,10 @@ from numpy.typing import NDArray
 from bench.harness import BenchConfig, Check, Row, Stage, StageResult, progress, time_call
 from bench.stage7_planted import VARIANTS
 from rlv2 import history, pipeline, store
-from rlv2.actions import meta_space
 from rlv2.demo import build_planted_database
 from rlv2.domain import Agent
 from rlv2.evaluation import Bootstrap, compare_policies
+from rlv2.measure import no_edge_pairs
 from rlv2.outcomes import BUST_EQUITY
 from rlv2.planted import PlantedConfig
 from rlv2.replay import SimulationResult
@@ -61,8 +61,6 @@ POWER_SEEDS = {"small": (0, 1), "full": tuple(range(20))}
 """Seeds of each of stage 7's planted variants."""
 RUN_LENGTHS = (10.0, 20.0, 33.0)
 """Persistence of the no-edge histories' model errors, one history each by turns."""
-MODEL_PAIRS = ((0, 1), (2, 3))
-"""XGB/LGBM and NHITS/PATCHTST: the two independent pairs of each no-edge history."""
 NULL_SEED = 7_000
 """First planted seed of the no-edge histories (stage 7 and the power use 0...)."""
 PERCENTILE = "stationary, percentile"
@@ -77,45 +75,6 @@ def _windows(path: Path) -> tuple[pipeline.WindowData, pipeline.WindowData]:
         first, _, _ = history.decision_bounds(con)
         cut = history.holdout_start(con, pipeline.TrainConfig().holdout_fraction)
         return pipeline.load_window(con, first, cut), pipeline.load_window(con, cut, None)
-
-
-def _greedy_table(actions: NDArray[np.int64]) -> NDArray[np.float64]:
-    """A meta Q-table whose greedy action in state s is ``actions[s]``."""
-    q = np.zeros((actions.size, meta_space.n))
-    q[np.arange(actions.size), actions] = 1.0
-    return q
-
-
-def null_pairs(
-    holdout: pipeline.WindowData, config: pipeline.TrainConfig, rng: np.random.Generator
-) -> list[tuple[str, SimulationResult, SimulationResult]]:
-    """The four no-edge replicates of one holdout: (kind, candidate run, champion run)."""
-    n_states = config.replay.meta_space.n_states
-    codes = np.arange(meta_space.n)
-    strategy, model, weight = meta_space.decode_arrays(codes)
-    action = np.zeros((4, 4, 3), dtype=np.int64)
-    action[strategy, model, weight] = codes
-
-    def run(actions: NDArray[np.int64]) -> SimulationResult:
-        return pipeline.evaluate(holdout, config, _greedy_table(actions), None)[0]
-
-    pairs = []
-    for pair in MODEL_PAIRS:
-        ours, theirs = pair if rng.random() < 0.5 else pair[::-1]
-        s, w = int(rng.integers(4)), int(rng.integers(3))
-        one = np.full(n_states, action[s, ours, w]), np.full(n_states, action[s, theirs, w])
-        pairs.append(("one model", run(one[0]), run(one[1])))
-        s_by, w_by = rng.integers(4, size=n_states), rng.integers(3, size=n_states)
-        pick = rng.integers(2, size=n_states)
-        models = np.asarray(pair)
-        pairs.append(
-            (
-                "by state",
-                run(action[s_by, models[pick], w_by]),
-                run(action[s_by, models[1 - pick], w_by]),
-            )
-        )
-    return pairs
 
 
 def judge(
@@ -170,7 +129,7 @@ def false_promotions(config: BenchConfig, result: StageResult, tmp: Path) -> Non
         build_planted_database(path, planted)
         _, holdout = _windows(path)
         path.unlink()
-        for kind, candidate, champion in null_pairs(
+        for kind, candidate, champion in no_edge_pairs(
             holdout, train_config, np.random.default_rng(i)
         ):
             if candidate.equity.size < 2 or min(candidate.equity.min(), champion.equity.min()) <= 0:
@@ -266,7 +225,7 @@ def time_gate(result: StageResult, tmp: Path) -> None:
     build_planted_database(path, PlantedConfig(seed=NULL_SEED, no_edge=True))
     _, holdout = _windows(path)
     config = pipeline.TrainConfig()
-    _, candidate, champion = null_pairs(holdout, config, np.random.default_rng(0))[0]
+    _, candidate, champion = no_edge_pairs(holdout, config, np.random.default_rng(0))[0]
     for method in Bootstrap:
         timing = time_call(
             lambda m=method: compare_policies(

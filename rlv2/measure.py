@@ -9,6 +9,9 @@ logged behaviour, on the gate's metric (the meta agent's own SPEC A1 reward):
   that it does better (a state-dependent edge);
 - **follows the good model**: the share of the holdout's simulated trades on which the
   greedy action's model is the one planted as right in that decision's regime.
+
+And what the promotion gate must refuse: pairs of policies on a no-edge history whose
+differences have mean zero exactly (``no_edge_pairs``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from numpy.typing import NDArray
 from rlv2.actions import meta_space
 from rlv2.domain import Agent
 from rlv2.pipeline import TrainConfig, WindowData, evaluate, train_agent
+from rlv2.replay import SimulationResult
+
+MODEL_PAIRS = ((0, 1), (2, 3))
+"""XGB/LGBM and NHITS/PATCHTST: the two pairs of models ``no_edge_pairs`` swaps."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,53 @@ def fixed_action_table(n_states: int, action: int) -> NDArray[np.float64]:
     q = np.zeros((n_states, meta_space.n))
     q[:, action] = 1.0
     return q
+
+
+def greedy_table(actions: NDArray[np.int64]) -> NDArray[np.float64]:
+    """A meta Q-table whose greedy action in state s is ``actions[s]``."""
+    q = np.zeros((actions.size, meta_space.n))
+    q[np.arange(actions.size), actions] = 1.0
+    return q
+
+
+def no_edge_pairs(
+    holdout: WindowData, config: TrainConfig, rng: np.random.Generator
+) -> list[tuple[str, SimulationResult, SimulationResult]]:
+    """Four exact nulls of a no-edge holdout for the gate: (kind, candidate run, champion).
+
+    Per pair of ``MODEL_PAIRS`` (which side is the candidate drawn at random): ``one
+    model``, a meta action (strategy, model, weight drawn) in every state against the same
+    strategy and weight with the pair's other model; ``by state``, a random table (per
+    state a strategy, a weight and one model of the pair) against the same table with
+    the pair's models swapped. With every model a coin flip the models are exchangeable,
+    so each paired difference has mean zero exactly; the two pairs share no model.
+    """
+    n_states = config.replay.meta_space.n_states
+    codes = np.arange(meta_space.n)
+    strategy, model, weight = meta_space.decode_arrays(codes)
+    action = np.zeros((4, 4, 3), dtype=np.int64)
+    action[strategy, model, weight] = codes
+
+    def run(actions: NDArray[np.int64]) -> SimulationResult:
+        return evaluate(holdout, config, greedy_table(actions), None)[0]
+
+    pairs = []
+    for pair in MODEL_PAIRS:
+        ours, theirs = pair if rng.random() < 0.5 else pair[::-1]
+        s, w = int(rng.integers(4)), int(rng.integers(3))
+        one = np.full(n_states, action[s, ours, w]), np.full(n_states, action[s, theirs, w])
+        pairs.append(("one model", run(one[0]), run(one[1])))
+        s_by, w_by = rng.integers(4, size=n_states), rng.integers(3, size=n_states)
+        pick = rng.integers(2, size=n_states)
+        models = np.asarray(pair)
+        pairs.append(
+            (
+                "by state",
+                run(action[s_by, models[pick], w_by]),
+                run(action[s_by, models[1 - pick], w_by]),
+            )
+        )
+    return pairs
 
 
 def best_fixed_reward(holdout: WindowData, config: TrainConfig) -> float:
