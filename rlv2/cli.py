@@ -297,9 +297,9 @@ environment:
                        the working directory; its path is printed when a command wrote to it)
   PREFECT_API_URL      a Prefect server to run the flows on (default: a temporary one)
 
-Every subcommand takes -v (the libraries' logs and a failure's traceback on stderr) and
---json (its result as one JSON document on stdout). Exit codes: 0 done, 1 failed, 2 usage
-error, 3 the promotion gate refused a candidate (train, promote).
+Every subcommand takes -v, before or after its name (the libraries' logs and a failure's
+traceback on stderr), and --json (its result as one JSON document on stdout). Exit codes:
+0 done, 1 failed, 2 usage error, 3 the promotion gate refused a candidate (train, promote).
 """
 
 
@@ -312,6 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"rlv2 {__version__}")
+    parser.add_argument(  # the same switch before the subcommand (`rlv2 -v demo`)
+        "-v",
+        "--verbose",
+        dest="verbose_first",
+        action="store_true",
+        help="as every subcommand's -v",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in COMMANDS:
         add_command(subparsers)
@@ -330,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except SystemExit as exit_request:  # --help and --version
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_OK
-    quiet = console.Quiet(args.command, verbose=args.verbose)
+    quiet = console.Quiet(args.command, verbose=args.verbose or args.verbose_first)
     with quiet, _tracking_uri(getattr(args, "tracking_uri", None)):
         code = _run(args, quiet)
     if code != EXIT_FAILURE:

@@ -127,6 +127,8 @@ def test_a_missing_database_fails_in_one_line_before_prefect(tmp_path, command):
     verbose = probe(tmp_path, command, "--db", "missing.duckdb", "-v")
     assert verbose.returncode == cli.EXIT_FAILURE
     assert "Traceback" in verbose.stderr and verbose.stderr.strip().endswith(line)
+    first = probe(tmp_path, "-v", command, "--db", "missing.duckdb")  # before the subcommand
+    assert first.returncode == cli.EXIT_FAILURE and first.stderr == verbose.stderr
 
 
 def test_a_database_without_decisions_fails_in_one_line_before_prefect(tmp_path):
