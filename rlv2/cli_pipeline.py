@@ -690,8 +690,27 @@ def status_lines(result: Mapping[str, Any]) -> list[str]:
                 shown = when(figures[key]) if key.startswith("holdout_") else _short(figures[key])
                 lines.append(f"    {key}: {shown}")
     if "log" in result:
-        log = result["log"]
-        lines.append(log.to_string(index=False) if not log.empty else "promotion log is empty")
+        lines += log_lines(result["log"])
+    return lines
+
+
+def log_lines(log: Any) -> list[str]:
+    """The promotion log (a frame, newest first), one line per entry: when, which version,
+    what was decided against what, and why (``--json`` has every figure)."""
+    if log.empty:
+        return ["promotion log is empty"]
+    lines = [f"promotion log, newest first ({len(log)} entries; --json for every figure):"]
+    for row in log.to_dict("records"):
+        version = row.get("version")
+        line = f"  {when(row.get('timestamp'))} {row.get('agent')} v{_short(version)}: "
+        line += str(row.get("decision"))
+        champion = row.get("champion")
+        if isinstance(champion, str) and champion:
+            line += f" vs {champion}"
+        reason = row.get("reason")
+        if isinstance(reason, str) and reason:
+            line += f": {reason}"
+        lines.append(line)
     return lines
 
 

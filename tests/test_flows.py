@@ -331,6 +331,7 @@ def test_promote_gate_rollback_and_status_from_the_cli(nightly, db, capsys):
     assert cli.main(["status", "--log"]) == 0
     out = capsys.readouterr().out
     assert f"position_sizing: production v{first} since" in out and "rolled_back" in out
+    assert "promotion log, newest first" in out and "Timestamp(" not in out  # lines, no reprs
     assert cli.main(["rollback", "position_sizing"]) == 1  # no previous any more
     assert "previous" in capsys.readouterr().err
 
