@@ -46,8 +46,8 @@ fixed-b critical value pays for a long one. Chosen on stage 8's histories betwee
 (4-5 % false promotions) and 0.2 (90 % power), and checked on held-out seeds (README,
 the promotion gate)."""
 MIN_SYMBOL_TRADES = 30
-"""``newey-west-symbols``: a symbol with fewer common trades is weighed by the scale of
-all the differences, not its own (a median of a few values is noise)."""
+"""``newey-west-symbols``: a symbol with fewer nonzero differences is weighed by the scale
+of all the differences, not its own (a median of a few values is noise)."""
 KIEFER_VOGELSANG = (
     (0.90, (1.2816, 1.3040, 0.5135, -0.3386)),
     (0.95, (1.6449, 2.1859, 0.3142, -0.3427)),
@@ -263,8 +263,8 @@ def symbol_weights(
 
     A symbol's scale is the median of its nonzero absolute differences (trades where the
     two policies did the same thing differ by 0 and say nothing of the spread); a symbol
-    with fewer than ``min_trades`` trades, or none nonzero, takes the scale of all the
-    differences; with no nonzero difference at all every weight is 1. *Why:* a symbol
+    with fewer than ``min_trades`` nonzero ones takes the scale of all the differences;
+    with no nonzero difference at all every weight is 1. *Why:* a symbol
     whose trades move ten times as much (daily index bars beside hourly FX) would
     otherwise decide the mean alone, and the gate would hear only its few trades.
     """
@@ -273,17 +273,17 @@ def symbol_weights(
     if diff.shape != groups.shape:
         raise ValueError(f"groups has shape {groups.shape}, the differences {diff.shape}")
 
-    def scale(x: NDArray[np.float64]) -> float:
+    def scale(x: NDArray[np.float64], fewest: int) -> float:
         nonzero = np.abs(x[x != 0.0])
-        return float(np.median(nonzero)) if nonzero.size else 0.0
+        return float(np.median(nonzero)) if nonzero.size >= max(fewest, 1) else 0.0
 
-    pooled = scale(diff)
+    pooled = scale(diff, 1)
     if pooled == 0.0:
         return np.ones_like(diff)
     weights = np.empty_like(diff)
     for g in np.unique(groups):
         member = groups == g
-        own = scale(diff[member]) if member.sum() >= min_trades else 0.0
+        own = scale(diff[member], min_trades)
         weights[member] = 1.0 / (own if own > 0.0 else pooled)
     return weights / weights.mean()
 
