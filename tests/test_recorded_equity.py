@@ -4,10 +4,7 @@ for the account features and the holdout's starting account; without it nothing 
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -188,7 +185,7 @@ def test_bad_account_rows_are_quarantined_with_their_reason(tmp_path, capsys):
     ]
 
 
-def test_a_history_with_recorded_equity_trains_end_to_end(tmp_path, mlflow_sqlite):
+def test_a_history_with_recorded_equity_trains_end_to_end(tmp_path, mlflow_sqlite, prefect_harness):
     """``rlv2 train`` on a planted history whose live system recorded its equity: it
     trains, gates and logs that the equity was the recorded one."""
     from rlv2.demo import build_planted_database
@@ -209,16 +206,9 @@ def test_a_history_with_recorded_equity_trains_end_to_end(tmp_path, mlflow_sqlit
     with store.connect(db, read_only=True) as con:
         recorded = history.load_transitions(con)
     assert recorded.account_health.min() < 0.9  # the drift shows in the state
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_sqlite}
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("rlv2")), "train", "--db", str(db), "--epochs", "2"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode in (cli.EXIT_OK, cli.EXIT_REFUSED), done.stderr
+    # in this process, on the session's Prefect API (a subprocess starts its own server)
+    code = cli.main(["train", "--db", str(db), "--epochs", "2", "--tracking-uri", mlflow_sqlite])
+    assert code in (cli.EXIT_OK, cli.EXIT_REFUSED)
     runs = MlflowClient().search_runs(
         [e.experiment_id for e in MlflowClient().search_experiments()],
         "params.account_equity = 'recorded'",
