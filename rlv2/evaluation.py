@@ -312,7 +312,7 @@ def block_length(diff: NDArray[np.float64], method: Bootstrap) -> float:
     if method is Bootstrap.NEWEY_WEST:
         return hac_bandwidth(diff)
     if method is Bootstrap.NEWEY_WEST_SYMBOLS:
-        return symbol_hac_interval(diff, None, 0.95).block_length
+        return _symbol_long_run_variance(*_symbol_series(diff, None), BANDWIDTH_SHARE)[1]
     if method is Bootstrap.IID or diff.size < MIN_BLOCK_TRADES:
         return 1.0
     estimate = _politis_white(diff, method.value)
@@ -409,6 +409,17 @@ def _symbol_series(
     return weighted, weighted[_by_symbol(groups)]
 
 
+def _symbol_long_run_variance(
+    weighted: NDArray[np.float64], by_symbol: NDArray[np.float64], share: float
+) -> tuple[float, float]:
+    """The larger Bartlett long-run variance of the two orders, with its bandwidth."""
+    estimates: list[tuple[float, float]] = []
+    for series in (by_symbol, weighted):
+        bandwidth = hac_bandwidth(series, 0.0, share)
+        estimates.append((bartlett_long_run_variance(series, bandwidth), bandwidth))
+    return max(estimates)
+
+
 def symbol_hac_interval(
     diff: NDArray[np.float64],
     groups: NDArray[np.int64] | None,
@@ -429,11 +440,7 @@ def symbol_hac_interval(
     """
     weighted, by_symbol = _symbol_series(diff, groups)
     n = weighted.size
-    lrv, bandwidth = max(
-        (bartlett_long_run_variance(x, b), b)
-        for x in (by_symbol, weighted)
-        for b in (hac_bandwidth(x, 0.0, share),)
-    )
+    lrv, bandwidth = _symbol_long_run_variance(weighted, by_symbol, share)
     mean = float(np.mean(weighted))
     half = fixed_b_critical_value(bandwidth / n, (1.0 + confidence) / 2.0) * math.sqrt(lrv / n)
     effective_n = n * float(np.var(weighted)) / lrv if lrv > 0.0 else float(n)
@@ -451,8 +458,8 @@ def _resampled_means(
     (``newey-west``: the circular block bootstrap at its bandwidth, for the chart;
     ``newey-west-symbols``: the same, of the symbol-weighted differences in symbol order)."""
     if method is Bootstrap.NEWEY_WEST_SYMBOLS:
-        length = symbol_hac_interval(diff, groups, 0.95).block_length
-        diff = _symbol_series(diff, groups)[1]
+        weighted, diff = _symbol_series(diff, groups)
+        length = _symbol_long_run_variance(weighted, diff, BANDWIDTH_SHARE)[1]
     else:
         length = block_length(diff, method)
     if method is Bootstrap.IID:

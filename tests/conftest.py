@@ -134,6 +134,12 @@ class MlflowServer:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         }
 
+    def sign_in(self, monkeypatch: pytest.MonkeyPatch, user: tuple[str, str] | None = None) -> None:
+        """Make this process talk to the server as ``user`` (None: its admin)."""
+        name, password = user or self.admin
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", name)
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+
 
 MLFLOW_SERVER_START_SECONDS = 180.0
 """How long a test waits for ``mlflow server`` to answer (seconds; slow on a busy host)."""

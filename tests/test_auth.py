@@ -32,12 +32,6 @@ def sizing_q(best: int) -> np.ndarray:
     return q
 
 
-def _as(monkeypatch: pytest.MonkeyPatch, user: tuple[str, str]) -> None:
-    """Make this process talk to the server as ``user``."""
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user[0])
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", user[1])
-
-
 @pytest.fixture
 def team(mlflow_auth_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The README's setup: the admin creates the models, a gate user with MANAGE on them
@@ -45,7 +39,7 @@ def team(mlflow_auth_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> I
     server = mlflow_auth_server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    _as(monkeypatch, server.admin)
+    server.sign_in(monkeypatch)
     auth = get_app_client("basic-auth", tracking_uri=server.uri)
     auth.create_user(*GATE)
     auth.create_user(*READER)
@@ -54,7 +48,7 @@ def team(mlflow_auth_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> I
         admin.create_registered_model(spec.model_name)
         auth.grant_user_permission(GATE[0], "registered_model", spec.model_name, "MANAGE")
         auth.grant_user_permission(READER[0], "registered_model", spec.model_name, "READ")
-    _as(monkeypatch, GATE)
+    server.sign_in(monkeypatch, GATE)
     tracking.configure()
     for best in (1, 2):
         tracking.log_policy_model("position_sizing", sizing_q(best), SIZING_STATE_SPACE)
@@ -91,10 +85,10 @@ def test_a_reader_cannot_move_production_and_the_gate_can(
     [line] = refused.stderr.strip().splitlines()  # one line, no traceback
     assert line.startswith("rlv2 rollback: error: MLflow store http://127.0.0.1:"), line
     assert "reader may not rollback position_sizing (PERMISSION_DENIED" in line, line
-    _as(monkeypatch, READER)
+    mlflow_auth_server.sign_in(monkeypatch, READER)
     with pytest.raises(tracking.PermissionDenied, match="reader may not promote"):
         tracking.promote("position_sizing", 1, {"reason": "a reader"}, expected=2)
-    _as(monkeypatch, GATE)
+    mlflow_auth_server.sign_in(monkeypatch, GATE)
     assert production() == "2"  # nothing moved
     assert list(tracking.promotion_log("position_sizing")["decision"]) == ["promoted"] * 2
 

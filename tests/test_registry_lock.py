@@ -316,8 +316,7 @@ def test_the_lease_on_a_tracking_server_admits_one_holder_and_expires(
     mlflow_auth_server: MlflowServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uri = mlflow_auth_server.uri
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", mlflow_auth_server.admin[0])
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", mlflow_auth_server.admin[1])
+    mlflow_auth_server.sign_in(monkeypatch)
     client = MlflowClient(uri, uri)
     assert registry_lock.sqlite_path(uri) is None  # an http store takes the lease
     _exclusive(lambda: registry_lock.registry_lock(uri, "test", wait_seconds=60))

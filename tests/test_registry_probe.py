@@ -36,8 +36,7 @@ def test_a_tracking_server_is_asked_over_rest_with_the_users_credentials(
     mlflow_auth_server: MlflowServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uri = mlflow_auth_server.uri
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", mlflow_auth_server.admin[0])
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", mlflow_auth_server.admin[1])
+    mlflow_auth_server.sign_in(monkeypatch)
     _register_one(MlflowClient(uri, uri), "rlv2-probe-rest")
     assert registry_probe.version_known(uri, "rlv2-probe-rest", 1) is True
     assert registry_probe.version_known(uri, "rlv2-probe-rest", 2) is False
